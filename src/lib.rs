@@ -1,0 +1,18 @@
+//! dial-a-service: a self-hosted SIP phone line that plays recorded church
+//! services to people who phone in.
+//!
+//! Protocol logic (SIP transactions, dialogs, SDP, the call core) is sans-IO:
+//! it takes input and `now` and returns what to send and when to wake. Only
+//! `driver`, `sip::transport`, `media::pacer` and the CLI touch sockets and clocks.
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod content;
+pub mod driver;
+pub mod endpoint;
+pub mod media;
+pub mod sdp;
+pub mod sip;
+pub mod source;

@@ -1,0 +1,1 @@
+//! The SIP transport: sip/'s only I/O. (written by lead)

@@ -1,0 +1,3 @@
+//! Where services come from: the schedule and its audio.
+
+pub mod schedule;
