@@ -26,11 +26,15 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    pub public_address: Option<std::net::IpAddr>,
+    pub t1: std::time::Duration,
+    pub answer_delay: std::time::Duration,
 }
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub rtp_ports: PortRange,
     pub codecs: Vec<Codec>,
+    pub max_cached_tracks: usize,
 }
 #[derive(Debug, Clone)]
 pub struct SourceConfig {

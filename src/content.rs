@@ -1,1 +1,227 @@
-//! (lead)
+//! What a caller hears: the latest service of the schedule, or the apology
+//! clip when the schedule or its audio cannot be used, or, when even the
+//! clip is unusable, a built-in gentle tone pattern.
+//!
+//! Content trouble never becomes a SIP error: every call is answered and
+//! hears something. Each problem is logged once, when it starts, and its
+//! end is logged too, so a broken file does not flood the log with a line
+//! per caller.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::media::track::{Playlist, Track, TrackCache};
+use crate::media::Codec;
+use crate::source::schedule::Schedule;
+
+/// Remembers the last problem of one kind so it is logged once per change.
+#[derive(Default)]
+struct ProblemLog {
+    last: Mutex<Option<String>>,
+}
+
+impl ProblemLog {
+    /// Records the current state: `Some(problem)` or `None` when all is well.
+    fn record(&self, what: &str, problem: Option<String>) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == problem {
+            return;
+        }
+        match &problem {
+            Some(reason) => tracing::warn!("{what}: {reason}; callers hear the apology clip"),
+            None => tracing::info!("{what}: working again"),
+        }
+        *last = problem;
+    }
+}
+
+/// Picks and prepares what each call plays.
+pub struct Content {
+    schedule: PathBuf,
+    audio_dir: PathBuf,
+    apology: PathBuf,
+    tracks: TrackCache,
+    tones: Mutex<HashMap<Codec, Arc<Track>>>,
+    schedule_problem: ProblemLog,
+    audio_problem: ProblemLog,
+    apology_problem: ProblemLog,
+}
+
+impl Content {
+    pub fn new(schedule: PathBuf, audio_dir: PathBuf, apology: PathBuf, max_tracks: usize) -> Self {
+        Content {
+            schedule,
+            audio_dir,
+            apology,
+            tracks: TrackCache::new(max_tracks),
+            tones: Mutex::new(HashMap::new()),
+            schedule_problem: ProblemLog::default(),
+            audio_problem: ProblemLog::default(),
+            apology_problem: ProblemLog::default(),
+        }
+    }
+
+    /// Checks the schedule and the apology clip once at start, so an
+    /// operator sees a problem before the first caller does. Never fails:
+    /// a missing schedule may appear later.
+    pub fn check_at_start(&self, now: DateTime<Utc>) {
+        for codec in [Codec::Pcmu] {
+            let _ = self.apology_track(codec);
+        }
+        match Schedule::load(&self.schedule) {
+            Ok(schedule) => {
+                for problem in &schedule.problems {
+                    tracing::warn!(schedule = %self.schedule.display(), "{problem}");
+                }
+                match schedule.latest(now) {
+                    Some(service) => tracing::info!(
+                        church = %schedule.church_name,
+                        file = %service.file,
+                        "latest service: {}",
+                        service.datetime
+                    ),
+                    None => self.schedule_problem.record(
+                        "schedule",
+                        Some(format!("{} lists no service that has started yet", self.schedule.display())),
+                    ),
+                }
+            }
+            Err(error) => self.schedule_problem.record("schedule", Some(error.to_string())),
+        }
+    }
+
+    /// What a call answered with `codec` at `now` plays.
+    pub fn playlist(&self, codec: Codec, now: DateTime<Utc>) -> Playlist {
+        let apology = self.apology_track(codec);
+        match self.service_track(codec, now) {
+            Some(track) => Playlist {
+                items: vec![track],
+                on_failure: Some(apology),
+            },
+            None => Playlist {
+                items: vec![apology],
+                on_failure: None,
+            },
+        }
+    }
+
+    /// The latest service's track, or `None` (logged) when there is none.
+    fn service_track(&self, codec: Codec, now: DateTime<Utc>) -> Option<Arc<Track>> {
+        let schedule = match Schedule::load(&self.schedule) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                self.schedule_problem.record("schedule", Some(error.to_string()));
+                return None;
+            }
+        };
+        let Some(service) = schedule.latest(now) else {
+            let reason = format!("{} lists no service that has started yet", self.schedule.display());
+            self.schedule_problem.record("schedule", Some(reason));
+            return None;
+        };
+        self.schedule_problem.record("schedule", None);
+        let path = self.audio_path(&service.file);
+        match self.tracks.open(&path, codec) {
+            Ok(track) => {
+                self.audio_problem.record("service audio", None);
+                Some(track)
+            }
+            Err(error) => {
+                self.audio_problem.record("service audio", Some(error.to_string()));
+                None
+            }
+        }
+    }
+
+    /// A schedule's `file` under the audio folder; names that try to leave
+    /// it (`../`, absolute paths) are refused.
+    fn audio_path(&self, file: &str) -> PathBuf {
+        let relative = Path::new(file);
+        let safe = relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if safe {
+            self.audio_dir.join(relative)
+        } else {
+            // A path that cannot exist under the folder: opening it fails
+            // with a clear "cannot open" naming it, and the apology plays.
+            self.audio_dir.join(file.replace(['/', '\\'], "_"))
+        }
+    }
+
+    fn apology_track(&self, codec: Codec) -> Arc<Track> {
+        match self.tracks.open(&self.apology, codec) {
+            Ok(track) => {
+                self.apology_problem.record("apology clip", None);
+                track
+            }
+            Err(error) => {
+                self.apology_problem.record("apology clip", Some(format!("{error}; playing the built-in tones")));
+                self.tone_track(codec)
+            }
+        }
+    }
+
+    fn tone_track(&self, codec: Codec) -> Arc<Track> {
+        let mut tones = self.tones.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(track) = tones.get(&codec) {
+            return track.clone();
+        }
+        let rate_hz = codec.sample_rate_hz();
+        let samples = gentle_tones(rate_hz);
+        let track = Track::from_pcm(codec, "built-in tones", &samples, rate_hz)
+            .unwrap_or_else(|_| Track::complete(codec, "built-in silence", Vec::new()));
+        tones.insert(codec, track.clone());
+        track
+    }
+}
+
+/// Three soft rising chimes (C5, E5, G5), twice, with rests: a sound that
+/// says "nothing is wrong with your phone" without words.
+pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {
+    let rate = rate_hz as f32;
+    let mut out = Vec::new();
+    let silence = |out: &mut Vec<f32>, seconds: f32| out.extend(std::iter::repeat_n(0.0, (seconds * rate) as usize));
+    silence(&mut out, 0.3);
+    for _ in 0..2 {
+        for (freq, seconds) in [(523.25f32, 0.6f32), (659.25, 0.6), (783.99, 1.2)] {
+            let n = (seconds * rate) as usize;
+            out.extend((0..n).map(|i| {
+                let t = i as f32 / rate;
+                // A 10 ms attack avoids a click; the decay sounds like a bell.
+                let attack = (t / 0.01).min(1.0);
+                let decay = (-3.0 * t / seconds).exp();
+                0.25 * attack * decay * (2.0 * std::f32::consts::PI * freq * t).sin()
+            }));
+        }
+        silence(&mut out, 1.0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tones_are_gentle_and_click_free() {
+        let samples = gentle_tones(8_000);
+        assert!(samples.len() > 8_000 * 5);
+        let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!(peak > 0.1 && peak <= 0.25, "peak {peak}");
+        let biggest_step = samples.windows(2).fold(0f32, |m, w| m.max((w[1] - w[0]).abs()));
+        assert!(biggest_step < 0.2, "a jump of {biggest_step} would click");
+    }
+
+    #[test]
+    fn audio_path_stays_inside_the_folder() {
+        let content = Content::new("s.json".into(), "/srv/audio".into(), "a.wav".into(), 4);
+        assert_eq!(content.audio_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
+        assert_eq!(content.audio_path("sub/x.mp3"), Path::new("/srv/audio/sub/x.mp3"));
+        assert!(content.audio_path("../etc/passwd").starts_with("/srv/audio"));
+        assert!(content.audio_path("/etc/passwd").starts_with("/srv/audio"));
+    }
+}

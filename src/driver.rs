@@ -1,1 +1,223 @@
-//! (lead)
+//! The thin tokio loop between the world and the state machines: SIP
+//! datagrams and timers go into the [`Endpoint`], what it asks for goes out
+//! on the socket or to the [`MediaEngine`]. It decides nothing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::content::Content;
+use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
+use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
+use crate::media::ports::{PortAllocator, RtpSockets};
+use crate::sip::transaction::Timers;
+use crate::sip::transport::{TransportError, UdpTransport};
+
+/// How long a shutdown waits for the answers to its BYEs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot start the media engine: {0}")]
+    Media(std::io::Error),
+    #[error("SIP socket failed: {0}")]
+    Socket(std::io::Error),
+}
+
+/// RTP sockets bound for calls that have not started media yet.
+struct BoundPorts {
+    allocator: PortAllocator,
+    reserved: HashMap<u16, RtpSockets>,
+}
+
+impl MediaPorts for BoundPorts {
+    fn reserve(&mut self) -> Option<u16> {
+        match self.allocator.allocate() {
+            Ok(sockets) => {
+                let port = sockets.port;
+                self.reserved.insert(port, sockets);
+                Some(port)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot bind an RTP port");
+                None
+            }
+        }
+    }
+
+    fn release(&mut self, port: u16) {
+        self.reserved.remove(&port);
+    }
+}
+
+/// The address we put in Via, Contact and SDP: the listen address, or
+/// loopback when listening on every interface and nothing better is known.
+pub fn advertised_ip(listen: IpAddr, public: Option<IpAddr>) -> IpAddr {
+    match public {
+        Some(ip) => ip,
+        None if listen.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => listen,
+    }
+}
+
+/// Runs the line until `shutdown` resolves, then hangs up every call.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DriverError> {
+    let transport = UdpTransport::bind(config.sip.listen).await?;
+    let local = transport.local_addr().map_err(DriverError::Socket)?;
+    serve(config, transport, local, shutdown).await
+}
+
+/// Like [`run`], on an already bound transport (tests bind port 0).
+pub async fn serve(
+    config: Config,
+    mut transport: UdpTransport,
+    local: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DriverError> {
+    let ip = advertised_ip(local.ip(), config.sip.public_address);
+    let contact_addr = SocketAddr::new(ip, local.port());
+    let mut endpoint = Endpoint::new(EndpointConfig {
+        contact_addr,
+        media_ip: ip,
+        codecs: config.media.codecs.clone(),
+        timers: Timers {
+            t1: config.sip.t1,
+            ..Timers::default()
+        },
+        answer_delay: config.sip.answer_delay,
+        user_agent: format!("dial-a-service/{}", env!("CARGO_PKG_VERSION")),
+    });
+    let content = Arc::new(Content::new(
+        config.source.schedule.clone(),
+        config.source.audio.clone(),
+        config.audio.apology.clone(),
+        config.media.max_cached_tracks,
+    ));
+    content.check_at_start(chrono::Utc::now());
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let engine = MediaEngine::start(workers, events_tx).map_err(DriverError::Media)?;
+    let mut ports = BoundPorts {
+        allocator: PortAllocator::new(local.ip(), config.media.rtp_ports),
+        reserved: HashMap::new(),
+    };
+    tracing::info!(sip = %local, advertised = %contact_addr, codecs = ?config.media.codecs, "the line is listening");
+
+    tokio::pin!(shutdown);
+    loop {
+        while let Some(transmit) = endpoint.poll_transmit() {
+            transport.send(&transmit).await;
+        }
+        while let Some(action) = endpoint.poll_action() {
+            perform(action, &engine, &mut ports, &content);
+        }
+        let wake = endpoint.poll_timeout();
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = transport.recv() => {
+                let (datagram, source) = received.map_err(DriverError::Socket)?;
+                endpoint.handle_datagram(datagram, source, Instant::now(), &mut ports);
+            }
+            () = sleep => endpoint.handle_timeout(Instant::now()),
+            Some(event) = events.recv() => match event {
+                MediaEvent::Finished { id } => endpoint.handle_media_finished(CallId(id.0), Instant::now()),
+            },
+            () = &mut shutdown => break,
+        }
+    }
+
+    tracing::info!(calls = endpoint.active_calls(), "shutting down: hanging up every call");
+    endpoint.shutdown(Instant::now());
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while endpoint.active_calls() > 0 && Instant::now() < deadline {
+        while let Some(transmit) = endpoint.poll_transmit() {
+            transport.send(&transmit).await;
+        }
+        while let Some(action) = endpoint.poll_action() {
+            perform(action, &engine, &mut ports, &content);
+        }
+        let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
+        tokio::select! {
+            received = transport.recv() => {
+                let (datagram, source) = received.map_err(DriverError::Socket)?;
+                endpoint.handle_datagram(datagram, source, Instant::now(), &mut ports);
+            }
+            () = tokio::time::sleep_until(wake.into()) => endpoint.handle_timeout(Instant::now()),
+        }
+    }
+    while let Some(transmit) = endpoint.poll_transmit() {
+        transport.send(&transmit).await;
+    }
+    Ok(())
+}
+
+/// Carries out one media action of the endpoint.
+fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content: &Content) {
+    match action {
+        Action::StartMedia {
+            call,
+            rtp_port,
+            media,
+            caller,
+        } => {
+            let Some(sockets) = ports.reserved.remove(&rtp_port) else {
+                tracing::error!(%call, rtp_port, "RTP sockets vanished before media started");
+                return;
+            };
+            let playlist = content.playlist(media.codec, chrono::Utc::now());
+            let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
+            let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
+            let remote_rtcp = media
+                .remote_rtcp
+                .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
+            tracing::info!(
+                %call,
+                %caller,
+                codec = %media.codec,
+                remote = %remote_rtp,
+                playing = %playlist.items.first().map(|t| t.label().to_owned()).unwrap_or_default(),
+                "call answered"
+            );
+            engine.add(StreamSpec {
+                id: StreamId(call.0),
+                sockets,
+                remote_rtp,
+                remote_rtcp,
+                codec: media.codec,
+                payload_type: media.payload_type,
+                playlist,
+                sending: media.local_direction.sends() && media.remote_rtp.is_some(),
+            });
+        }
+        Action::UpdateMedia { call, media } => {
+            let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
+            let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
+            let remote_rtcp = media
+                .remote_rtcp
+                .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
+            let sending = media.local_direction.sends() && media.remote_rtp.is_some();
+            tracing::info!(%call, remote = %remote_rtp, sending, "media updated by re-INVITE");
+            engine.update(StreamId(call.0), remote_rtp, remote_rtcp, sending);
+        }
+        Action::StopMedia { call, rtp_port } => {
+            ports.release(rtp_port);
+            engine.remove(StreamId(call.0));
+        }
+        Action::CallEnded { call, reason } => {
+            tracing::info!(%call, ?reason, "call ended");
+        }
+    }
+}

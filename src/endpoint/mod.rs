@@ -1,0 +1,414 @@
+//! The line's SIP user-agent core (RFC 3261 §8.2, §12–§17), sans-IO.
+//!
+//! It receives datagrams, timer ticks and media events, all with `now`, and
+//! answers with datagrams to send ([`Endpoint::poll_transmit`]), media work
+//! for the driver ([`Endpoint::poll_action`]) and when to wake next
+//! ([`Endpoint::poll_timeout`]). It never touches a socket or a clock.
+//!
+//! Call order for a driver:
+//! 1. feed input: `handle_datagram`, `handle_timeout`, `handle_media_finished`;
+//! 2. drain `poll_transmit` and `poll_action`;
+//! 3. sleep until `poll_timeout` or the next input.
+//!
+//! What a call looks like from here:
+//!
+//! ```text
+//!  INVITE ──► 100 ──► (180, ring for answer_delay) ──► 200+SDP ──► ACK ──► media
+//!     │          CANCEL ──► 200, 487                     │ no ACK in 64·T1 ──► BYE
+//!     └─ no common codec ──► 488        media finished ──► BYE ──► gone
+//!                                        BYE from caller ──► 200, media stops
+//! ```
+//!
+//! Content trouble (schedule, audio) never reaches this module: the driver
+//! plays the apology clip instead, so a call is always answered.
+
+mod call;
+mod requests;
+pub mod wakeups;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::media::Codec;
+use crate::sdp::Negotiated;
+use crate::sip::dialog::DialogId;
+use crate::sip::message;
+use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
+use crate::sip::Transmit;
+
+use call::Call;
+use wakeups::Wakeups;
+
+/// What the line supports, for `Allow` (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+
+/// Static settings of the user agent.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The address written in Via sent-by and Contact.
+    pub contact_addr: SocketAddr,
+    /// The address written in SDP `c=` lines.
+    pub media_ip: IpAddr,
+    /// Codecs that may be answered, in our order (the caller's order wins).
+    pub codecs: Vec<Codec>,
+    pub timers: Timers,
+    /// How long to ring (180) before answering; lets callers CANCEL.
+    pub answer_delay: Duration,
+    /// `Server` / `User-Agent` header value.
+    pub user_agent: String,
+}
+
+/// Reserves RTP ports when a call is offered. The driver binds real sockets;
+/// tests hand out numbers.
+pub trait MediaPorts {
+    /// An even RTP port with RTCP on the next one, or `None` when exhausted.
+    fn reserve(&mut self) -> Option<u16>;
+    /// Gives back a port whose call never started media.
+    fn release(&mut self, port: u16);
+}
+
+/// Our handle for one call, stable for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "call-{}", self.0)
+    }
+}
+
+/// Why a call ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The caller sent BYE.
+    CallerHungUp,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// We hung up after the content ended.
+    ContentFinished,
+    /// The 2xx was never acknowledged (64·T1).
+    AckTimedOut,
+    /// The answer in the ACK was missing or unusable.
+    BadAckAnswer,
+    /// The line is shutting down.
+    Shutdown,
+}
+
+/// Media work for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start playing to the caller on the reserved port.
+    StartMedia {
+        call: CallId,
+        rtp_port: u16,
+        media: Negotiated,
+        /// Where the INVITE came from, for the log.
+        caller: String,
+    },
+    /// A re-INVITE changed the remote address or direction.
+    UpdateMedia { call: CallId, media: Negotiated },
+    /// The call is over: stop its media (if any) and free its port.
+    StopMedia { call: CallId, rtp_port: u16 },
+    /// For the call log.
+    CallEnded { call: CallId, reason: EndReason },
+}
+
+/// Counters kept for operators and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    pub datagrams: u64,
+    pub malformed_answered: u64,
+    pub malformed_dropped: u64,
+    pub calls_offered: u64,
+    pub calls_answered: u64,
+    pub calls_rejected: u64,
+    pub retransmissions_absorbed: u64,
+}
+
+/// Which machine a wake-up belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum WakeKey {
+    Invite(String),
+    Server(String),
+    Client(String),
+    Call(CallId),
+}
+
+/// An INVITE server transaction and what it belongs to.
+struct InviteEntry {
+    tx: InviteServer,
+    call: Option<CallId>,
+}
+
+/// Our BYE, waiting for its final response.
+struct ClientEntry {
+    tx: NonInviteClient,
+    call: CallId,
+}
+
+/// The UAS core. See the module docs for the call order.
+pub struct Endpoint {
+    config: EndpointConfig,
+    invites: HashMap<String, InviteEntry>,
+    servers: HashMap<String, NonInviteServer>,
+    clients: HashMap<String, ClientEntry>,
+    calls: HashMap<CallId, Call>,
+    dialogs: HashMap<DialogId, CallId>,
+    wakeups: Wakeups<WakeKey>,
+    outbox: VecDeque<Transmit>,
+    actions: VecDeque<Action>,
+    next_call: u64,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Self {
+        Endpoint {
+            config,
+            invites: HashMap::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            wakeups: Wakeups::default(),
+            outbox: VecDeque::new(),
+            actions: VecDeque::new(),
+            next_call: 1,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Calls that are ringing, answered or being hung up.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// One datagram from `source`.
+    pub fn handle_datagram(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Instant,
+        ports: &mut dyn MediaPorts,
+    ) {
+        self.stats.datagrams += 1;
+        // RFC 5626 §4.4.1 keep-alives and stray CRLFs are not messages.
+        if datagram.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        match message::parse(datagram) {
+            Ok(rsip::SipMessage::Request(request)) => {
+                self.handle_request(request, source, now, ports)
+            }
+            Ok(rsip::SipMessage::Response(response)) => self.handle_response(response, now),
+            Err(error) => self.handle_unparsable(datagram, source, &error),
+        }
+    }
+
+    fn handle_unparsable(&mut self, datagram: &[u8], source: SocketAddr, error: &dyn std::fmt::Display) {
+        match requests::answer_unparsable(datagram) {
+            Some(reply) => {
+                self.stats.malformed_answered += 1;
+                tracing::debug!(%source, %error, "answered a malformed request");
+                self.outbox.push_back(Transmit {
+                    destination: source,
+                    payload: reply,
+                });
+            }
+            None => {
+                self.stats.malformed_dropped += 1;
+                tracing::debug!(%source, %error, "dropped a malformed message");
+            }
+        }
+    }
+
+    /// Wakes every machine whose deadline has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for key in self.wakeups.pop_due(now) {
+            match key {
+                WakeKey::Invite(branch) => self.invite_timeout(&branch, now),
+                WakeKey::Server(key) => {
+                    if let Some(tx) = self.servers.get_mut(&key) {
+                        tx.handle_timeout(now);
+                        self.flush_server(&key);
+                    }
+                }
+                WakeKey::Client(branch) => self.client_timeout(&branch, now),
+                WakeKey::Call(id) => self.call_timeout(id, now),
+            }
+        }
+    }
+
+    /// The content of `call` has played to the end: hang up.
+    pub fn handle_media_finished(&mut self, call: CallId, now: Instant) {
+        if self.calls.contains_key(&call) {
+            self.hang_up(call, EndReason::ContentFinished, now);
+        }
+    }
+
+    /// Hangs up every call (SIGTERM): BYE to answered ones, 480 to ringing ones.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            if self.calls.get(&id).is_some_and(|c| c.is_ringing()) {
+                self.reject_ringing(id, 480, EndReason::Shutdown, now);
+            } else {
+                self.hang_up(id, EndReason::Shutdown, now);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wakeups.next()
+    }
+
+    // ---- transactions ------------------------------------------------
+
+    fn flush_invite(&mut self, branch: &str) {
+        let Some(entry) = self.invites.get_mut(branch) else {
+            return;
+        };
+        while let Some(t) = entry.tx.poll_transmit() {
+            self.outbox.push_back(t);
+        }
+        if entry.tx.is_terminated() {
+            self.invites.remove(branch);
+        } else {
+            let at = entry.tx.poll_timeout();
+            self.wakeups.schedule(at, WakeKey::Invite(branch.to_owned()));
+        }
+    }
+
+    fn flush_server(&mut self, key: &str) {
+        let Some(tx) = self.servers.get_mut(key) else {
+            return;
+        };
+        while let Some(t) = tx.poll_transmit() {
+            self.outbox.push_back(t);
+        }
+        if tx.is_terminated() {
+            self.servers.remove(key);
+        } else {
+            let at = tx.poll_timeout();
+            self.wakeups.schedule(at, WakeKey::Server(key.to_owned()));
+        }
+    }
+
+    fn flush_client(&mut self, branch: &str) {
+        let Some(entry) = self.clients.get_mut(branch) else {
+            return;
+        };
+        while let Some(t) = entry.tx.poll_transmit() {
+            self.outbox.push_back(t);
+        }
+        if entry.tx.is_terminated() {
+            self.clients.remove(branch);
+        } else {
+            let at = entry.tx.poll_timeout();
+            self.wakeups.schedule(at, WakeKey::Client(branch.to_owned()));
+        }
+    }
+
+    fn invite_timeout(&mut self, branch: &str, now: Instant) {
+        let Some(entry) = self.invites.get_mut(branch) else {
+            return;
+        };
+        let event = entry.tx.handle_timeout(now);
+        let call = entry.call;
+        self.flush_invite(branch);
+        if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut) {
+            if let Some(id) = call {
+                tracing::warn!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
+                self.hang_up(id, EndReason::AckTimedOut, now);
+            }
+        }
+    }
+
+    fn client_timeout(&mut self, branch: &str, now: Instant) {
+        let Some(entry) = self.clients.get_mut(branch) else {
+            return;
+        };
+        let event = entry.tx.handle_timeout(now);
+        let call = entry.call;
+        self.flush_client(branch);
+        if event == Some(crate::sip::transaction::ClientEvent::TimedOut) {
+            tracing::info!(call = %call, "no answer to our BYE; call forgotten");
+            self.forget_call(call);
+        }
+    }
+
+    fn handle_response(&mut self, response: rsip::Response, now: Instant) {
+        let Ok(via) = message::top_via(&response.headers) else {
+            self.stats.malformed_dropped += 1;
+            return;
+        };
+        let Some(branch) = via.branch else {
+            self.stats.malformed_dropped += 1;
+            return;
+        };
+        let status = response.status_code.code();
+        let Some(entry) = self.clients.get_mut(&branch) else {
+            // A response to nothing of ours (RFC 3261 §18.1.2): drop it.
+            return;
+        };
+        let event = entry.tx.handle_response(status, now);
+        let call = entry.call;
+        self.flush_client(&branch);
+        if let Some(crate::sip::transaction::ClientEvent::Final(code)) = event {
+            tracing::debug!(call = %call, status = code, "our BYE answered");
+            self.forget_call(call);
+        }
+    }
+
+    fn schedule_call(&mut self, id: CallId) {
+        if let Some(call) = self.calls.get(&id) {
+            self.wakeups.schedule(call.answer_at, WakeKey::Call(id));
+        }
+    }
+
+    fn call_timeout(&mut self, id: CallId, now: Instant) {
+        let due = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.answer_at)
+            .is_some_and(|at| at <= now);
+        if due {
+            self.answer(id, now);
+        } else {
+            self.schedule_call(id);
+        }
+    }
+
+    fn allocate_call_id(&mut self) -> CallId {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        id
+    }
+
+    /// Drops every trace of a call; its transactions finish on their own.
+    fn forget_call(&mut self, id: CallId) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.dialogs.remove(&call.dialog.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
