@@ -1,0 +1,186 @@
+//! Shared helpers for the end-to-end tests: start the real binary, make test
+//! audio with real tools, compare what was heard with what was played.
+#![allow(dead_code)]
+
+pub mod audio;
+pub mod raw_uac;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// True when a peer program is installed. In CI (`CI` set) a missing peer
+/// fails the test loudly; locally the test is skipped with a message.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{name} is required in CI but is not installed (see .ci/run)");
+        }
+        eprintln!("SKIPPED: {name} is not installed; install it to run this test");
+    }
+    found
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free UDP port on loopback (and, for RTP, its odd neighbour).
+pub fn free_udp_port() -> u16 {
+    loop {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = socket.local_addr().expect("local addr").port();
+        if port < 65_000 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A range of RTP ports that no other test in this process uses.
+pub fn rtp_range() -> String {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Spread test binaries (each a process) apart by pid as well.
+    let base = 20_000 + (std::process::id() % 40) as u16 * 1_000 + slot * 40;
+    format!("{}-{}", base, base + 39)
+}
+
+/// The line, running as the real binary with `DAS_*` overrides.
+pub struct Line {
+    child: Child,
+    pub sip: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Line {
+    /// Starts `dial-a-service run` on the shipped config, overridden by `env`.
+    pub fn start(env: &[(&str, String)]) -> Line {
+        let port = free_udp_port();
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("socket addr");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
+        command
+            .current_dir(repo())
+            .args(["run", "--config", "config/dial-a-service.toml"])
+            .env("DAS_SIP_LISTEN", sip.to_string())
+            .env("DAS_MEDIA_RTP_PORTS", rtp_range())
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start dial-a-service");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let log = log.clone();
+            let ready_tx = ready_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("the line is listening") {
+                        let _ = ready_tx.send(());
+                    }
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let mut line = Line { child, sip, log };
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = line.child.kill();
+            panic!("the line did not start:\n{}", line.log_text());
+        }
+        line
+    }
+
+    pub fn uri(&self) -> String {
+        format!("sip:service@{}", self.sip)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Lines of the log containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A schedule (`data.json`) in `dir` with one service per `(title, file)`,
+/// the newest last, all in the past.
+pub fn write_schedule(dir: &Path, services: &[(&str, &str)]) -> PathBuf {
+    let entries: Vec<String> = services
+        .iter()
+        .enumerate()
+        .map(|(i, (title, file))| {
+            format!(
+                r#"{{ "title": "{title}", "datetime": "2024-0{}-0{}T10:00:00+0100", "file": "{file}" }}"#,
+                1 + i % 9,
+                1 + i % 9
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{ "church_name": "St Test's Church", "services": [ {} ] }}"#,
+        entries.join(", ")
+    );
+    let path = dir.join("data.json");
+    std::fs::write(&path, json).expect("write schedule");
+    path
+}
+
+/// Environment for a line serving `schedule` with audio from `audio_dir`.
+pub fn source_env(schedule: &Path, audio_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("DAS_SOURCE_SCHEDULE", schedule.display().to_string()),
+        ("DAS_SOURCE_AUDIO", audio_dir.display().to_string()),
+    ]
+}
