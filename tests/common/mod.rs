@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod capture;
 pub mod raw_uac;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,79 @@
+//! A real third-party caller: sipp dials the line, listens and receives the
+//! line's BYE; tshark confirms one clean RTP stream (no loss, no sequence
+//! or timestamp errors).
+
+mod common;
+
+use std::process::Command;
+
+use common::capture::{rtp_streams, Capture};
+use common::{audio, free_udp_port, have_tool, repo, source_env, write_schedule, Line};
+
+#[test]
+fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
+    if !have_tool("sipp") || !have_tool("tshark") || !have_tool("espeak-ng") || !have_tool("sox") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let audio_dir = dir.path().join("audio");
+    std::fs::create_dir(&audio_dir).unwrap();
+    let wav = audio::make_service_wav(&audio_dir, "short", "A short service for sipp.", 4.0);
+    audio::convert(&wav, &audio_dir.join("short.mp3"), &["-b:a", "64k"]);
+    let schedule = write_schedule(dir.path(), &[("Short", "short.mp3")]);
+    let line = Line::start(&source_env(&schedule, &audio_dir));
+
+    let media_port = free_udp_port() & !1;
+    let sipp_port = free_udp_port();
+    let capture = Capture::start(dir.path(), &[media_port]);
+    let output = Command::new("sipp")
+        .current_dir(dir.path())
+        .args([
+            "-sf",
+            repo().join("tests/sipp/uac_listen.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &sipp_port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+            dir.path().join("sipp-errors.log").to_str().unwrap(),
+            "-nostdin",
+            "-bg",
+        ])
+        .arg(line.sip.to_string())
+        .output()
+        .expect("run sipp");
+    // With -bg sipp forks; wait for the scenario by polling its process.
+    let pid_text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let pid: Option<u32> = pid_text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .last()
+        .and_then(|s| s.parse().ok());
+    let started = std::time::Instant::now();
+    if let Some(pid) = pid {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && started.elapsed().as_secs() < 45 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let pcap = capture.stop();
+    let errors = std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default();
+    assert!(errors.trim().is_empty() || !errors.contains("Aborting"), "sipp errors:\n{errors}");
+    assert!(line.log_count("ContentFinished") >= 1, "the line hung up by itself:\n{}", line.log_text());
+
+    let (streams, text) = rtp_streams(&pcap, media_port);
+    let to_sipp: Vec<_> = streams.iter().filter(|s| s.dst_port == media_port).collect();
+    assert_eq!(to_sipp.len(), 1, "one RTP stream to sipp:\n{text}");
+    let stream = to_sipp[0];
+    assert!(stream.packets >= 190, "about 4 s of 20 ms packets:\n{text}");
+    assert_eq!(stream.lost, 0, "no loss:\n{text}");
+    assert!(!stream.problem, "no sequence or timestamp errors:\n{text}");
+    assert!(stream.max_delta_ms < 40.0, "no gap over 40 ms:\n{text}");
+}
