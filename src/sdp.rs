@@ -537,9 +537,12 @@ pub fn answer(
         }
         if let Some(te) = negotiated.telephone_event {
             let clock = media.rtpmap(te).map_or(8_000, |m| m.clock_rate_hz);
+            // Echo the caller's event list: every keypad digit is in any list a phone
+            // offers, and some gateways dislike an answer listing events they did not.
+            let events = media.fmtp(te).unwrap_or(EVENTS);
             let _ = write!(
                 body,
-                "a=rtpmap:{te} telephone-event/{clock}\r\na=fmtp:{te} {EVENTS}\r\n"
+                "a=rtpmap:{te} telephone-event/{clock}\r\na=fmtp:{te} {events}\r\n"
             );
         }
         let _ = write!(

@@ -119,7 +119,7 @@ fn baresip_gets_opus_first_with_its_payload_type() {
             "a=rtpmap:111 opus/48000/2",
             "a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0",
             "a=rtpmap:101 telephone-event/8000",
-            "a=fmtp:101 0-16",
+            "a=fmtp:101 0-15",
             "a=ptime:20",
             "a=sendrecv",
         ]
@@ -146,6 +146,8 @@ fn linphone_opus_takes_48k_events_and_static_pcmu_needs_no_rtpmap() {
     assert_eq!((n.codec, n.payload_type), (Codec::Opus, 96));
     assert_eq!(n.telephone_event, Some(101));
     assert!(lines.contains(&"a=rtpmap:101 telephone-event/48000".to_owned()));
+    // Linphone sent no fmtp for its events: the answer says which we take.
+    assert!(lines.contains(&"a=fmtp:101 0-16".to_owned()));
 
     // G.711 only: PT 0 has no rtpmap in the offer, and the 8 kHz events are PT 100.
     let (n, lines) = answer_lines(LINPHONE, &[Codec::Pcmu]);
@@ -446,4 +448,26 @@ fn accept_answer_needs_a_codec_we_offered() {
     assert_eq!(n.local_direction, Direction::SendOnly);
     let err = accept_answer(&parse(&answer_text).unwrap(), &[Codec::Opus]).unwrap_err();
     assert_eq!(err, SdpError::NoCommonCodec);
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    // Every prefix and a handful of single-character corruptions of each fixture: parse
+    // and answer may fail, but only with an error.
+    for fixture in [BARESIP, LINPHONE, ASTERISK, CISCO, IPV6] {
+        let chars: Vec<(usize, char)> = fixture.char_indices().collect();
+        for &(at, _) in &chars {
+            let prefix = &fixture[..at];
+            if let Ok(offer) = parse(prefix) {
+                let _ = answer(&offer, &Codec::ALL, &local());
+                let _ = accept_answer(&offer, &Codec::ALL);
+            }
+            for replacement in ["", " ", "=", "\n", "/", ":", "é", "99999"] {
+                let mutated = format!("{prefix}{replacement}{}", &fixture[at + 1..]);
+                if let Ok(offer) = parse(&mutated) {
+                    let _ = answer(&offer, &Codec::ALL, &local());
+                }
+            }
+        }
+    }
 }
