@@ -46,7 +46,7 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging("info");
+    init_logging(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -57,16 +57,6 @@ impl MediaPorts for BoundPorts {
     }
 }
 
-/// The address we put in Via, Contact and SDP: the listen address, or
-/// loopback when listening on every interface and nothing better is known.
-pub fn advertised_ip(listen: IpAddr, public: Option<IpAddr>) -> IpAddr {
-    match public {
-        Some(ip) => ip,
-        None if listen.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        None => listen,
-    }
-}
-
 /// Runs the line until `shutdown` resolves, then hangs up every call.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DriverError> {
     let transport = UdpTransport::bind(config.sip.listen).await?;
@@ -81,7 +71,7 @@ pub async fn serve(
     local: SocketAddr,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
-    let ip = advertised_ip(local.ip(), config.sip.public_address);
+    let ip = config.sip.public_address;
     let contact_addr = SocketAddr::new(ip, local.port());
     let mut endpoint = Endpoint::new(EndpointConfig {
         contact_addr,
