@@ -333,7 +333,11 @@ impl Decoder {
     }
 
     /// Decodes one packet, appends its mono mixdown and returns its frames.
-    fn decode_packet(&mut self, packet: &Packet, out: &mut Vec<f32>) -> Result<usize, SymphoniaError> {
+    fn decode_packet(
+        &mut self,
+        packet: &Packet,
+        out: &mut Vec<f32>,
+    ) -> Result<usize, SymphoniaError> {
         match &mut self.codec {
             Codec::Opus(opus) => opus
                 .decode(
@@ -362,7 +366,10 @@ impl Decoder {
             self.finished = true;
             return Err(DecodeError::Corrupt {
                 path: self.path.clone(),
-                reason: format!("{} bad packets in a row, last: {reason}", self.consecutive_errors),
+                reason: format!(
+                    "{} bad packets in a row, last: {reason}",
+                    self.consecutive_errors
+                ),
                 frames_decoded: self.frames_decoded,
             });
         }
@@ -452,7 +459,12 @@ fn pick_track(format: &dyn FormatReader, path: &Path) -> Result<PickedTrack, Dec
 }
 
 /// Maps a symphonia error that ends decoding to ours.
-fn classify(path: &Path, e: SymphoniaError, frames_decoded: u64, frames_expected: Option<u64>) -> DecodeError {
+fn classify(
+    path: &Path,
+    e: SymphoniaError,
+    frames_decoded: u64,
+    frames_expected: Option<u64>,
+) -> DecodeError {
     let path = path.to_path_buf();
     match e {
         SymphoniaError::IoError(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
@@ -535,7 +547,8 @@ pub(crate) mod fixtures {
 
     pub(crate) fn tone(freq_hz: f64, rate_hz: u32, amplitude: f64) -> impl Fn(usize, u16) -> f32 {
         move |i, _| {
-            (amplitude * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin())
+            (amplitude
+                * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin())
                 as f32
         }
     }
@@ -592,10 +605,22 @@ mod tests {
         let cases: Vec<(PathBuf, u32)> = vec![
             (wav.clone(), 44_100),
             (ffmpeg(&wav, dir.path(), "tone.flac", &[]), 44_100),
-            (ffmpeg(&wav, dir.path(), "tone.mp3", &["-b:a", "128k"]), 44_100),
-            (ffmpeg(&wav, dir.path(), "tone.ogg", &["-c:a", "libvorbis"]), 44_100),
-            (ffmpeg(&wav, dir.path(), "tone.m4a", &["-c:a", "aac"]), 44_100),
-            (ffmpeg(&wav, dir.path(), "tone.opus", &["-c:a", "libopus"]), 48_000),
+            (
+                ffmpeg(&wav, dir.path(), "tone.mp3", &["-b:a", "128k"]),
+                44_100,
+            ),
+            (
+                ffmpeg(&wav, dir.path(), "tone.ogg", &["-c:a", "libvorbis"]),
+                44_100,
+            ),
+            (
+                ffmpeg(&wav, dir.path(), "tone.m4a", &["-c:a", "aac"]),
+                44_100,
+            ),
+            (
+                ffmpeg(&wav, dir.path(), "tone.opus", &["-c:a", "libopus"]),
+                48_000,
+            ),
         ];
         for (path, rate) in cases {
             let (got_rate, samples) = decode_all(&path).unwrap();
@@ -604,7 +629,11 @@ mod tests {
             let seconds = samples.len() as f64 / f64::from(rate);
             // symphonia's MP4 reader ignores edit lists, so AAC keeps its
             // encoder priming and padding (≤ 2 AAC frames of 1024).
-            let slack = if name.ends_with(".m4a") { 2048.0 / 44_100.0 } else { 0.0 };
+            let slack = if name.ends_with(".m4a") {
+                2048.0 / 44_100.0
+            } else {
+                0.0
+            };
             assert!(
                 seconds >= 2.0 - 0.02 && seconds <= 2.0 + 0.02 + slack,
                 "{name}: {seconds} s"
@@ -624,20 +653,38 @@ mod tests {
         // average is exactly the offset.
         let t = tone(440.0, 8000, 0.5);
         let path = dir.path().join("st.wav");
-        write_wav(&path, 8000, 2, 0.5, |i, c| if c == 0 { t(i, 0) + 0.1 } else { -t(i, 0) + 0.1 });
+        write_wav(&path, 8000, 2, 0.5, |i, c| {
+            if c == 0 {
+                t(i, 0) + 0.1
+            } else {
+                -t(i, 0) + 0.1
+            }
+        });
         let (_, mono) = decode_all(&path).unwrap();
         assert_eq!(mono.len(), 4000);
-        assert!(mono.iter().all(|s| (s - 0.1).abs() < 1e-3), "{:?}", &mono[..4]);
+        assert!(
+            mono.iter().all(|s| (s - 0.1).abs() < 1e-3),
+            "{:?}",
+            &mono[..4]
+        );
         // One silent channel halves the level.
         let path = dir.path().join("half.wav");
-        write_wav(&path, 8000, 2, 0.5, |i, c| if c == 0 { t(i, 0) } else { 0.0 });
+        write_wav(
+            &path,
+            8000,
+            2,
+            0.5,
+            |i, c| if c == 0 { t(i, 0) } else { 0.0 },
+        );
         let (_, mono) = decode_all(&path).unwrap();
         assert!((rms(&mono) - 0.25 / 2f64.sqrt()).abs() < 0.005);
     }
 
     #[test]
     fn missing_file_is_open_error() {
-        let err = Decoder::open(Path::new("/nonexistent/service.mp3")).err().unwrap();
+        let err = Decoder::open(Path::new("/nonexistent/service.mp3"))
+            .err()
+            .unwrap();
         assert!(matches!(err, DecodeError::Open { .. }));
         assert_eq!(err.code(), "audio.missing");
         assert_eq!(err.path(), Path::new("/nonexistent/service.mp3"));
@@ -652,7 +699,13 @@ mod tests {
     fn random_bytes_fail() {
         use rand::{RngCore, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (len, ext) in [(0, "mp3"), (100, "wav"), (200_000, "mp3"), (200_000, "m4a"), (200_000, "ogg")] {
+        for (len, ext) in [
+            (0, "mp3"),
+            (100, "wav"),
+            (200_000, "mp3"),
+            (200_000, "m4a"),
+            (200_000, "ogg"),
+        ] {
             let mut bytes = vec![0u8; len];
             rng.fill_bytes(&mut bytes);
             let started = std::time::Instant::now();
@@ -663,7 +716,10 @@ mod tests {
             });
             let err = result.expect_err(&format!("{len} random bytes as .{ext} decoded"));
             assert!(
-                matches!(err.code(), "audio.unsupported" | "audio.corrupt" | "audio.truncated"),
+                matches!(
+                    err.code(),
+                    "audio.unsupported" | "audio.corrupt" | "audio.truncated"
+                ),
                 "{err}"
             );
             assert!(started.elapsed() < std::time::Duration::from_secs(2));
@@ -697,7 +753,8 @@ mod tests {
         write_wav(&wav, 44_100, 1, 6.0, tone(440.0, 44_100, 0.5));
         let mp3 = ffmpeg(&wav, dir.path(), "long.mp3", &["-b:a", "64k"]);
         let bytes = std::fs::read(&mp3).unwrap();
-        let mut d = Decoder::from_bytes("half.mp3", bytes[..bytes.len() / 2].to_vec(), Some("mp3")).unwrap();
+        let mut d = Decoder::from_bytes("half.mp3", bytes[..bytes.len() / 2].to_vec(), Some("mp3"))
+            .unwrap();
         let mut out = Vec::new();
         let err = loop {
             match d.next_chunk(&mut out) {

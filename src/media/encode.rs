@@ -120,9 +120,7 @@ impl OpusFrameEncoder {
         encoder
             .set_bitrate(Bitrate::BitsPerSecond(OPUS_BITRATE_BPS))
             .map_err(setup("bitrate"))?;
-        encoder
-            .set_inband_fec(true)
-            .map_err(setup("inband fec"))?;
+        encoder.set_inband_fec(true).map_err(setup("inband fec"))?;
         encoder
             .set_packet_loss_perc(OPUS_EXPECTED_LOSS_PERCENT)
             .map_err(setup("packet loss"))?;
@@ -239,7 +237,12 @@ mod tests {
         // Align for the codec's look-ahead (6.5 ms at 48 kHz is 312 samples;
         // search a little around it).
         let (best_lag, best) = (0..1000)
-            .map(|lag| (lag, correlation(&input[..input.len() - lag], &decoded[lag..])))
+            .map(|lag| {
+                (
+                    lag,
+                    correlation(&input[..input.len() - lag], &decoded[lag..]),
+                )
+            })
             .max_by(|x, y| x.1.total_cmp(&y.1))
             .unwrap();
         assert!(best > 0.9, "correlation {best:.3} at lag {best_lag}");

@@ -180,8 +180,16 @@ mod tests {
     fn decode_tables_are_symmetric() {
         for code in 0..=255u8 {
             // Bit 7 is the sign in both laws; flipping it negates the value.
-            assert_eq!(ulaw_decode(code), -ulaw_decode(code ^ 0x80), "µ-law {code:#04x}");
-            assert_eq!(alaw_decode(code), -alaw_decode(code ^ 0x80), "A-law {code:#04x}");
+            assert_eq!(
+                ulaw_decode(code),
+                -ulaw_decode(code ^ 0x80),
+                "µ-law {code:#04x}"
+            );
+            assert_eq!(
+                alaw_decode(code),
+                -alaw_decode(code ^ 0x80),
+                "A-law {code:#04x}"
+            );
         }
     }
 

@@ -65,7 +65,7 @@ pub struct Resampler {
 
 impl Resampler {
     pub fn new(from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
-        if from_hz == 0 || to_hz == 0 || to_hz % FRAMES_PER_SECOND != 0 {
+        if from_hz == 0 || to_hz == 0 || !to_hz.is_multiple_of(FRAMES_PER_SECOND) {
             return Err(ResampleError::InvalidRate { from_hz, to_hz });
         }
         let frame_len = (to_hz / FRAMES_PER_SECOND) as usize;
@@ -263,7 +263,8 @@ pub(crate) mod tests {
         let n = (f64::from(rate_hz) * seconds).round() as usize;
         (0..n)
             .map(|i| {
-                (amplitude * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin())
+                (amplitude
+                    * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin())
                     as f32
             })
             .collect()
@@ -297,7 +298,10 @@ pub(crate) mod tests {
         let f = frequency_hz(middle, to_hz);
         assert!((f - 1000.0).abs() < 2.0, "{from_hz}->{to_hz}: {f} Hz");
         let (rin, rout) = (rms(&input), rms(middle));
-        assert!((rout / rin - 1.0).abs() < 0.05, "{from_hz}->{to_hz}: rms {rin} -> {rout}");
+        assert!(
+            (rout / rin - 1.0).abs() < 0.05,
+            "{from_hz}->{to_hz}: rms {rin} -> {rout}"
+        );
     }
 
     #[test]
@@ -327,7 +331,10 @@ pub(crate) mod tests {
     }
 
     fn onset_index(samples: &[f32]) -> usize {
-        samples.iter().position(|s| s.abs() > 0.25).expect("click present")
+        samples
+            .iter()
+            .position(|s| s.abs() > 0.25)
+            .expect("click present")
     }
 
     fn onset_aligned(from_hz: u32, to_hz: u32) {
@@ -338,7 +345,10 @@ pub(crate) mod tests {
         let output = resample_clip(&input, from_hz, to_hz).unwrap();
         let t_in = onset_index(&input) as f64 / f64::from(from_hz);
         let t_out = onset_index(&output) as f64 / f64::from(to_hz);
-        assert!((t_out - t_in).abs() <= 0.001, "{from_hz}->{to_hz}: onset {t_in} s -> {t_out} s");
+        assert!(
+            (t_out - t_in).abs() <= 0.001,
+            "{from_hz}->{to_hz}: onset {t_in} s -> {t_out} s"
+        );
     }
 
     #[test]
@@ -369,7 +379,12 @@ pub(crate) mod tests {
             streamed.extend_from_slice(&frame);
         }
         assert_eq!(streamed.len(), whole.len());
-        assert!(streamed.iter().zip(&whole).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert!(
+            streamed
+                .iter()
+                .zip(&whole)
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        );
         // 0.7 s = 35 frames exactly.
         assert_eq!(streamed.len(), 35 * 160);
     }
@@ -396,7 +411,13 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_rates_are_errors() {
-        assert!(matches!(Resampler::new(0, 8_000), Err(ResampleError::InvalidRate { .. })));
-        assert!(matches!(Resampler::new(44_100, 8_001), Err(ResampleError::InvalidRate { .. })));
+        assert!(matches!(
+            Resampler::new(0, 8_000),
+            Err(ResampleError::InvalidRate { .. })
+        ));
+        assert!(matches!(
+            Resampler::new(44_100, 8_001),
+            Err(ResampleError::InvalidRate { .. })
+        ));
     }
 }
