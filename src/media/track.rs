@@ -368,8 +368,9 @@ fn start_track(decoder: Decoder, codec: Codec) -> Result<Arc<Track>, DecodeError
 /// holds the track any more (evicted from the cache, no call playing it).
 fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
     let mut writer = ChunkWriter::default();
+    let path = pipeline.decoder.path().to_path_buf();
     loop {
-        match pipeline.next_frame() {
+        match without_panics(&path, || pipeline.next_frame()) {
             Ok(true) => {
                 if let Some(chunk) = writer.push(&pipeline.payload) {
                     let Some(track) = track.upgrade() else {
@@ -399,6 +400,22 @@ fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
             }
         }
     }
+}
+
+/// Runs decoding work, turning a panic inside a decoder library (hostile
+/// input has crashed demuxers before) into a `Corrupt` error for this file
+/// instead of taking down the caller or leaving a track "decoding" forever.
+fn without_panics<T>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the decoder crashed on this file".into(),
+            frames_decoded: 0,
+        })
+    })
 }
 
 /// Plays `items` in order; when one reports `Failed`, jump to `on_failure`.
@@ -477,7 +494,9 @@ impl TrackCache {
             len: meta.len(),
             modified: meta.modified().ok(),
         };
-        self.get_or_open((id, codec), || start_track(Decoder::open(path)?, codec))
+        self.get_or_open((id, codec), || {
+            without_panics(path, || start_track(Decoder::open(path)?, codec))
+        })
     }
 
     /// The shared track for an in-memory file (e.g. a download) named
@@ -497,7 +516,9 @@ impl TrackCache {
             hash: hasher.finish(),
         };
         self.get_or_open((id, codec), || {
-            start_track(Decoder::from_bytes(label, bytes, extension_hint)?, codec)
+            without_panics(Path::new(label), || {
+                start_track(Decoder::from_bytes(label, bytes, extension_hint)?, codec)
+            })
         })
     }
 
@@ -822,5 +843,13 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.frames_available(), 15);
+    }
+
+    #[test]
+    fn a_panicking_decoder_becomes_an_error() {
+        let err =
+            without_panics::<()>(Path::new("evil.mp3"), || panic!("demuxer bug")).unwrap_err();
+        assert_eq!(err.code(), "audio.corrupt");
+        assert_eq!(err.path(), Path::new("evil.mp3"));
     }
 }
