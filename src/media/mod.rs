@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod encode;
 pub mod g711;
+pub mod opus_file;
 pub mod pacer;
 pub mod ports;
 pub mod resample;

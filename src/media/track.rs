@@ -1,54 +1,855 @@
-//! STUB (helper D).
-use std::path::Path;
-use std::sync::Arc;
+//! A [`Track`] is one audio source encoded once in one codec: its 20 ms RTP
+//! payloads, shared (`Arc`) by every call that plays it. [`TrackCache`] opens
+//! files into tracks: it decodes the first second before returning (so a
+//! missing, garbage or unsupported file fails at once and the first packet
+//! can leave immediately), then a named background thread decodes, resamples
+//! and encodes the rest, appending as it goes, well ahead of playback.
+//!
+//! Readers are the pacer's real-time threads, thousands of calls per 20 ms:
+//! [`Track::read_frame`] takes a read lock only to copy one payload into the
+//! caller's buffer (no allocation once the buffer has grown). Frames are
+//! stored compactly in chunks of one second (contiguous bytes + end offsets);
+//! a chunk is immutable once published, so the writer holds the write lock
+//! only to push a finished chunk — never while decoding.
+//!
+//! ```text
+//! open ─▶ Decoding ──(last frame)──▶ Complete
+//!            └──────(decode error)──▶ Failed(error)   frames before it stay readable
+//! ```
 
-use super::Codec;
-use super::decode::DecodeError;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, Weak};
+use std::time::{Duration, SystemTime};
 
+use super::decode::{DecodeError, Decoder};
+use super::encode::{FrameEncoder, encoder_for};
+use super::resample::{Resampler, resample_clip};
+use super::{Codec, FRAME_DURATION};
+
+/// Frames per stored chunk (1 s). Also how many frames `TrackCache::open`
+/// makes before returning, so the first chunk is readable at once.
+const FRAMES_PER_CHUNK: usize = 50;
+
+/// What [`Track::read_frame`] found at an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameRead {
+    /// The payload was copied into `out`.
     Ready,
+    /// Not decoded yet; ask again at the next tick.
     Pending,
+    /// Past the last frame of a complete track.
     End,
+    /// The source failed before this frame: play the apology instead.
     Failed,
 }
 
-pub struct Track;
-impl Track {
-    pub fn complete(_codec: Codec, _label: &str, _frames: Vec<Vec<u8>>) -> Arc<Track> {
-        unimplemented!()
-    }
-    pub fn from_pcm(
-        _codec: Codec,
-        _label: &str,
-        _samples: &[f32],
-        _rate_hz: u32,
-    ) -> Result<Arc<Track>, DecodeError> {
-        unimplemented!()
-    }
-    pub fn codec(&self) -> Codec {
-        unimplemented!()
-    }
-    pub fn label(&self) -> &str {
-        unimplemented!()
-    }
-    pub fn read_frame(&self, _index: usize, _out: &mut Vec<u8>) -> FrameRead {
-        unimplemented!()
+/// Where a track's decoding stands.
+#[derive(Debug, Clone)]
+pub enum TrackStatus {
+    Decoding {
+        frames: usize,
+    },
+    Complete {
+        frames: usize,
+    },
+    Failed {
+        frames: usize,
+        error: Arc<DecodeError>,
+    },
+}
+
+/// One second of payloads: frame `i` is `bytes[ends[i-1]..ends[i]]`.
+struct Chunk {
+    bytes: Box<[u8]>,
+    ends: Box<[u32]>,
+}
+
+enum State {
+    Decoding,
+    Complete,
+    Failed(Arc<DecodeError>),
+}
+
+struct Frames {
+    /// Every chunk holds `FRAMES_PER_CHUNK` frames, except the last one of a
+    /// finished (complete or failed) track.
+    chunks: Vec<Chunk>,
+    count: usize,
+    state: State,
+}
+
+/// The encoded frames of one source in one codec.
+pub struct Track {
+    codec: Codec,
+    label: String,
+    /// Length in frames the container declared, for `duration()` while decoding.
+    declared_frames: Option<usize>,
+    frames: RwLock<Frames>,
+}
+
+impl std::fmt::Debug for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Track")
+            .field("label", &self.label)
+            .field("codec", &self.codec)
+            .field("status", &self.status())
+            .finish()
     }
 }
 
+impl Track {
+    fn new(codec: Codec, label: &str, declared_frames: Option<usize>) -> Track {
+        Track {
+            codec,
+            label: label.to_string(),
+            declared_frames,
+            frames: RwLock::new(Frames {
+                chunks: Vec::new(),
+                count: 0,
+                state: State::Decoding,
+            }),
+        }
+    }
+
+    /// A finished track from ready-made payloads (one per 20 ms frame).
+    pub fn complete(codec: Codec, label: &str, frames: Vec<Vec<u8>>) -> Arc<Track> {
+        let track = Track::new(codec, label, Some(frames.len()));
+        let mut writer = ChunkWriter::default();
+        for frame in &frames {
+            if let Some(chunk) = writer.push(frame) {
+                track.publish(chunk);
+            }
+        }
+        track.finish(writer.take(), State::Complete);
+        Arc::new(track)
+    }
+
+    /// Resamples and encodes a whole clip held in memory (the built-in tone
+    /// pattern, tests). The last frame is padded with silence.
+    pub fn from_pcm(
+        codec: Codec,
+        label: &str,
+        samples: &[f32],
+        rate_hz: u32,
+    ) -> Result<Arc<Track>, DecodeError> {
+        let pcm = resample_clip(samples, rate_hz, codec.sample_rate_hz()).map_err(|e| {
+            DecodeError::Unsupported {
+                path: PathBuf::from(label),
+                reason: e.to_string(),
+            }
+        })?;
+        let encode_error = |source| DecodeError::Encode {
+            path: PathBuf::from(label),
+            source,
+        };
+        let mut encoder = encoder_for(codec).map_err(encode_error)?;
+        let mut frames = Vec::with_capacity(pcm.len() / codec.samples_per_frame() as usize);
+        for frame in pcm.chunks_exact(codec.samples_per_frame() as usize) {
+            let mut payload = Vec::new();
+            encoder.encode(frame, &mut payload).map_err(encode_error)?;
+            frames.push(payload);
+        }
+        Ok(Track::complete(codec, label, frames))
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The file or name the track was made from (for logs).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Copies frame `index` into `out` (replacing its contents) if it is
+    /// ready. Never blocks on the decoder; allocation-free once `out` has
+    /// grown to the largest payload.
+    pub fn read_frame(&self, index: usize, out: &mut Vec<u8>) -> FrameRead {
+        let frames = self.read();
+        if index < frames.count {
+            let chunk = &frames.chunks[index / FRAMES_PER_CHUNK];
+            let i = index % FRAMES_PER_CHUNK;
+            let start = if i == 0 {
+                0
+            } else {
+                chunk.ends[i - 1] as usize
+            };
+            let end = chunk.ends[i] as usize;
+            out.clear();
+            out.extend_from_slice(&chunk.bytes[start..end]);
+            return FrameRead::Ready;
+        }
+        match frames.state {
+            State::Decoding => FrameRead::Pending,
+            State::Complete => FrameRead::End,
+            State::Failed(_) => FrameRead::Failed,
+        }
+    }
+
+    /// Frames readable now.
+    pub fn frames_available(&self) -> usize {
+        self.read().count
+    }
+
+    pub fn status(&self) -> TrackStatus {
+        let frames = self.read();
+        match &frames.state {
+            State::Decoding => TrackStatus::Decoding {
+                frames: frames.count,
+            },
+            State::Complete => TrackStatus::Complete {
+                frames: frames.count,
+            },
+            State::Failed(error) => TrackStatus::Failed {
+                frames: frames.count,
+                error: Arc::clone(error),
+            },
+        }
+    }
+
+    /// The playing time: exact once complete, the container's declared length
+    /// while decoding, `None` if neither is known.
+    pub fn duration(&self) -> Option<Duration> {
+        let frames = self.read();
+        let count = match frames.state {
+            State::Complete => Some(frames.count),
+            State::Decoding => self.declared_frames,
+            State::Failed(_) => None,
+        }?;
+        Some(FRAME_DURATION * u32::try_from(count).ok()?)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Frames> {
+        // Chunks are pushed whole, so the data is consistent even if a
+        // writer panicked while holding the lock.
+        self.frames.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, chunk: Chunk) {
+        let mut frames = self.frames.write().unwrap_or_else(PoisonError::into_inner);
+        frames.count += chunk.ends.len();
+        frames.chunks.push(chunk);
+    }
+
+    fn finish(&self, last: Option<Chunk>, state: State) {
+        let mut frames = self.frames.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(chunk) = last {
+            frames.count += chunk.ends.len();
+            frames.chunks.push(chunk);
+        }
+        frames.state = state;
+    }
+}
+
+/// Collects payloads into chunks outside the track's lock.
+#[derive(Default)]
+struct ChunkWriter {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl ChunkWriter {
+    /// Adds one payload; returns the chunk once it is full.
+    fn push(&mut self, payload: &[u8]) -> Option<Chunk> {
+        self.bytes.extend_from_slice(payload);
+        // A chunk holds 50 payloads of at most 1500 bytes: far below u32::MAX.
+        self.ends.push(self.bytes.len() as u32);
+        (self.ends.len() == FRAMES_PER_CHUNK)
+            .then(|| self.take().expect("invariant: chunk is full"))
+    }
+
+    /// The partial chunk, if any frames are pending.
+    fn take(&mut self) -> Option<Chunk> {
+        if self.ends.is_empty() {
+            return None;
+        }
+        Some(Chunk {
+            bytes: std::mem::take(&mut self.bytes).into_boxed_slice(),
+            ends: std::mem::take(&mut self.ends).into_boxed_slice(),
+        })
+    }
+}
+
+/// Decoder → resampler → encoder, one 20 ms payload at a time.
+struct Pipeline {
+    decoder: Decoder,
+    resampler: Resampler,
+    encoder: Box<dyn FrameEncoder>,
+    pcm: Vec<f32>,
+    frame: Vec<f32>,
+    payload: Vec<u8>,
+    input_done: bool,
+}
+
+impl Pipeline {
+    fn new(decoder: Decoder, codec: Codec) -> Result<Pipeline, DecodeError> {
+        let path = decoder.path().to_path_buf();
+        let resampler =
+            Resampler::new(decoder.sample_rate_hz(), codec.sample_rate_hz()).map_err(|e| {
+                DecodeError::Unsupported {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let encoder = encoder_for(codec).map_err(|source| DecodeError::Encode { path, source })?;
+        Ok(Pipeline {
+            frame: vec![0.0; resampler.frame_len()],
+            decoder,
+            resampler,
+            encoder,
+            pcm: Vec::new(),
+            payload: Vec::new(),
+            input_done: false,
+        })
+    }
+
+    /// Makes the next payload in `self.payload`; `Ok(false)` at the end.
+    fn next_frame(&mut self) -> Result<bool, DecodeError> {
+        loop {
+            if self.resampler.pop_frame(&mut self.frame) {
+                self.encoder
+                    .encode(&self.frame, &mut self.payload)
+                    .map_err(|source| DecodeError::Encode {
+                        path: self.decoder.path().to_path_buf(),
+                        source,
+                    })?;
+                return Ok(true);
+            }
+            if self.input_done {
+                return Ok(false);
+            }
+            self.pcm.clear();
+            if self.decoder.next_chunk(&mut self.pcm)? {
+                self.resampler.push(&self.pcm);
+            } else {
+                self.resampler.finish();
+                self.input_done = true;
+            }
+        }
+    }
+}
+
+/// Decodes the first chunk now and the rest on a background thread.
+fn start_track(decoder: Decoder, codec: Codec) -> Result<Arc<Track>, DecodeError> {
+    let path = decoder.path().to_path_buf();
+    let label = path.display().to_string();
+    let declared = decoder.frames_expected().map(|n| {
+        let frames = u128::from(n) * 50 / u128::from(decoder.sample_rate_hz().max(1));
+        usize::try_from(frames).unwrap_or(usize::MAX)
+    });
+    let mut pipeline = Pipeline::new(decoder, codec)?;
+    let track = Arc::new(Track::new(codec, &label, declared));
+    let mut writer = ChunkWriter::default();
+    for _ in 0..FRAMES_PER_CHUNK {
+        if !pipeline.next_frame()? {
+            track.finish(writer.take(), State::Complete);
+            return Ok(track);
+        }
+        if let Some(chunk) = writer.push(&pipeline.payload) {
+            track.publish(chunk);
+        }
+    }
+    let weak = Arc::downgrade(&track);
+    let name = format!(
+        "decode {}",
+        path.file_name()
+            .map_or_else(|| label.clone(), |n| n.to_string_lossy().into_owned())
+    );
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || decode_rest(pipeline, weak))
+        .map_err(|source| DecodeError::Spawn { path, source })?;
+    Ok(track)
+}
+
+/// The background half: runs until the end, a failure, or until nobody
+/// holds the track any more (evicted from the cache, no call playing it).
+fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
+    let mut writer = ChunkWriter::default();
+    let path = pipeline.decoder.path().to_path_buf();
+    loop {
+        match without_panics(&path, || pipeline.next_frame()) {
+            Ok(true) => {
+                if let Some(chunk) = writer.push(&pipeline.payload) {
+                    let Some(track) = track.upgrade() else {
+                        tracing::debug!(file = %pipeline.decoder.path().display(), "track dropped, decoding stops");
+                        return;
+                    };
+                    track.publish(chunk);
+                }
+            }
+            Ok(false) => {
+                if let Some(track) = track.upgrade() {
+                    track.finish(writer.take(), State::Complete);
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    file = %error.path().display(),
+                    code = error.code(),
+                    reason = %error,
+                    "audio failed while decoding; calls reaching this point get the apology"
+                );
+                if let Some(track) = track.upgrade() {
+                    track.finish(writer.take(), State::Failed(Arc::new(error)));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs decoding work, turning a panic inside a decoder library (hostile
+/// input has crashed demuxers before) into a `Corrupt` error for this file
+/// instead of taking down the caller or leaving a track "decoding" forever.
+fn without_panics<T>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the decoder crashed on this file".into(),
+            frames_decoded: 0,
+        })
+    })
+}
+
+/// Plays `items` in order; when one reports `Failed`, jump to `on_failure`.
 #[derive(Clone)]
 pub struct Playlist {
     pub items: Vec<Arc<Track>>,
     pub on_failure: Option<Arc<Track>>,
 }
 
-pub struct TrackCache;
+/// What a cached track was made from: a replaced file (other length or
+/// modification time) is a new source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SourceId {
+    File {
+        path: PathBuf,
+        len: u64,
+        modified: Option<SystemTime>,
+    },
+    Bytes {
+        label: String,
+        len: u64,
+        hash: u64,
+    },
+}
+
+type Slot = Arc<OnceLock<Result<Arc<Track>, DecodeError>>>;
+
+struct Entry {
+    /// Set once by the first opener; concurrent openers of the same key wait
+    /// on it instead of decoding twice.
+    slot: Slot,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<(SourceId, Codec), Entry>,
+    clock: u64,
+}
+
+/// Tracks by (source, codec), shared by every call; failures are remembered
+/// too, so a broken file is not decoded again until it changes.
+pub struct TrackCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
 impl TrackCache {
-    pub fn new(_capacity: usize) -> Self {
-        TrackCache
+    /// Keeps at most `capacity` tracks, beyond which the least recently used
+    /// ones that no call holds are dropped.
+    pub fn new(capacity: usize) -> Self {
+        TrackCache {
+            capacity,
+            inner: Mutex::new(CacheInner::default()),
+        }
     }
-    pub fn open(&self, _path: &Path, _codec: Codec) -> Result<Arc<Track>, DecodeError> {
-        unimplemented!()
+
+    /// The shared track for `path` in `codec`, decoding the file if needed.
+    /// Errors here are fast: missing, unreadable, unknown or broken at the
+    /// start. Later trouble shows as the track's `Failed` status.
+    pub fn open(&self, path: &Path, codec: Codec) -> Result<Arc<Track>, DecodeError> {
+        let open_error = |source| DecodeError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let canonical = std::fs::canonicalize(path).map_err(open_error)?;
+        let meta = std::fs::metadata(&canonical).map_err(open_error)?;
+        if !meta.is_file() {
+            return Err(open_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let id = SourceId::File {
+            path: canonical,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        self.get_or_open((id, codec), || {
+            without_panics(path, || start_track(Decoder::open(path)?, codec))
+        })
+    }
+
+    /// The shared track for an in-memory file (e.g. a download) named
+    /// `label`; the content itself is part of the key.
+    pub fn open_bytes(
+        &self,
+        label: &str,
+        bytes: Vec<u8>,
+        extension_hint: Option<&str>,
+        codec: Codec,
+    ) -> Result<Arc<Track>, DecodeError> {
+        let mut hasher = DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let id = SourceId::Bytes {
+            label: label.to_string(),
+            len: bytes.len() as u64,
+            hash: hasher.finish(),
+        };
+        self.get_or_open((id, codec), || {
+            without_panics(Path::new(label), || {
+                start_track(Decoder::from_bytes(label, bytes, extension_hint)?, codec)
+            })
+        })
+    }
+
+    /// Tracks (and remembered failures) held now.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get_or_open(
+        &self,
+        key: (SourceId, Codec),
+        open: impl FnOnce() -> Result<Arc<Track>, DecodeError>,
+    ) -> Result<Arc<Track>, DecodeError> {
+        let slot = {
+            let mut inner = self.lock();
+            inner.clock += 1;
+            let now = inner.clock;
+            let entry = inner.entries.entry(key.clone()).or_insert_with(|| Entry {
+                slot: Slot::default(),
+                last_used: now,
+            });
+            entry.last_used = now;
+            Arc::clone(&entry.slot)
+        };
+        // Outside the cache lock: opening other files is not held up.
+        let result = slot.get_or_init(open).clone();
+        let mut inner = self.lock();
+        if let Err(e) = &result {
+            // Read and thread errors may pass; content errors stay until
+            // the file changes.
+            if matches!(e, DecodeError::Read { .. } | DecodeError::Spawn { .. })
+                && inner
+                    .entries
+                    .get(&key)
+                    .is_some_and(|e| Arc::ptr_eq(&e.slot, &slot))
+            {
+                inner.entries.remove(&key);
+            }
+        }
+        self.evict(&mut inner);
+        result
+    }
+
+    /// Drops least-recently-used entries beyond capacity that nobody holds.
+    fn evict(&self, inner: &mut CacheInner) {
+        while inner.entries.len() > self.capacity {
+            let victim = inner
+                .entries
+                .iter()
+                .filter(|(_, e)| match e.slot.get() {
+                    None => false,
+                    Some(Err(_)) => true,
+                    Some(Ok(track)) => Arc::strong_count(track) == 1,
+                })
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else {
+                break;
+            };
+            inner.entries.remove(&victim);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::decode::fixtures::{ffmpeg, have_ffmpeg, tone, write_wav};
+    use std::time::Instant;
+
+    fn wait_until_done(track: &Track) -> TrackStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = track.status();
+            if !matches!(status, TrackStatus::Decoding { .. }) || Instant::now() > deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn complete_track_reads_back() {
+        let frames: Vec<Vec<u8>> = (0..120u8)
+            .map(|i| vec![i; 1 + usize::from(i % 7)])
+            .collect();
+        let track = Track::complete(Codec::Pcmu, "t", frames.clone());
+        assert_eq!(track.frames_available(), 120);
+        assert_eq!(track.duration(), Some(Duration::from_millis(2400)));
+        let mut out = Vec::with_capacity(16);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(track.read_frame(i, &mut out), FrameRead::Ready);
+            assert_eq!(&out, f, "frame {i}");
+        }
+        assert_eq!(track.read_frame(120, &mut out), FrameRead::End);
+        assert!(matches!(
+            track.status(),
+            TrackStatus::Complete { frames: 120 }
+        ));
+        assert_eq!(track.label(), "t");
+        assert_eq!(track.codec(), Codec::Pcmu);
+    }
+
+    #[test]
+    fn pending_then_failed() {
+        let track = Track::new(Codec::Pcma, "x", None);
+        let mut out = Vec::new();
+        assert_eq!(track.read_frame(0, &mut out), FrameRead::Pending);
+        let mut writer = ChunkWriter::default();
+        for i in 0..FRAMES_PER_CHUNK + 3 {
+            if let Some(chunk) = writer.push(&[i as u8; 4]) {
+                track.publish(chunk);
+            }
+        }
+        assert_eq!(track.read_frame(49, &mut out), FrameRead::Ready);
+        assert_eq!(out, vec![49; 4]);
+        assert_eq!(track.read_frame(50, &mut out), FrameRead::Pending);
+        let error = DecodeError::Truncated {
+            path: "x".into(),
+            frames_decoded: 1,
+            frames_expected: Some(2),
+        };
+        track.finish(writer.take(), State::Failed(Arc::new(error)));
+        // Frames decoded before the failure stay playable.
+        assert_eq!(track.read_frame(52, &mut out), FrameRead::Ready);
+        assert_eq!(track.read_frame(53, &mut out), FrameRead::Failed);
+        match track.status() {
+            TrackStatus::Failed { frames, error } => {
+                assert_eq!(frames, 53);
+                assert_eq!(error.code(), "audio.truncated");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_pcm_makes_whole_frames() {
+        let pcm: Vec<f32> = (0..44_100).map(|i| (i as f32 * 0.1).sin() * 0.3).collect();
+        let ulaw = Track::from_pcm(Codec::Pcmu, "tone", &pcm, 44_100).unwrap();
+        assert_eq!(ulaw.frames_available(), 50);
+        let mut out = Vec::new();
+        assert_eq!(ulaw.read_frame(0, &mut out), FrameRead::Ready);
+        assert_eq!(out.len(), 160);
+        let opus = Track::from_pcm(Codec::Opus, "tone", &pcm, 44_100).unwrap();
+        assert_eq!(opus.frames_available(), 50);
+        assert_eq!(opus.read_frame(49, &mut out), FrameRead::Ready);
+        assert!(!out.is_empty() && out.len() < 400);
+        assert!(Track::from_pcm(Codec::Pcmu, "bad", &pcm, 0).is_err());
+    }
+
+    #[test]
+    fn missing_and_garbage_fail_fast() {
+        let cache = TrackCache::new(4);
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let err = cache
+            .open(&dir.path().join("nope.mp3"), Codec::Pcmu)
+            .unwrap_err();
+        assert_eq!(err.code(), "audio.missing");
+        let garbage = dir.path().join("garbage.mp3");
+        let mut bytes = vec![0u8; 300_000];
+        rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+        std::fs::write(&garbage, &bytes).unwrap();
+        let err = cache.open(&garbage, Codec::Pcmu).unwrap_err();
+        assert!(
+            matches!(
+                err.code(),
+                "audio.unsupported" | "audio.corrupt" | "audio.truncated"
+            ),
+            "{err}"
+        );
+        // Remembered: the same file is not decoded again.
+        let again = cache.open(&garbage, Codec::Pcmu).unwrap_err();
+        assert_eq!(again.to_string(), err.to_string());
+        assert_eq!(cache.len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn long_file_plays_at_once_and_is_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("service.wav");
+        write_wav(&path, 44_100, 1, 60.0, tone(440.0, 44_100, 0.4));
+        let cache = TrackCache::new(4);
+        let started = Instant::now();
+        let track = cache.open(&path, Codec::Pcmu).unwrap();
+        let opened_in = started.elapsed();
+        let mut out = Vec::new();
+        assert_eq!(track.read_frame(0, &mut out), FrameRead::Ready);
+        assert_eq!(out.len(), 160);
+        assert!(track.frames_available() >= FRAMES_PER_CHUNK);
+        assert_eq!(track.duration(), Some(Duration::from_secs(60)));
+        assert!(
+            opened_in < Duration::from_secs(1),
+            "open took {opened_in:?}"
+        );
+        // Same file, other spelling: the same track.
+        let dotted = dir.path().join(".").join("service.wav");
+        assert!(Arc::ptr_eq(
+            &track,
+            &cache.open(&dotted, Codec::Pcmu).unwrap()
+        ));
+        // Other codec: another track.
+        let opus = cache.open(&path, Codec::Opus).unwrap();
+        assert!(!Arc::ptr_eq(&track, &opus));
+        assert!(matches!(
+            wait_until_done(&track),
+            TrackStatus::Complete { frames: 3000 }
+        ));
+        assert!(matches!(
+            wait_until_done(&opus),
+            TrackStatus::Complete { frames: 3000 }
+        ));
+        assert_eq!(track.read_frame(2999, &mut out), FrameRead::Ready);
+        assert_eq!(track.read_frame(3000, &mut out), FrameRead::End);
+    }
+
+    #[test]
+    fn replaced_file_is_decoded_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        write_wav(&path, 8000, 1, 0.5, tone(440.0, 8000, 0.4));
+        let cache = TrackCache::new(4);
+        let first = cache.open(&path, Codec::Pcma).unwrap();
+        write_wav(&path, 8000, 1, 0.7, tone(440.0, 8000, 0.4));
+        let second = cache.open(&path, Codec::Pcma).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(first.frames_available(), 25);
+        assert_eq!(second.frames_available(), 35);
+    }
+
+    #[test]
+    fn eviction_spares_tracks_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrackCache::new(2);
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}.wav"));
+                write_wav(&p, 8000, 1, 0.2, tone(440.0, 8000, 0.4));
+                p
+            })
+            .collect();
+        let held = cache.open(&paths[0], Codec::Pcmu).unwrap();
+        let dropped = Arc::downgrade(&cache.open(&paths[1], Codec::Pcmu).unwrap());
+        let _third = cache.open(&paths[2], Codec::Pcmu).unwrap();
+        assert_eq!(cache.len(), 2);
+        // Track 0 is older but held by a "call": track 1 went instead.
+        assert!(Arc::ptr_eq(
+            &held,
+            &cache.open(&paths[0], Codec::Pcmu).unwrap()
+        ));
+        assert!(dropped.upgrade().is_none(), "track 1 was evicted and freed");
+        let reopened = cache.open(&paths[1], Codec::Pcmu).unwrap();
+        assert_eq!(reopened.frames_available(), 10);
+        // Everything held: the cache grows past capacity rather than drop them.
+        assert_eq!(cache.len(), 3);
+    }
+
+    fn truncated_becomes_failed(path: &Path) {
+        let cache = TrackCache::new(4);
+        match cache.open(path, Codec::Pcmu) {
+            Err(e) => assert_eq!(e.code(), "audio.truncated", "{e}"),
+            Ok(track) => match wait_until_done(&track) {
+                TrackStatus::Failed { error, frames } => {
+                    assert_eq!(error.code(), "audio.truncated", "{error}");
+                    let mut out = Vec::new();
+                    assert_eq!(track.read_frame(frames, &mut out), FrameRead::Failed);
+                }
+                other => panic!("{}: {other:?}", path.display()),
+            },
+        }
+    }
+
+    #[test]
+    fn truncated_wav_fails_the_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.wav");
+        write_wav(&path, 8000, 1, 6.0, tone(440.0, 8000, 0.4));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        truncated_becomes_failed(&path);
+    }
+
+    #[test]
+    fn truncated_mp3_fails_the_track() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("src.wav");
+        write_wav(&wav, 44_100, 1, 6.0, tone(440.0, 44_100, 0.4));
+        let mp3 = ffmpeg(&wav, dir.path(), "cut.mp3", &["-b:a", "64k"]);
+        let bytes = std::fs::read(&mp3).unwrap();
+        std::fs::write(&mp3, &bytes[..bytes.len() / 2]).unwrap();
+        truncated_becomes_failed(&mp3);
+    }
+
+    #[test]
+    fn open_bytes_shares_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.wav");
+        write_wav(&path, 16_000, 1, 0.3, tone(440.0, 16_000, 0.4));
+        let bytes = std::fs::read(&path).unwrap();
+        let cache = TrackCache::new(4);
+        let a = cache
+            .open_bytes("net", bytes.clone(), Some("wav"), Codec::Opus)
+            .unwrap();
+        let b = cache
+            .open_bytes("net", bytes, Some("wav"), Codec::Opus)
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.frames_available(), 15);
+    }
+
+    #[test]
+    fn a_panicking_decoder_becomes_an_error() {
+        let err =
+            without_panics::<()>(Path::new("evil.mp3"), || panic!("demuxer bug")).unwrap_err();
+        assert_eq!(err.code(), "audio.corrupt");
+        assert_eq!(err.path(), Path::new("evil.mp3"));
     }
 }
