@@ -376,6 +376,7 @@ fn latches_onto_the_callers_rtp_source() {
     let caller = Caller::new();
     let params = caller.params(7, Codec::Pcmu, 0);
     let our_rtp = params.sockets.rtp.local_addr().unwrap();
+    let (sdp_rtp, sdp_rtcp) = (params.remote_rtp, params.remote_rtcp);
     engine.add_programme(params, programme(vec![frames(0, 200, 160)], None));
     assert_eq!(receive(&caller.rtp, 3, 1000 * MS).len(), 3);
     // The caller's real (NATed) address sends RTP to us; RTCP and garbage
@@ -404,6 +405,20 @@ fn latches_onto_the_callers_rtp_source() {
     while caller.rtp.recv(&mut [0u8; 2048]).is_ok() {}
     assert!(receive(&caller.rtp, 1, 100 * MS).is_empty());
     assert_eq!(engine.stats().latches, 1);
+
+    // A re-INVITE with the same SDP (hold, resume) keeps the latched source…
+    engine.update(StreamId(7), sdp_rtp, sdp_rtcp, true);
+    std::thread::sleep(30 * MS);
+    assert!(receive(&caller.rtp, 1, 100 * MS).is_empty());
+    assert!(!receive(&nat, 2, 100 * MS).is_empty());
+    // …one with a new address moves the stream there.
+    let moved = Caller::new();
+    let (rtp, rtcp) = (
+        moved.rtp.local_addr().unwrap(),
+        moved.rtcp.local_addr().unwrap(),
+    );
+    engine.update(StreamId(7), rtp, rtcp, true);
+    assert_eq!(receive(&moved.rtp, 2, 200 * MS).len(), 2);
 }
 
 #[test]

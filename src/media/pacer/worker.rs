@@ -64,6 +64,10 @@ struct Stream {
     /// Where RTP and RTCP go now: from SDP, or latched (symmetric RTP).
     remote_rtp: SocketAddr,
     remote_rtcp: SocketAddr,
+    /// What the last SDP said, to tell a re-INVITE that moves the media
+    /// from one that only changes direction.
+    sdp_rtp: SocketAddr,
+    sdp_rtcp: SocketAddr,
     playout: Playout,
     /// RFC 7022 random CNAME: `das-` and 12 hex digits.
     cname: [u8; 16],
@@ -73,8 +77,7 @@ struct Stream {
 impl Stream {
     /// Handles one RTP packet from the caller. Only latching for now; RFC
     /// 4733 DTMF will be read here.
-    fn handle_rtp(&mut self, header: &RtpHeader<'_>, from: SocketAddr, stats: &WorkerStats) {
-        let _ = header;
+    fn handle_rtp(&mut self, _header: &RtpHeader<'_>, from: SocketAddr, stats: &WorkerStats) {
         if from != self.remote_rtp {
             // Symmetric RTP: a caller behind NAT sends from the address it
             // can receive on, whatever its SDP said.
@@ -153,7 +156,10 @@ impl Worker {
             for event in events.iter() {
                 if event.token() == WAKER {
                     stop |= self.handle_commands();
-                } else if !self.readable.contains(&event.token()) {
+                } else {
+                    // A token still pending from last turn may appear twice;
+                    // the second read just finds `WouldBlock`. Cheaper than
+                    // a search per event with thousands of callers sending.
                     self.readable.push(event.token());
                 }
             }
@@ -293,10 +299,16 @@ impl Worker {
                     sending,
                 }) => {
                     if let Some(stream) = self.ids.get(&id).and_then(|&s| self.slots[s].as_mut()) {
-                        stream.remote_rtp = remote_rtp;
-                        stream.remote_rtcp = remote_rtcp;
-                        // New SDP addresses replace a latched source; the
-                        // caller's next RTP latches afresh if it differs.
+                        // New SDP addresses replace a latched source (the
+                        // caller's next RTP latches afresh if it differs);
+                        // the same ones, as in a hold re-INVITE from behind
+                        // NAT, keep it.
+                        if (remote_rtp, remote_rtcp) != (stream.sdp_rtp, stream.sdp_rtcp) {
+                            stream.sdp_rtp = remote_rtp;
+                            stream.sdp_rtcp = remote_rtcp;
+                            stream.remote_rtp = remote_rtp;
+                            stream.remote_rtcp = remote_rtcp;
+                        }
                         stream.playout.set_sending(sending);
                     }
                 }
@@ -367,6 +379,8 @@ impl Worker {
             rtcp,
             remote_rtp,
             remote_rtcp,
+            sdp_rtp: remote_rtp,
+            sdp_rtcp: remote_rtcp,
             playout: Playout::new(
                 programme,
                 packetizer,
