@@ -1,0 +1,479 @@
+//! One media thread: a `mio::Poll` over its streams' sockets, a heap of
+//! next-send instants, and the commands channel.
+//!
+//! Each turn: poll (for socket input and commands) until ~1 ms before the
+//! earliest deadline, sleep the rest (epoll timeouts are whole milliseconds;
+//! `nanosleep` is good to ~60 µs), then handle every slot due. Per packet
+//! there is no allocation and no syscall but `send_to`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::super::rtcp::{self, NtpTimestamp};
+use super::super::rtp::{self, PayloadType, RtpHeader};
+use super::playout::{Action, Playout};
+use super::stats::WorkerStats;
+use super::{MediaEvent, Programme, Shared, StreamId, StreamParams};
+
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// Slots due this soon are sent now: 0.25 ms early is inaudible, and it
+/// saves a sleep per packet when many streams are due close together.
+const EARLY: Duration = Duration::from_micros(250);
+/// Within this of a deadline, sleep rather than poll: epoll would round
+/// the timeout up to the next millisecond.
+const FINE: Duration = Duration::from_micros(1500);
+/// Datagrams read from one socket per turn, so a flood cannot starve the
+/// clock; the rest are read next turn.
+const READS_PER_TURN: usize = 16;
+/// Large enough for any RTP packet we send or receive (Opus tops out at
+/// 1275 bytes a frame); bigger datagrams are truncated, and we only parse
+/// their headers.
+const DATAGRAM_MAX: usize = 2048;
+
+pub(super) struct NewStream {
+    pub params: StreamParams,
+    pub programme: Programme,
+}
+
+pub(super) enum Command {
+    Add(Box<NewStream>),
+    Update {
+        id: StreamId,
+        remote_rtp: SocketAddr,
+        remote_rtcp: SocketAddr,
+        sending: bool,
+    },
+    Remove(StreamId),
+    Shutdown,
+}
+
+struct Stream {
+    id: StreamId,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    /// Where RTP and RTCP go now: from SDP, or latched (symmetric RTP).
+    remote_rtp: SocketAddr,
+    remote_rtcp: SocketAddr,
+    /// What the last SDP said, to tell a re-INVITE that moves the media
+    /// from one that only changes direction.
+    sdp_rtp: SocketAddr,
+    sdp_rtcp: SocketAddr,
+    playout: Playout,
+    /// RFC 7022 random CNAME: `das-` and 12 hex digits.
+    cname: [u8; 16],
+    next_report: Instant,
+}
+
+impl Stream {
+    /// Handles one RTP packet from the caller. Only latching for now; RFC
+    /// 4733 DTMF will be read here.
+    fn handle_rtp(&mut self, _header: &RtpHeader<'_>, from: SocketAddr, stats: &WorkerStats) {
+        if from != self.remote_rtp {
+            // Symmetric RTP: a caller behind NAT sends from the address it
+            // can receive on, whatever its SDP said.
+            tracing::debug!(stream = self.id.0, from = %from, sdp = %self.remote_rtp, "latching rtp");
+            self.remote_rtp = from;
+            if let Some(port) = from.port().checked_add(1) {
+                self.remote_rtcp = SocketAddr::new(from.ip(), port);
+            }
+            WorkerStats::count(&stats.latches);
+        }
+    }
+}
+
+pub(super) struct Worker {
+    index: usize,
+    poll: Poll,
+    commands: Receiver<Command>,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    /// Streams by slot; a slot's sockets are tokens `2·slot` (RTP) and
+    /// `2·slot + 1` (RTCP).
+    slots: Vec<Option<Stream>>,
+    /// Bumped when a slot is freed, so stale heap entries are skipped.
+    generations: Vec<u32>,
+    free: Vec<usize>,
+    ids: HashMap<StreamId, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Sockets with datagrams possibly still queued (epoll is
+    /// edge-triggered: we must read until `WouldBlock`).
+    readable: Vec<Token>,
+    frame: Vec<u8>,
+    packet: Box<[u8]>,
+    datagram: Box<[u8]>,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        commands: Receiver<Command>,
+        shared: Arc<Shared>,
+        events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    ) -> Worker {
+        Worker {
+            index,
+            poll,
+            commands,
+            stats: shared.workers[index].clone(),
+            shared,
+            events,
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::new(),
+            timers: BinaryHeap::new(),
+            readable: Vec::new(),
+            frame: Vec::with_capacity(DATAGRAM_MAX),
+            packet: vec![0; DATAGRAM_MAX].into_boxed_slice(),
+            datagram: vec![0; DATAGRAM_MAX].into_boxed_slice(),
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(worker = self.index, error = %e, "media poll failed; stopping");
+                self.shutdown();
+                return;
+            }
+            let mut stop = false;
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    stop |= self.handle_commands();
+                } else {
+                    // A token still pending from last turn may appear twice;
+                    // the second read just finds `WouldBlock`. Cheaper than
+                    // a search per event with thousands of callers sending.
+                    self.readable.push(event.token());
+                }
+            }
+            if stop {
+                self.shutdown();
+                return;
+            }
+            self.read_sockets();
+            self.sleep_until_due();
+            self.handle_due();
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.readable.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let Reverse((due, _, _)) = self.timers.peek()?;
+        let left = due.saturating_duration_since(now);
+        if left <= FINE {
+            Some(Duration::ZERO)
+        } else {
+            // Rounded up to whole ms by mio, this still wakes before `due`.
+            Some(left - Duration::from_millis(1))
+        }
+    }
+
+    fn sleep_until_due(&self) {
+        let Some(Reverse((due, _, _))) = self.timers.peek() else {
+            return;
+        };
+        let left = due.saturating_duration_since(Instant::now());
+        if left > EARLY && left <= FINE && self.readable.is_empty() {
+            std::thread::sleep(left);
+        }
+    }
+
+    fn handle_due(&mut self) {
+        loop {
+            let now = Instant::now();
+            let Some(&Reverse((due, slot, generation))) = self.timers.peek() else {
+                return;
+            };
+            if due > now + EARLY {
+                return;
+            }
+            self.timers.pop();
+            if self.generations[slot] == generation && self.slots[slot].is_some() {
+                self.handle_slot(slot, now);
+            }
+        }
+    }
+
+    fn handle_slot(&mut self, slot: usize, now: Instant) {
+        let stream = self.slots[slot]
+            .as_mut()
+            .expect("handle_due checked the slot is occupied");
+        let tick = stream
+            .playout
+            .handle_timeout(now, &mut self.frame, &mut self.packet);
+        if tick.caught_up {
+            WorkerStats::count(&self.stats.catch_ups);
+        }
+        if tick.underrun {
+            WorkerStats::count(&self.stats.underruns);
+        }
+        match tick.action {
+            Action::Finished => {
+                self.finish(slot, true);
+                return;
+            }
+            Action::Send { len } => {
+                self.stats.record_lateness(tick.lateness);
+                match stream.rtp.send_to(&self.packet[..len], stream.remote_rtp) {
+                    Ok(_) => WorkerStats::count(&self.stats.packets_sent),
+                    // A full socket buffer or an unreachable caller: the
+                    // packet is lost, the stream goes on.
+                    Err(_) => WorkerStats::count(&self.stats.send_errors),
+                }
+                if now >= stream.next_report {
+                    send_report(stream, false, now, &mut self.packet, &self.stats);
+                    stream.next_report = now + report_interval(self.shared.config.report_interval);
+                }
+            }
+            Action::Silent | Action::Waiting => {}
+        }
+        let wake = stream.playout.next_wake();
+        self.timers
+            .push(Reverse((wake, slot, self.generations[slot])));
+    }
+
+    /// Reads queued datagrams, up to a budget per socket per turn.
+    fn read_sockets(&mut self) {
+        let mut pending = std::mem::take(&mut self.readable);
+        pending.retain(|&token| {
+            let slot = token.0 / 2;
+            let Some(Some(stream)) = self.slots.get_mut(slot) else {
+                return false;
+            };
+            let on_rtp_socket = token.0 % 2 == 0;
+            for _ in 0..READS_PER_TURN {
+                let socket = if on_rtp_socket {
+                    &stream.rtp
+                } else {
+                    &stream.rtcp
+                };
+                let (len, from) = match socket.recv_from(&mut self.datagram) {
+                    Ok(received) => received,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    // ICMP errors surface here on Linux; nothing to do.
+                    Err(_) => continue,
+                };
+                let datagram = &self.datagram[..len];
+                // RTCP from the caller (RR, BYE) on either port is ignored:
+                // the call core learns of hang-ups from SIP.
+                if !on_rtp_socket || rtcp::is_rtcp(datagram) {
+                    continue;
+                }
+                if let Ok(header) = rtp::parse(datagram) {
+                    stream.handle_rtp(&header, from, &self.stats);
+                }
+            }
+            true
+        });
+        self.readable = pending;
+    }
+
+    /// Drains the commands; true on shutdown.
+    fn handle_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Add(stream)) => self.add(*stream),
+                Ok(Command::Update {
+                    id,
+                    remote_rtp,
+                    remote_rtcp,
+                    sending,
+                }) => {
+                    if let Some(stream) = self.ids.get(&id).and_then(|&s| self.slots[s].as_mut()) {
+                        // New SDP addresses replace a latched source (the
+                        // caller's next RTP latches afresh if it differs);
+                        // the same ones, as in a hold re-INVITE from behind
+                        // NAT, keep it.
+                        if (remote_rtp, remote_rtcp) != (stream.sdp_rtp, stream.sdp_rtcp) {
+                            stream.sdp_rtp = remote_rtp;
+                            stream.sdp_rtcp = remote_rtcp;
+                            stream.remote_rtp = remote_rtp;
+                            stream.remote_rtcp = remote_rtcp;
+                        }
+                        stream.playout.set_sending(sending);
+                    }
+                }
+                Ok(Command::Remove(id)) => {
+                    if let Some(&slot) = self.ids.get(&id) {
+                        self.finish(slot, false);
+                    }
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return true,
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+    }
+
+    fn add(&mut self, new: NewStream) {
+        let NewStream { params, programme } = new;
+        let id = params.id;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.generations.push(0);
+            self.slots.len() - 1
+        });
+        let now = Instant::now();
+        match self.register(slot, params, programme, now) {
+            Ok(stream) => {
+                self.slots[slot] = Some(stream);
+                self.ids.insert(id, slot);
+                self.timers
+                    .push(Reverse((now, slot, self.generations[slot])));
+            }
+            Err(e) => {
+                tracing::error!(stream = id.0, error = %e, "cannot register media sockets");
+                self.free.push(slot);
+                self.release(id);
+                let _ = self.events.send(MediaEvent::Finished { id });
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        slot: usize,
+        params: StreamParams,
+        programme: Programme,
+        now: Instant,
+    ) -> io::Result<Stream> {
+        let StreamParams {
+            id,
+            sockets,
+            remote_rtp,
+            remote_rtcp,
+            codec,
+            payload_type,
+            sending,
+        } = params;
+        sockets.rtp.set_nonblocking(true)?;
+        sockets.rtcp.set_nonblocking(true)?;
+        let mut rtp = UdpSocket::from_std(sockets.rtp);
+        let mut rtcp = UdpSocket::from_std(sockets.rtcp);
+        let registry = self.poll.registry();
+        registry.register(&mut rtp, Token(2 * slot), Interest::READABLE)?;
+        registry.register(&mut rtcp, Token(2 * slot + 1), Interest::READABLE)?;
+        let packetizer = rtp::Packetizer::new(PayloadType(payload_type), codec.samples_per_frame());
+        let interval = self.shared.config.report_interval;
+        Ok(Stream {
+            id,
+            rtp,
+            rtcp,
+            remote_rtp,
+            remote_rtcp,
+            sdp_rtp: remote_rtp,
+            sdp_rtcp: remote_rtcp,
+            playout: Playout::new(
+                programme,
+                packetizer,
+                codec.clock_rate_hz(),
+                sending,
+                self.shared.config.catch_up_window,
+                now,
+            ),
+            cname: random_cname(),
+            // RFC 3550 §6.2: the first report after half an interval.
+            next_report: now + report_interval(interval) / 2,
+        })
+    }
+
+    /// Ends a stream: BYE if it ever sent, sockets closed, slot freed.
+    fn finish(&mut self, slot: usize, emit: bool) {
+        let Some(mut stream) = self.slots[slot].take() else {
+            return;
+        };
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        self.free.push(slot);
+        self.ids.remove(&stream.id);
+        // RFC 3550 §6.3.7: no BYE from a participant that never sent.
+        if stream.playout.packetizer().packets_sent() > 0 {
+            send_report(
+                &mut stream,
+                true,
+                Instant::now(),
+                &mut self.packet,
+                &self.stats,
+            );
+        }
+        let registry = self.poll.registry();
+        // Closing the sockets removes them from epoll anyway.
+        let _ = registry.deregister(&mut stream.rtp);
+        let _ = registry.deregister(&mut stream.rtcp);
+        if emit {
+            self.release(stream.id);
+            let _ = self.events.send(MediaEvent::Finished { id: stream.id });
+        } else {
+            self.stats.streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets a stream the engine handle still routes to this worker.
+    fn release(&self, id: StreamId) {
+        let mut routes = self.shared.routes();
+        if routes.get(&id) == Some(&self.index) {
+            routes.remove(&id);
+        }
+        drop(routes);
+        self.stats.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn shutdown(&mut self) {
+        for slot in 0..self.slots.len() {
+            if let Some(id) = self.slots[slot].as_ref().map(|s| s.id) {
+                self.finish(slot, false);
+                self.shared.routes().remove(&id);
+            }
+        }
+    }
+}
+
+/// Sends SR + SDES (+ BYE) to the caller's RTCP address.
+fn send_report(stream: &mut Stream, bye: bool, now: Instant, buf: &mut [u8], stats: &WorkerStats) {
+    let info = stream.playout.sender_info(now, NtpTimestamp::now());
+    let ssrc = stream.playout.packetizer().ssrc();
+    match rtcp::write_compound(ssrc, &info, &stream.cname, bye, buf) {
+        Ok(len) => {
+            if stream
+                .rtcp
+                .send_to(&buf[..len], stream.remote_rtcp)
+                .is_err()
+            {
+                WorkerStats::count(&stats.send_errors);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot build rtcp report"),
+    }
+}
+
+/// The mean interval randomised to 0.5–1.5 times (RFC 3550 §6.3.1).
+fn report_interval(mean: Duration) -> Duration {
+    mean.mul_f64(rand::random_range(0.5..1.5))
+}
+
+fn random_cname() -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut cname = *b"das-000000000000";
+    let bits: u64 = rand::random();
+    for (i, c) in cname[4..].iter_mut().enumerate() {
+        *c = HEX[((bits >> (4 * i)) & 0xf) as usize];
+    }
+    cname
+}
