@@ -6,10 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, PortRange};
+use crate::media::Codec;
 
 #[derive(Debug, Parser)]
-#[command(name = "dial-a-service", version, about = "A phone line that plays recorded church services")]
+#[command(
+    name = "dial-a-service",
+    version,
+    about = "A phone line that plays recorded church services"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,19 +28,83 @@ pub enum Command {
         #[arg(long, default_value = "config/dial-a-service.toml")]
         config: PathBuf,
     },
+    /// Check the config, the schedule and every audio file, as a caller would hear them.
+    Check {
+        /// The config file.
+        #[arg(long, default_value = "config/dial-a-service.toml")]
+        config: PathBuf,
+    },
+    /// Play one service to N calls over loopback and print CPU, memory and send lateness.
+    Bench {
+        /// Concurrent calls.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Seconds to measure once every call has started.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// pcmu, pcma or opus.
+        #[arg(long, default_value = "pcmu", value_parser = parse_codec)]
+        codec: Codec,
+        /// The audio every call plays.
+        #[arg(long, default_value = "audio/sample-service.mp3")]
+        audio: PathBuf,
+        /// Media threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// RTP ports for the calls, two per call.
+        #[arg(long, default_value = "40000-59999")]
+        rtp_ports: PortRange,
+    },
+}
+
+fn parse_codec(name: &str) -> Result<Codec, String> {
+    Codec::from_config_name(name)
+        .ok_or_else(|| format!("expected pcmu, pcma or opus, not {name:?}"))
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Bench {
+            calls,
+            seconds,
+            codec,
+            audio,
+            workers,
+            rtp_ports,
+        } => {
+            let options = crate::bench::BenchOptions {
+                calls,
+                seconds,
+                codec,
+                audio,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                rtp_ports,
+            };
+            match crate::bench::run(&options) {
+                Ok(report) => {
+                    println!("{}", report.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("dial-a-service bench: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 fn run(path: PathBuf) -> ExitCode {
@@ -47,7 +116,10 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("dial-a-service: cannot start the runtime: {error}");
@@ -69,13 +141,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -83,4 +156,24 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Prints what the line would play now and every problem found; exits 1
+/// when a caller would hear the apology.
+fn check(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dial-a-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("config: {} is valid", path.display());
+    let report = crate::content::check(&config, chrono::Utc::now());
+    print!("{report}");
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

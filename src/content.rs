@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::media::track::{Playlist, Track, TrackCache};
 use crate::media::Codec;
+use crate::media::track::{Playlist, Track, TrackCache};
 use crate::source::schedule::Schedule;
 
 /// Remembers the last problem of one kind so it is logged once per change.
@@ -85,11 +85,16 @@ impl Content {
                     ),
                     None => self.schedule_problem.record(
                         "schedule",
-                        Some(format!("{} lists no service that has started yet", self.schedule.display())),
+                        Some(format!(
+                            "{} lists no service that has started yet",
+                            self.schedule.display()
+                        )),
                     ),
                 }
             }
-            Err(error) => self.schedule_problem.record("schedule", Some(error.to_string())),
+            Err(error) => self
+                .schedule_problem
+                .record("schedule", Some(error.to_string())),
         }
     }
 
@@ -113,12 +118,16 @@ impl Content {
         let schedule = match Schedule::load(&self.schedule) {
             Ok(schedule) => schedule,
             Err(error) => {
-                self.schedule_problem.record("schedule", Some(error.to_string()));
+                self.schedule_problem
+                    .record("schedule", Some(error.to_string()));
                 return None;
             }
         };
         let Some(service) = schedule.latest(now) else {
-            let reason = format!("{} lists no service that has started yet", self.schedule.display());
+            let reason = format!(
+                "{} lists no service that has started yet",
+                self.schedule.display()
+            );
             self.schedule_problem.record("schedule", Some(reason));
             return None;
         };
@@ -130,7 +139,8 @@ impl Content {
                 Some(track)
             }
             Err(error) => {
-                self.audio_problem.record("service audio", Some(error.to_string()));
+                self.audio_problem
+                    .record("service audio", Some(error.to_string()));
                 None
             }
         }
@@ -159,7 +169,10 @@ impl Content {
                 track
             }
             Err(error) => {
-                self.apology_problem.record("apology clip", Some(format!("{error}; playing the built-in tones")));
+                self.apology_problem.record(
+                    "apology clip",
+                    Some(format!("{error}; playing the built-in tones")),
+                );
                 self.tone_track(codec)
             }
         }
@@ -184,7 +197,9 @@ impl Content {
 pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {
     let rate = rate_hz as f32;
     let mut out = Vec::new();
-    let silence = |out: &mut Vec<f32>, seconds: f32| out.extend(std::iter::repeat_n(0.0, (seconds * rate) as usize));
+    let silence = |out: &mut Vec<f32>, seconds: f32| {
+        out.extend(std::iter::repeat_n(0.0, (seconds * rate) as usize))
+    };
     silence(&mut out, 0.3);
     for _ in 0..2 {
         for (freq, seconds) in [(523.25f32, 0.6f32), (659.25, 0.6), (783.99, 1.2)] {
@@ -202,6 +217,105 @@ pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {
     out
 }
 
+/// What `dial-a-service check` prints: the schedule as callers would meet
+/// it now, and whether each file plays.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    lines: Vec<String>,
+    problems: usize,
+}
+
+impl CheckReport {
+    fn ok(&mut self, line: String) {
+        self.lines.push(format!("  ok    {line}"));
+    }
+
+    fn problem(&mut self, line: String) {
+        self.problems += 1;
+        self.lines.push(format!("  FAIL  {line}"));
+    }
+
+    /// True when every caller would hear a service.
+    pub fn is_ok(&self) -> bool {
+        self.problems == 0
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for line in &self.lines {
+            writeln!(f, "{line}")?;
+        }
+        match self.problems {
+            0 => writeln!(f, "all good: callers hear the latest service"),
+            n => writeln!(
+                f,
+                "{n} problem(s): callers may hear the apology clip instead"
+            ),
+        }
+    }
+}
+
+/// Checks the schedule, each available service's audio and the apology clip.
+pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport {
+    let mut report = CheckReport::default();
+    let tracks = TrackCache::new(1);
+    let describe = |track: &Arc<Track>| match track.duration() {
+        Some(d) => format!("{} min {} s", d.as_secs() / 60, d.as_secs() % 60),
+        None => "length unknown".to_owned(),
+    };
+    match tracks.open(&config.audio.apology, Codec::Pcmu) {
+        Ok(track) => report.ok(format!(
+            "apology clip {} ({})",
+            config.audio.apology.display(),
+            describe(&track)
+        )),
+        Err(error) => report.problem(format!(
+            "apology clip: {error} (callers would hear built-in tones)"
+        )),
+    }
+    let schedule = match Schedule::load(&config.source.schedule) {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            report.problem(format!("schedule: {error}"));
+            return report;
+        }
+    };
+    report.ok(format!(
+        "schedule {} for {}",
+        config.source.schedule.display(),
+        schedule.church_name
+    ));
+    for problem in &schedule.problems {
+        report.problem(format!("schedule: {problem}"));
+    }
+    let available = schedule.available(now);
+    if available.is_empty() {
+        report.problem("schedule: no service has started yet".to_owned());
+    }
+    let hidden = schedule.services.len() - available.len();
+    if hidden > 0 {
+        report.ok(format!(
+            "{hidden} future service(s) hidden until their time"
+        ));
+    }
+    for (i, service) in available.iter().enumerate() {
+        let title = service.title.as_deref().unwrap_or("(no title)");
+        let path = config.source.audio.join(&service.file);
+        let what = format!(
+            "{}{title}, {}: {}",
+            if i == 0 { "latest: " } else { "" },
+            service.datetime,
+            path.display()
+        );
+        match tracks.open(&path, Codec::Pcmu) {
+            Ok(track) => report.ok(format!("{what} ({})", describe(&track))),
+            Err(error) => report.problem(format!("{what}: {error}")),
+        }
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +326,9 @@ mod tests {
         assert!(samples.len() > 8_000 * 5);
         let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!(peak > 0.1 && peak <= 0.25, "peak {peak}");
-        let biggest_step = samples.windows(2).fold(0f32, |m, w| m.max((w[1] - w[0]).abs()));
+        let biggest_step = samples
+            .windows(2)
+            .fold(0f32, |m, w| m.max((w[1] - w[0]).abs()));
         assert!(biggest_step < 0.2, "a jump of {biggest_step} would click");
     }
 
@@ -220,8 +336,15 @@ mod tests {
     fn audio_path_stays_inside_the_folder() {
         let content = Content::new("s.json".into(), "/srv/audio".into(), "a.wav".into(), 4);
         assert_eq!(content.audio_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
-        assert_eq!(content.audio_path("sub/x.mp3"), Path::new("/srv/audio/sub/x.mp3"));
-        assert!(content.audio_path("../etc/passwd").starts_with("/srv/audio"));
+        assert_eq!(
+            content.audio_path("sub/x.mp3"),
+            Path::new("/srv/audio/sub/x.mp3")
+        );
+        assert!(
+            content
+                .audio_path("../etc/passwd")
+                .starts_with("/srv/audio")
+        );
         assert!(content.audio_path("/etc/passwd").starts_with("/srv/audio"));
     }
 }

@@ -129,7 +129,10 @@ pub async fn serve(
         }
     }
 
-    tracing::info!(calls = endpoint.active_calls(), "shutting down: hanging up every call");
+    tracing::info!(
+        calls = endpoint.active_calls(),
+        "shutting down: hanging up every call"
+    );
     endpoint.shutdown(Instant::now());
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while endpoint.active_calls() > 0 && Instant::now() < deadline {
@@ -170,9 +173,9 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
             let playlist = content.playlist(media.codec, chrono::Utc::now());
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
             let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
-            let remote_rtcp = media
-                .remote_rtcp
-                .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
+            let remote_rtcp = media.remote_rtcp.unwrap_or_else(|| {
+                SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1))
+            });
             tracing::info!(
                 %call,
                 %caller,
@@ -195,9 +198,9 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
         Action::UpdateMedia { call, media } => {
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
             let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
-            let remote_rtcp = media
-                .remote_rtcp
-                .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
+            let remote_rtcp = media.remote_rtcp.unwrap_or_else(|| {
+                SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1))
+            });
             let sending = media.local_direction.sends() && media.remote_rtp.is_some();
             tracing::info!(%call, remote = %remote_rtp, sending, "media updated by re-INVITE");
             engine.update(StreamId(call.0), remote_rtp, remote_rtcp, sending);

@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use common::capture::{rtp_streams, Capture};
-use common::{audio, free_udp_port, have_tool, repo, source_env, write_schedule, Line};
+use common::capture::{Capture, rtp_streams};
+use common::{Line, audio, free_udp_port, have_tool, repo, source_env, write_schedule};
 
 #[test]
 fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
@@ -52,11 +52,22 @@ fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
     let pcap = capture.stop();
     let sipp_out = String::from_utf8_lossy(&output.stdout).into_owned();
     let errors = std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default();
-    assert!(output.status.success(), "sipp failed ({:?}):\n{errors}\n{sipp_out}", output.status);
-    assert!(line.log_count("ContentFinished") >= 1, "the line hung up by itself:\n{}", line.log_text());
+    assert!(
+        output.status.success(),
+        "sipp failed ({:?}):\n{errors}\n{sipp_out}",
+        output.status
+    );
+    assert!(
+        line.log_count("ContentFinished") >= 1,
+        "the line hung up by itself:\n{}",
+        line.log_text()
+    );
 
     let (streams, text) = rtp_streams(&pcap, media_port);
-    let to_sipp: Vec<_> = streams.iter().filter(|s| s.dst_port == media_port).collect();
+    let to_sipp: Vec<_> = streams
+        .iter()
+        .filter(|s| s.dst_port == media_port)
+        .collect();
     assert_eq!(to_sipp.len(), 1, "one RTP stream to sipp:\n{text}");
     let stream = to_sipp[0];
     assert!(stream.packets >= 190, "about 4 s of 20 ms packets:\n{text}");

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw_uac::{status_of, to_tag, RawUac};
 use common::Line;
+use common::raw_uac::{RawUac, status_of, to_tag};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -31,15 +31,27 @@ fn cancel_before_the_answer_gets_200_and_487() {
         .iter()
         .filter_map(|(_, m)| status_of(m).map(|s| (s, m.contains("CANCEL"))))
         .collect();
-    assert!(statuses.contains(&(200, true)), "200 to the CANCEL: {statuses:?}");
-    assert!(statuses.contains(&(487, false)), "487 to the INVITE: {statuses:?}");
-    let terminated = messages.iter().find(|(_, m)| status_of(m) == Some(487)).unwrap();
+    assert!(
+        statuses.contains(&(200, true)),
+        "200 to the CANCEL: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(487, false)),
+        "487 to the INVITE: {statuses:?}"
+    );
+    let terminated = messages
+        .iter()
+        .find(|(_, m)| status_of(m) == Some(487))
+        .unwrap();
     let mut uac = uac;
     uac.to_tag = to_tag(&terminated.1);
     uac.send(&uac.request("ACK", "z9hG4bK-c1", 1, ""));
     // Never answered after all, and no media.
     let later = uac.receive_for(4 * SECOND);
-    assert!(later.iter().all(|(_, m)| status_of(m) != Some(200)), "{later:?}");
+    assert!(
+        later.iter().all(|(_, m)| status_of(m) != Some(200)),
+        "{later:?}"
+    );
     assert_eq!(uac.count_rtp_for(Duration::from_millis(200)), 0);
 }
 
@@ -53,13 +65,18 @@ fn bye_from_the_caller_stops_media_within_100ms() {
     // Collect RTP arrivals until a quiet half second.
     let mut last_rtp = None;
     let mut buf = [0u8; 2048];
-    uac.rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    uac.rtp
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     while uac.rtp.recv_from(&mut buf).is_ok() {
         last_rtp = Some(Instant::now());
     }
     if let Some(last) = last_rtp {
         let after = last.saturating_duration_since(sent_at);
-        assert!(after < Duration::from_millis(100), "RTP still arriving {after:?} after BYE");
+        assert!(
+            after < Duration::from_millis(100),
+            "RTP still arriving {after:?} after BYE"
+        );
     }
     assert!(uac.wait_for_status(200, SECOND).is_some() || line.log_count("CallerHungUp") > 0);
 }
@@ -74,7 +91,10 @@ fn retransmitted_invite_is_one_call() {
     uac.send(&invite);
     uac.send(&invite);
     let messages = uac.receive_for(Duration::from_millis(600));
-    let oks: Vec<_> = messages.iter().filter(|(_, m)| status_of(m) == Some(200)).collect();
+    let oks: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| status_of(m) == Some(200))
+        .collect();
     assert!(!oks.is_empty());
     // Every 200 belongs to the same dialog.
     let tags: std::collections::HashSet<_> = oks.iter().map(|(_, m)| to_tag(m)).collect();
@@ -98,13 +118,28 @@ fn lost_ack_retransmits_the_200_until_the_ack_arrives() {
     assert!(oks.len() >= 3, "200 retransmitted: {} copies", oks.len());
     let gap1 = oks[1] - oks[0];
     let gap2 = oks[2] - oks[1];
-    assert!(gap1 >= Duration::from_millis(400) && gap1 <= Duration::from_millis(700), "{gap1:?}");
-    assert!(gap2 >= Duration::from_millis(900) && gap2 <= Duration::from_millis(1_200), "{gap2:?}");
-    uac.to_tag = to_tag(&messages.iter().find(|(_, m)| status_of(m) == Some(200)).unwrap().1);
+    assert!(
+        gap1 >= Duration::from_millis(400) && gap1 <= Duration::from_millis(700),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(900) && gap2 <= Duration::from_millis(1_200),
+        "{gap2:?}"
+    );
+    uac.to_tag = to_tag(
+        &messages
+            .iter()
+            .find(|(_, m)| status_of(m) == Some(200))
+            .unwrap()
+            .1,
+    );
     uac.send(&uac.request("ACK", "z9hG4bK-la-ack", 1, ""));
     assert!(uac.count_rtp_for(SECOND) > 30, "media starts after the ACK");
     let after = uac.receive_for(Duration::from_millis(2_500));
-    assert!(after.iter().all(|(_, m)| status_of(m) != Some(200)), "no 200 after the ACK");
+    assert!(
+        after.iter().all(|(_, m)| status_of(m) != Some(200)),
+        "no 200 after the ACK"
+    );
 }
 
 #[test]
@@ -125,13 +160,22 @@ fn a_burst_of_malformed_datagrams_then_a_normal_call() {
         seed ^= seed >> 17;
         seed ^= seed << 5;
         let datagram: Vec<u8> = match i % 4 {
-            0 => (0..(seed % 1400) as usize).map(|k| (seed as usize).wrapping_mul(k + 1) as u8).collect(),
+            0 => (0..(seed % 1400) as usize)
+                .map(|k| (seed as usize).wrapping_mul(k + 1) as u8)
+                .collect(),
             1 => b"INVITE sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n".to_vec(),
-            2 => format!("OPTIONS sip:a@b SIP/2.0\r\nContent-Length: {}\r\n\r\n", seed).into_bytes(),
+            2 => format!(
+                "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: {}\r\n\r\n",
+                seed
+            )
+            .into_bytes(),
             _ => b"SIP/2.0 999 What\r\nCall-ID: x\r\n\r\n".to_vec(),
         };
         let _ = junk.send_to(&datagram, line.sip);
     }
     let uac = answered_call(&line);
-    assert!(uac.count_rtp_for(SECOND) > 30, "the line still plays after the burst");
+    assert!(
+        uac.count_rtp_for(SECOND) > 30,
+        "the line still plays after the burst"
+    );
 }

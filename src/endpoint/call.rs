@@ -99,7 +99,12 @@ impl Endpoint {
             self.config.user_agent.clone(),
         ));
         if let Some((content_type, bytes)) = body {
-            message::set_body(&mut response.headers, &mut response.body, content_type, bytes);
+            message::set_body(
+                &mut response.headers,
+                &mut response.body,
+                content_type,
+                bytes,
+            );
         }
         message::to_bytes(&rsip::SipMessage::Response(response))
     }
@@ -138,7 +143,13 @@ impl Endpoint {
     }
 
     /// Ends a ringing call with a final error response (CANCEL, shutdown).
-    pub(super) fn reject_ringing(&mut self, id: CallId, status: u16, reason: EndReason, now: Instant) {
+    pub(super) fn reject_ringing(
+        &mut self,
+        id: CallId,
+        status: u16,
+        reason: EndReason,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -165,7 +176,8 @@ impl Endpoint {
                 call: id,
                 rtp_port: call.rtp_port,
             });
-            self.actions.push_back(Action::CallEnded { call: id, reason });
+            self.actions
+                .push_back(Action::CallEnded { call: id, reason });
         }
     }
 

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use crate::media::Codec;
 use crate::sdp::Negotiated;
+use crate::sip::Transmit;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
 use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
-use crate::sip::Transmit;
 
 use call::Call;
 use wakeups::Wakeups;
@@ -214,7 +214,12 @@ impl Endpoint {
         }
     }
 
-    fn handle_unparsable(&mut self, datagram: &[u8], source: SocketAddr, error: &dyn std::fmt::Display) {
+    fn handle_unparsable(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        error: &dyn std::fmt::Display,
+    ) {
         match requests::answer_unparsable(datagram) {
             Some(reply) => {
                 self.stats.malformed_answered += 1;
@@ -292,7 +297,8 @@ impl Endpoint {
             self.invites.remove(branch);
         } else {
             let at = entry.tx.poll_timeout();
-            self.wakeups.schedule(at, WakeKey::Invite(branch.to_owned()));
+            self.wakeups
+                .schedule(at, WakeKey::Invite(branch.to_owned()));
         }
     }
 
@@ -322,7 +328,8 @@ impl Endpoint {
             self.clients.remove(branch);
         } else {
             let at = entry.tx.poll_timeout();
-            self.wakeups.schedule(at, WakeKey::Client(branch.to_owned()));
+            self.wakeups
+                .schedule(at, WakeKey::Client(branch.to_owned()));
         }
     }
 

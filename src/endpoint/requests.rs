@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::call::{Call, CallState, InviteRef};
-use super::{Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts, ALLOW};
+use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
 use crate::sdp;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, Via};
@@ -94,14 +94,25 @@ impl Endpoint {
         if !matches!(request.method, rsip::Method::Cancel) {
             if let Some(required) = message::header_value(&request.headers, "Require") {
                 let required = required.to_owned();
-                return self.reply_once(&key, &request, destination, 420, &[("Unsupported", required)], now);
+                return self.reply_once(
+                    &key,
+                    &request,
+                    destination,
+                    420,
+                    &[("Unsupported", required)],
+                    now,
+                );
             }
         }
 
         let in_dialog = message::to_tag(&request.headers).is_some();
         match request.method.clone() {
-            rsip::Method::Invite if in_dialog => self.handle_reinvite(&key, request, destination, now),
-            rsip::Method::Invite => self.handle_invite(&key, request, source, destination, now, ports),
+            rsip::Method::Invite if in_dialog => {
+                self.handle_reinvite(&key, request, destination, now)
+            }
+            rsip::Method::Invite => {
+                self.handle_invite(&key, request, source, destination, now, ports)
+            }
             rsip::Method::Cancel => self.handle_cancel(&key, &via, request, destination, now),
             rsip::Method::Options => {
                 let extra = [
@@ -113,10 +124,22 @@ impl Endpoint {
             rsip::Method::Bye | rsip::Method::Info => {
                 self.handle_in_dialog(&key, request, destination, now)
             }
-            ref method if is_known_unsupported(method) => {
-                self.reply_once(&key, &request, destination, 405, &[("Allow", ALLOW.to_owned())], now)
-            }
-            _ => self.reply_once(&key, &request, destination, 501, &[("Allow", ALLOW.to_owned())], now),
+            ref method if is_known_unsupported(method) => self.reply_once(
+                &key,
+                &request,
+                destination,
+                405,
+                &[("Allow", ALLOW.to_owned())],
+                now,
+            ),
+            _ => self.reply_once(
+                &key,
+                &request,
+                destination,
+                501,
+                &[("Allow", ALLOW.to_owned())],
+                now,
+            ),
         }
     }
 
@@ -135,7 +158,8 @@ impl Endpoint {
         if request.method == rsip::Method::Invite {
             let mut tx = InviteServer::new(destination, false, self.config.timers, now);
             tx.respond(status, payload, now);
-            self.invites.insert(key.to_owned(), InviteEntry { tx, call: None });
+            self.invites
+                .insert(key.to_owned(), InviteEntry { tx, call: None });
             self.stats.calls_rejected += 1;
             return self.flush_invite(key);
         }
@@ -156,12 +180,18 @@ impl Endpoint {
     ) {
         self.stats.calls_offered += 1;
         let mut tx = InviteServer::new(destination, false, self.config.timers, now);
-        tx.respond(100, self.build_response(&request, 100, None, &[], None), now);
-        self.invites.insert(key.to_owned(), InviteEntry { tx, call: None });
+        tx.respond(
+            100,
+            self.build_response(&request, 100, None, &[], None),
+            now,
+        );
+        self.invites
+            .insert(key.to_owned(), InviteEntry { tx, call: None });
         self.flush_invite(key);
 
         let reject = |this: &mut Self, status: u16, extra: &[(&str, String)]| {
-            let payload = this.build_response(&request, status, Some(&message::new_tag()), extra, None);
+            let payload =
+                this.build_response(&request, status, Some(&message::new_tag()), extra, None);
             if let Some(entry) = this.invites.get_mut(key) {
                 entry.tx.respond(status, payload, now);
             }
@@ -208,7 +238,8 @@ impl Endpoint {
             }
         };
         let via = message::top_via(&request.headers).ok();
-        let behind_nat = via.is_some_and(|v| v.host.trim_matches(['[', ']']) != source.ip().to_string());
+        let behind_nat =
+            via.is_some_and(|v| v.host.trim_matches(['[', ']']) != source.ip().to_string());
         let id = self.allocate_call_id();
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
         let ringing = !self.config.answer_delay.is_zero();
@@ -239,8 +270,11 @@ impl Endpoint {
         tracing::debug!(call = %id, caller = %call.dialog.remote_uri, "incoming call");
         self.calls.insert(id, call);
         if ringing {
-            let Some(call) = self.calls.get(&id) else { return };
-            let ringing = self.build_response(&call.invite_request, 180, Some(&local_tag), &[], None);
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            let ringing =
+                self.build_response(&call.invite_request, 180, Some(&local_tag), &[], None);
             if let Some(entry) = self.invites.get_mut(key) {
                 entry.tx.respond(180, ringing, now);
             }
@@ -260,11 +294,14 @@ impl Endpoint {
             }
         }
         // An ACK for a 2xx is its own transaction, matched by dialog.
-        let Some(id) = Dialog::uas_id_of(&request).and_then(|d| self.dialogs.get(&d).copied()) else {
+        let Some(id) = Dialog::uas_id_of(&request).and_then(|d| self.dialogs.get(&d).copied())
+        else {
             return;
         };
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let (invite, is_initial) = match &call.reinvite {
             Some(re) if re.cseq == cseq => (re.clone(), false),
             _ if call.invite.cseq == cseq => (call.invite.clone(), true),
@@ -278,9 +315,15 @@ impl Endpoint {
         if acked != Some(ServerEvent::Acked) {
             return; // a retransmitted ACK
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if invite.awaiting_answer {
-            let offered: Vec<_> = call.media.as_ref().map(|m| vec![m.codec]).unwrap_or_else(|| self.config.codecs.clone());
+            let offered: Vec<_> = call
+                .media
+                .as_ref()
+                .map(|m| vec![m.codec])
+                .unwrap_or_else(|| self.config.codecs.clone());
             let answer = sdp_body(&request).and_then(|text| sdp::parse(&text).ok());
             match answer.map(|a| sdp::accept_answer(&a, &offered)) {
                 Some(Ok(negotiated)) => call.media = Some(negotiated),
@@ -297,12 +340,20 @@ impl Endpoint {
         } else {
             call.reinvite = None;
             if let (true, Some(media)) = (call.media_started, call.media.clone()) {
-                self.actions.push_back(Action::UpdateMedia { call: id, media });
+                self.actions
+                    .push_back(Action::UpdateMedia { call: id, media });
             }
         }
     }
 
-    fn handle_cancel(&mut self, key: &str, via: &Via, request: rsip::Request, destination: SocketAddr, now: Instant) {
+    fn handle_cancel(
+        &mut self,
+        key: &str,
+        via: &Via,
+        request: rsip::Request,
+        destination: SocketAddr,
+        now: Instant,
+    ) {
         // §9.2: the CANCEL matches the INVITE with the same branch.
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let _ = via;
@@ -323,7 +374,13 @@ impl Endpoint {
         Dialog::uas_id_of(request).and_then(|d| self.dialogs.get(&d).copied())
     }
 
-    fn handle_in_dialog(&mut self, key: &str, request: rsip::Request, destination: SocketAddr, now: Instant) {
+    fn handle_in_dialog(
+        &mut self,
+        key: &str,
+        request: rsip::Request,
+        destination: SocketAddr,
+        now: Instant,
+    ) {
         let Some(id) = self.find_dialog(&request) else {
             return self.reply_once(key, &request, destination, 481, &[], now);
         };
@@ -343,12 +400,20 @@ impl Endpoint {
         }
     }
 
-    fn handle_reinvite(&mut self, key: &str, request: rsip::Request, destination: SocketAddr, now: Instant) {
+    fn handle_reinvite(
+        &mut self,
+        key: &str,
+        request: rsip::Request,
+        destination: SocketAddr,
+        now: Instant,
+    ) {
         let Some(id) = self.find_dialog(&request) else {
             return self.reply_once(key, &request, destination, 481, &[], now);
         };
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if call.dialog.check_remote_cseq(cseq).is_err() {
             return self.reply_once(key, &request, destination, 500, &[], now);
         }
@@ -364,7 +429,11 @@ impl Endpoint {
         // Keep the codec of the running stream: the shared track is encoded
         // for it. An offer without it cannot be accepted (§14.2: the old
         // session stays as it was).
-        let codecs: Vec<_> = call.media.as_ref().map(|m| vec![m.codec]).unwrap_or_else(|| self.config.codecs.clone());
+        let codecs: Vec<_> = call
+            .media
+            .as_ref()
+            .map(|m| vec![m.codec])
+            .unwrap_or_else(|| self.config.codecs.clone());
         call.session_version += 1;
         let local = call.local_media(&self.config);
         let negotiated = match offer.as_ref() {
@@ -386,11 +455,16 @@ impl Endpoint {
         if let Some(media) = media {
             call.media = Some(media.clone());
             if call.media_started {
-                self.actions.push_back(Action::UpdateMedia { call: id, media });
+                self.actions
+                    .push_back(Action::UpdateMedia { call: id, media });
             }
         }
         let contact = format!("<{}>", self.local_contact());
-        let local_tag = self.calls.get(&id).map(|c| c.dialog.id.local_tag.clone()).unwrap_or_default();
+        let local_tag = self
+            .calls
+            .get(&id)
+            .map(|c| c.dialog.id.local_tag.clone())
+            .unwrap_or_default();
         let payload = self.build_response(
             &request,
             200,
@@ -399,9 +473,14 @@ impl Endpoint {
             Some(("application/sdp", local_sdp.into_bytes())),
         );
         let mut tx = InviteServer::new(destination, false, self.config.timers, now);
-        tx.respond(100, self.build_response(&request, 100, None, &[], None), now);
+        tx.respond(
+            100,
+            self.build_response(&request, 100, None, &[], None),
+            now,
+        );
         tx.respond(200, payload, now);
-        self.invites.insert(key.to_owned(), InviteEntry { tx, call: Some(id) });
+        self.invites
+            .insert(key.to_owned(), InviteEntry { tx, call: Some(id) });
         self.flush_invite(key);
     }
 }
@@ -417,7 +496,11 @@ fn sdp_body(request: &rsip::Request) -> Option<String> {
         return None;
     }
     let content_type = message::header_value(&request.headers, "Content-Type")?;
-    if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
         return None;
     }
     String::from_utf8(request.body.clone()).ok()

@@ -108,14 +108,16 @@ impl Harness {
 
     fn feed(&mut self, datagram: &[u8]) {
         let source: SocketAddr = CALLER.parse().unwrap();
-        self.ep.handle_datagram(datagram, source, self.now, &mut self.ports);
+        self.ep
+            .handle_datagram(datagram, source, self.now, &mut self.ports);
         self.drain();
     }
 
     fn drain(&mut self) {
         while let Some(t) = self.ep.poll_transmit() {
             assert_eq!(t.destination, CALLER.parse::<SocketAddr>().unwrap());
-            self.sent.push((self.now, String::from_utf8(t.payload).unwrap()));
+            self.sent
+                .push((self.now, String::from_utf8(t.payload).unwrap()));
         }
         while let Some(a) = self.ep.poll_action() {
             self.actions.push(a);
@@ -163,7 +165,10 @@ fn answers_an_invite_and_starts_media_on_ack() {
     let sent = h.take_sent();
     assert_eq!(Harness::statuses(&sent), vec![100, 200]);
     let ok = &sent[1];
-    assert!(ok.contains("m=audio 20002 RTP/AVP 8"), "caller preferred PCMA:\n{ok}");
+    assert!(
+        ok.contains("m=audio 20002 RTP/AVP 8"),
+        "caller preferred PCMA:\n{ok}"
+    );
     assert!(ok.contains("a=ptime:20"));
     assert!(ok.to_ascii_lowercase().contains("contact:"));
     assert!(h.actions.is_empty(), "media waits for the ACK");
@@ -171,7 +176,11 @@ fn answers_an_invite_and_starts_media_on_ack() {
     uac.to_tag = Some(to_tag_of(ok));
     h.feed(&uac.request("ACK", "z9hG4bK-ack", 1, ""));
     match h.actions.as_slice() {
-        [Action::StartMedia { rtp_port, media, .. }] => {
+        [
+            Action::StartMedia {
+                rtp_port, media, ..
+            },
+        ] => {
             assert_eq!(*rtp_port, 20002);
             assert_eq!(media.codec, Codec::Pcma);
             assert_eq!(media.payload_type, 8);
@@ -209,7 +218,11 @@ fn lost_ack_retransmits_the_200_with_timer_g_spacing_then_ack_stops_it() {
     let times: Vec<Duration> = h.sent.iter().map(|(t, _)| *t - t0).collect();
     assert_eq!(
         times,
-        vec![Duration::from_millis(500), Duration::from_millis(1_500), Duration::from_millis(3_500)]
+        vec![
+            Duration::from_millis(500),
+            Duration::from_millis(1_500),
+            Duration::from_millis(3_500)
+        ]
     );
     h.take_sent();
     h.feed(&uac.request("ACK", "z9hG4bK-3ack", 1, ""));
@@ -231,10 +244,13 @@ fn no_ack_within_64_t1_hangs_up_with_bye() {
     h.run_until(t0 + Duration::from_millis(32_100));
     let sent = h.take_sent();
     assert!(sent.iter().any(|s| s.starts_with("BYE ")), "{sent:?}");
-    assert!(h
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::CallEnded { reason: EndReason::AckTimedOut, .. })));
+    assert!(h.actions.iter().any(|a| matches!(
+        a,
+        Action::CallEnded {
+            reason: EndReason::AckTimedOut,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -254,7 +270,11 @@ fn cancel_while_ringing_gives_200_and_487() {
     h.run_until(h.now + Duration::from_secs(40));
     assert!(Harness::statuses(&h.take_sent()).is_empty());
     assert_eq!(h.ep.active_calls(), 0);
-    assert!(h.actions.iter().any(|a| matches!(a, Action::StopMedia { .. })));
+    assert!(
+        h.actions
+            .iter()
+            .any(|a| matches!(a, Action::StopMedia { .. }))
+    );
 }
 
 #[test]
@@ -282,7 +302,11 @@ fn options_unknown_dialog_and_unsupported_methods() {
     let sent = h.take_sent();
     assert_eq!(Harness::statuses(&sent), vec![200]);
     assert!(sent[0].contains("INVITE, ACK, BYE, CANCEL, OPTIONS"));
-    assert!(sent[0].to_ascii_lowercase().contains("accept: application/sdp"));
+    assert!(
+        sent[0]
+            .to_ascii_lowercase()
+            .contains("accept: application/sdp")
+    );
 
     uac.to_tag = Some("nobody".into());
     h.feed(&uac.request("BYE", "z9hG4bK-7b", 2, ""));
@@ -311,7 +335,9 @@ fn invite_without_sdp_offers_in_the_200_and_takes_the_answer_from_the_ack() {
     let sent = h.take_sent();
     assert!(sent[1].contains("m=audio 20002 RTP/AVP 0 8"), "{}", sent[1]);
     uac.to_tag = Some(to_tag_of(&sent[1]));
-    let answer = offer("8").replace(" 101\r\n", "\r\n").replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+    let answer = offer("8")
+        .replace(" 101\r\n", "\r\n")
+        .replace("a=rtpmap:101 telephone-event/8000\r\n", "");
     h.feed(&uac.request("ACK", "z9hG4bK-9a", 1, &answer));
     match h.actions.as_slice() {
         [Action::StartMedia { media, .. }] => assert_eq!(media.codec, Codec::Pcma),
@@ -327,7 +353,9 @@ fn reinvite_to_hold_answers_recvonly_and_updates_media() {
     uac.to_tag = Some(to_tag_of(&h.take_sent()[1]));
     h.feed(&uac.request("ACK", "z9hG4bK-10a", 1, ""));
     h.actions.clear();
-    let hold = offer("0").replace("a=sendrecv", "a=sendonly").replace("40000", "40002");
+    let hold = offer("0")
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("40000", "40002");
     h.feed(&uac.request("INVITE", "z9hG4bK-10b", 2, &hold));
     let sent = h.take_sent();
     let ok = sent.iter().find(|s| s.starts_with("SIP/2.0 200")).unwrap();
@@ -356,10 +384,29 @@ fn media_finished_sends_bye_with_timer_e_until_answered() {
     h.ep.handle_media_finished(call, t0);
     h.drain();
     h.run_until(t0 + Duration::from_millis(1_600));
-    let byes: Vec<Duration> = h.sent.iter().filter(|(_, s)| s.starts_with("BYE ")).map(|(t, _)| *t - t0).collect();
-    assert_eq!(byes, vec![Duration::ZERO, Duration::from_millis(500), Duration::from_millis(1_500)]);
+    let byes: Vec<Duration> = h
+        .sent
+        .iter()
+        .filter(|(_, s)| s.starts_with("BYE "))
+        .map(|(t, _)| *t - t0)
+        .collect();
+    assert_eq!(
+        byes,
+        vec![
+            Duration::ZERO,
+            Duration::from_millis(500),
+            Duration::from_millis(1_500)
+        ]
+    );
     let bye = h.take_sent().pop().unwrap();
-    let branch = bye.split("branch=").nth(1).unwrap().split([';', '\r']).next().unwrap().to_owned();
+    let branch = bye
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split([';', '\r'])
+        .next()
+        .unwrap()
+        .to_owned();
     let response = format!(
         "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {LINE};branch={branch}\r\nFrom: <sip:service@{LINE}>;tag={}\r\n\
          To: <sip:caller@{CALLER}>;tag=caller-tag\r\nCall-ID: call-11\r\nCSeq: 99 BYE\r\nContent-Length: 0\r\n\r\n",
@@ -374,7 +421,13 @@ fn media_finished_sends_bye_with_timer_e_until_answered() {
 #[test]
 fn garbage_is_counted_and_never_panics() {
     let mut h = Harness::new(Duration::ZERO);
-    for junk in [&b"\x00\x01\x02garbage"[..], b"INVITE", b"SIP/2.0 200\r\n\r\n", b"\r\n\r\n", &[0xff; 1500][..]] {
+    for junk in [
+        &b"\x00\x01\x02garbage"[..],
+        b"INVITE",
+        b"SIP/2.0 200\r\n\r\n",
+        b"\r\n\r\n",
+        &[0xff; 1500][..],
+    ] {
         h.feed(junk);
     }
     let s = h.ep.stats();

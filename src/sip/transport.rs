@@ -52,7 +52,11 @@ impl UdpTransport {
     /// Sends one message; a failure is logged, not fatal: UDP is lossy and
     /// the transaction layer retransmits.
     pub async fn send(&self, transmit: &Transmit) {
-        if let Err(error) = self.socket.send_to(&transmit.payload, transmit.destination).await {
+        if let Err(error) = self
+            .socket
+            .send_to(&transmit.payload, transmit.destination)
+            .await
+        {
             tracing::debug!(destination = %transmit.destination, %error, "SIP send failed");
         }
     }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
 
 fn run(program: &str, args: &[&str]) {
     let output = Command::new(program)
@@ -25,7 +25,18 @@ fn run(program: &str, args: &[&str]) {
 /// single lag.
 pub fn make_service_wav(dir: &Path, name: &str, text: &str, seconds: f32) -> PathBuf {
     let speech = dir.join(format!("{name}-speech.wav"));
-    run("espeak-ng", &["-v", "en-gb", "-s", "150", "-w", speech.to_str().unwrap(), text]);
+    run(
+        "espeak-ng",
+        &[
+            "-v",
+            "en-gb",
+            "-s",
+            "150",
+            "-w",
+            speech.to_str().unwrap(),
+            text,
+        ],
+    );
     let out = dir.join(format!("{name}.wav"));
     let secs = format!("{seconds}");
     // Speech padded to length, mixed with a quiet 200 Hz → 3 kHz sweep.
@@ -79,13 +90,17 @@ pub fn reference(path: &Path, rate_hz: u32) -> Vec<f32> {
 
 /// A WAV file as mono f32 samples and its rate.
 pub fn read_wav(path: &Path) -> (Vec<f32>, u32) {
-    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let spec = reader.spec();
     let channels = spec.channels as usize;
     let samples: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Int => {
             let scale = (1i64 << (spec.bits_per_sample - 1)) as f32;
-            reader.samples::<i32>().map(|s| s.unwrap_or(0) as f32 / scale).collect()
+            reader
+                .samples::<i32>()
+                .map(|s| s.unwrap_or(0) as f32 / scale)
+                .collect()
         }
         hound::SampleFormat::Float => reader.samples::<f32>().map(|s| s.unwrap_or(0.0)).collect(),
     };
@@ -170,7 +185,11 @@ pub fn windowed_correlation(heard: &[f32], played: &[f32], rate_hz: u32, max_lag
                 let mut shifted = Vec::with_capacity(window);
                 for i in 0..window as isize {
                     let j = lag + i;
-                    shifted.push(if j >= 0 && (j as usize) < heard.len() { heard[j as usize] } else { 0.0 });
+                    shifted.push(if j >= 0 && (j as usize) < heard.len() {
+                        heard[j as usize]
+                    } else {
+                        0.0
+                    });
                 }
                 correlation_at(&shifted, segment, 0)
             })

@@ -16,9 +16,21 @@ impl Capture {
     /// Captures UDP on `ports` into `dir/capture.pcap`.
     pub fn start(dir: &Path, ports: &[u16]) -> Capture {
         let file = dir.join("capture.pcap");
-        let filter = ports.iter().map(|p| format!("udp port {p}")).collect::<Vec<_>>().join(" or ");
+        let filter = ports
+            .iter()
+            .map(|p| format!("udp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
         let mut child = Command::new("tshark")
-            .args(["-i", "lo", "-f", &filter, "-w", file.to_str().unwrap(), "-q"])
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                &filter,
+                "-w",
+                file.to_str().unwrap(),
+                "-q",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -34,7 +46,8 @@ impl Capture {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(20)).expect("tshark did not start capturing");
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tshark did not start capturing");
         std::thread::sleep(Duration::from_millis(300));
         Capture { child, file }
     }
@@ -42,7 +55,9 @@ impl Capture {
     /// Stops the capture and waits for the file to be complete.
     pub fn stop(mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         self.file.clone()
     }

@@ -50,7 +50,11 @@ impl RawUac {
             Some(tag) => format!("<sip:service@{}>;tag={tag}", self.line),
             None => format!("<sip:service@{}>", self.line),
         };
-        let content_type = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         format!(
             "{method} sip:service@{line} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
@@ -85,7 +89,10 @@ impl RawUac {
                 .set_read_timeout(Some(deadline - now))
                 .expect("timeout");
             if let Ok((n, _)) = self.sip.recv_from(&mut buf) {
-                out.push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+                out.push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
             }
         }
     }
@@ -96,7 +103,11 @@ impl RawUac {
         let mut buf = vec![0u8; 65_535];
         while Instant::now() < deadline {
             self.sip
-                .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+                .set_read_timeout(Some(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ))
                 .expect("timeout");
             if let Ok((n, _)) = self.sip.recv_from(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -115,7 +126,11 @@ impl RawUac {
         let mut count = 0;
         while Instant::now() < deadline {
             self.rtp
-                .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+                .set_read_timeout(Some(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ))
                 .expect("timeout");
             if self.rtp.recv_from(&mut buf).is_ok() {
                 count += 1;
