@@ -21,8 +21,9 @@ use rsip::{Header, Headers, Method, SipMessage};
 use super::normalise::{self, StartLine, same_name, split_list};
 
 mod values;
-pub use values::{addr_uri, header_param};
-use values::{set_param, split_host_port, valid_name_addr};
+pub use super::normalise::request_line_method;
+pub use values::{addr_uri, header_param, uri_host_port};
+use values::{set_param, valid_name_addr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -218,7 +219,8 @@ fn validate(headers: &Headers, method: Option<Method>) -> Result<(), MessageErro
     }
     for name in ["From", "To", "Contact", "Route", "Record-Route"] {
         for value in header_values(headers, name) {
-            if !(value == "*" && name == "Contact") && !valid_name_addr(value) {
+            let wildcard = name == "Contact" && value == "*";
+            if !wildcard && !valid_name_addr(value) {
                 return Err(MessageError::BadHeader {
                     name,
                     value: value.to_string(),
@@ -371,33 +373,12 @@ pub fn content_type(headers: &Headers) -> Option<&str> {
     header_value(headers, "Content-Type")
 }
 
-/// The method of a datagram that looks like a request, without parsing it.
-pub fn request_line_method(datagram: &[u8]) -> Option<&str> {
-    let start = datagram.iter().position(|b| !b"\r\n".contains(b))?;
-    let token = datagram[start..].split(|b| *b == b' ').next()?;
-    let method = std::str::from_utf8(token).ok()?;
-    (normalise::is_token(method) && !method.starts_with("SIP/")).then_some(method)
-}
-
 /// The URI of the first Contact (inside `<>`, or a bare addr-spec).
 pub fn contact_uri(headers: &Headers) -> Option<String> {
     let value = header_value(headers, "Contact")?;
     (value != "*")
         .then(|| addr_uri(value).map(str::to_string))
         .flatten()
-}
-
-/// Host (IPv6 without brackets) and port of a sip:/sips: URI; the user part
-/// (which may hold `;`, `?` and `:`), params and headers are ignored.
-pub fn uri_host_port(uri: &str) -> Option<(String, Option<u16>)> {
-    let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
-    let (scheme, rest) = uri.split_once(':')?;
-    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
-        return None;
-    }
-    let host_part = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let end = host_part.find([';', '?']).unwrap_or(host_part.len());
-    split_host_port(&host_part[..end])
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: add `received` when the sent-by host is
@@ -428,7 +409,7 @@ pub fn stamp_received(request: &mut rsip::Request, source: SocketAddr) {
         .chain(entries[1..].iter().copied())
         .collect::<Vec<_>>()
         .join(", ");
-    *header = make_header(&normalise::long_name(name).to_string(), rebuilt);
+    *header = make_header(normalise::long_name(name), rebuilt);
 }
 
 /// Where a response goes over UDP (RFC 3261 §18.2.2, RFC 3581 §4): `rport`

@@ -180,6 +180,14 @@ pub fn split(datagram: &[u8]) -> Result<Normalised, MessageError> {
     })
 }
 
+/// The method of a datagram that looks like a request, without parsing it.
+pub fn request_line_method(datagram: &[u8]) -> Option<&str> {
+    let start = datagram.iter().position(|b| !b"\r\n".contains(b))?;
+    let token = datagram[start..].split(|b| *b == b' ').next()?;
+    let method = std::str::from_utf8(token).ok()?;
+    (is_token(method) && !method.starts_with("SIP/")).then_some(method)
+}
+
 /// Splits a header value at commas outside quoted strings and `<…>`;
 /// empty entries are dropped.
 pub fn split_list(value: &str) -> Vec<&str> {

@@ -14,6 +14,9 @@ pub fn parse_via(value: &str) -> Result<Via, MessageError> {
         value: value.to_string(),
     };
     let entry = split_list(value).into_iter().next().ok_or_else(bad)?;
+    if has_angle_outside_quotes(entry) {
+        return Err(bad());
+    }
     let (protocol, params) = split_params(entry);
     let mut parts = protocol.splitn(3, '/');
     let (name, version, rest) = (parts.next(), parts.next(), parts.next());
@@ -152,7 +155,11 @@ pub fn valid_name_addr(value: &str) -> bool {
     if scan.quoted {
         return false;
     }
-    let (address, _) = split_name_addr(value);
+    let (address, params) = split_name_addr(value);
+    // Header params are tokens, hosts or quoted strings (RFC 3261 §25.1).
+    if has_angle_outside_quotes(params) {
+        return false;
+    }
     let Some(open) = address.rfind('<') else {
         return addr_uri(value).is_some_and(|uri| !uri.contains([' ', '\t', '?']));
     };
@@ -164,6 +171,11 @@ pub fn valid_name_addr(value: &str) -> bool {
     };
     let inner = address[open + 1..].strip_suffix('>');
     display_ok && inner.is_some_and(|uri| !uri.is_empty() && !uri.contains([' ', '\t']))
+}
+
+fn has_angle_outside_quotes(text: &str) -> bool {
+    let mut scan = Scan::default();
+    text.chars().any(|c| scan.step(c) && (c == '<' || c == '>'))
 }
 
 /// Sets (or replaces) one parameter of a Via entry.
@@ -194,4 +206,125 @@ pub fn set_param(entry: &str, name: &str, value: Option<&str>) -> String {
         }
     }
     out
+}
+
+/// Host (IPv6 without brackets) and port of a sip:/sips: URI; the user part
+/// (which may hold `;`, `?` and `:`), params and headers are ignored.
+pub fn uri_host_port(uri: &str) -> Option<(String, Option<u16>)> {
+    let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
+    let (scheme, rest) = uri.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let end = host_part.find([';', '?']).unwrap_or(host_part.len());
+    split_host_port(&host_part[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_params_are_found_outside_angle_brackets() {
+        let from = r#""J Rosenberg \\\"" <sip:jdrosen@example.com;tag=inside> ; tag = 98asjd8"#;
+        assert_eq!(header_param(from, "TAG"), Some(Some("98asjd8".into())));
+        assert_eq!(
+            header_param("sip:a@b ;   tag    = 1918181833n", "tag"),
+            Some(Some("1918181833n".into()))
+        );
+        assert_eq!(header_param("<sip:a@b;tag=x>", "tag"), None);
+        assert_eq!(header_param("<sip:a@b>;lr;q=0.5", "lr"), Some(None));
+        let instance = r#"<sip:a@b>;+sip.instance="<urn:uuid:1;x>";expires=60"#;
+        assert_eq!(
+            header_param(instance, "+sip.instance"),
+            Some(Some("<urn:uuid:1;x>".into()))
+        );
+        assert_eq!(header_param(instance, "expires"), Some(Some("60".into())));
+    }
+
+    #[test]
+    fn addr_uri_reads_name_addr_and_addr_spec() {
+        assert_eq!(
+            addr_uri(r#""A <b>" <sip:a@[::1]:5060;transport=udp>;q=1"#),
+            Some("sip:a@[::1]:5060;transport=udp")
+        );
+        assert_eq!(
+            addr_uri("caller<sip:caller@example.com>;tag=323"),
+            Some("sip:caller@example.com")
+        );
+        assert_eq!(
+            addr_uri("sip:+19725552222@gw1.example.net;unknownparam"),
+            Some("sip:+19725552222@gw1.example.net")
+        );
+        assert_eq!(
+            addr_uri("<tel:+1-201-555-0123>"),
+            Some("tel:+1-201-555-0123")
+        );
+        assert_eq!(addr_uri("<>"), None);
+        assert_eq!(addr_uri("<sip:unclosed"), None);
+    }
+
+    #[test]
+    fn name_addr_validation_follows_rfc4475() {
+        assert!(valid_name_addr(
+            r#""Quoted string \"\"" <sip:jdrosen@example.com> ; newparam = newvalue"#
+        ));
+        assert!(valid_name_addr(
+            "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=x"
+        ));
+        assert!(valid_name_addr("sip:user@example.com;tag=1"));
+        assert!(
+            !valid_name_addr(r#""Mr. J. User <sip:j.user@example.com>"#),
+            "unterminated quote"
+        );
+        assert!(
+            !valid_name_addr("Bell, Alexander <sip:a.g.bell@example.com>"),
+            "non-token display name"
+        );
+        assert!(
+            !valid_name_addr(r#""Watson, Thomas" < sip:t.watson@example.org >"#),
+            "spaces in <>"
+        );
+        assert!(
+            !valid_name_addr("sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            "? outside <>"
+        );
+    }
+
+    #[test]
+    fn set_param_replaces_or_appends() {
+        assert_eq!(
+            set_param("SIP/2.0/UDP h ; rport ; branch=z", "rport", Some("5")),
+            "SIP/2.0/UDP h;rport=5;branch=z"
+        );
+        assert_eq!(
+            set_param("SIP/2.0/UDP h;branch=z", "received", Some("10.0.0.1")),
+            "SIP/2.0/UDP h;branch=z;received=10.0.0.1"
+        );
+        assert_eq!(
+            set_param(
+                "SIP/2.0/UDP h;Received=1.1.1.1",
+                "received",
+                Some("2.2.2.2")
+            ),
+            "SIP/2.0/UDP h;Received=2.2.2.2"
+        );
+    }
+
+    #[test]
+    fn host_port_splits_ipv4_names_and_bracketed_ipv6() {
+        assert_eq!(
+            split_host_port("192.0.2.1:5060"),
+            Some(("192.0.2.1".into(), Some(5060)))
+        );
+        assert_eq!(
+            split_host_port("[2001:db8::1]"),
+            Some(("2001:db8::1".into(), None))
+        );
+        assert_eq!(split_host_port("[2001:db8::1]5060"), None);
+        assert_eq!(split_host_port("2001:db8::1"), None, "IPv6 needs brackets");
+        assert_eq!(split_host_port("host:70000"), None);
+        assert_eq!(split_host_port(""), None);
+    }
 }
