@@ -12,8 +12,15 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn answered_call(line: &Line) -> RawUac {
     let mut uac = RawUac::new(line.sip);
-    uac.send(&uac.request("INVITE", "z9hG4bK-ans", 1, &uac.offer("0")));
-    let ok = uac.wait_for_status(200, 3 * SECOND).expect("200 OK");
+    // Retransmit like a real UAC (Timer A): UDP may drop the first INVITE
+    // when the line's receive buffer is full.
+    let invite = uac.request("INVITE", "z9hG4bK-ans", 1, &uac.offer("0"));
+    let ok = (0..8)
+        .find_map(|_| {
+            uac.send(&invite);
+            uac.wait_for_status(200, Duration::from_millis(500))
+        })
+        .expect("200 OK");
     uac.to_tag = to_tag(&ok);
     uac.send(&uac.request("ACK", "z9hG4bK-ans-ack", 1, ""));
     uac
