@@ -161,7 +161,7 @@ pub async fn place_call(opts: CallOptions) -> Result<CallReport, ClientError> {
                 negotiated: negotiated.as_ref().ok().cloned(),
             };
             let session =
-                Session::start(&io, &opts, local, local_media, established, early).await?;
+                Session::start(&io, &opts, local, local_media, offer, established, early).await?;
             let outcome = session.run().await?;
             // RFC 3264 §6.1 lets us end a call whose answer we cannot use:
             // the ACK and BYE went out above; now say why.

@@ -22,6 +22,8 @@
 //! up as a difference instead of cancelling out.
 
 mod call;
+#[cfg(test)]
+mod loopback_tests;
 mod record;
 mod request;
 mod send;

@@ -145,12 +145,14 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// Sends the ACK and replays the early RTP; media starts now.
+    /// Replays the early RTP and sends the ACK; media starts now. `offer`
+    /// is the SDP of our INVITE.
     pub async fn start(
         io: &'a Io,
         opts: &'a CallOptions,
         local: Local,
         local_media: LocalMedia,
+        offer: String,
         established: Established,
         early: Vec<RawRtp>,
     ) -> Result<Session<'a>, ClientError> {
@@ -160,19 +162,6 @@ impl<'a> Session<'a> {
             hang_up_now,
             negotiated,
         } = established;
-        let ack = dialog.ack(INVITE_CSEQ, &local.sent_by(), &message::new_branch());
-        let ack = message::to_bytes(&SipMessage::Request(ack));
-        let ack_destination = resolve(dialog.next_hop_uri()).await?;
-        let now = Instant::now();
-        send(
-            &io.sip,
-            &crate::sip::Transmit {
-                destination: ack_destination,
-                payload: ack.clone(),
-            },
-        )
-        .await;
-
         let mut media = MediaIn {
             payload_type: negotiated.as_ref().map(|n| n.payload_type),
             decoder: FrameDecoder::new(opts.codec)?,
@@ -185,18 +174,30 @@ impl<'a> Session<'a> {
         for raw in early {
             media.handle(&raw.bytes, raw.source, raw.arrival);
         }
+
+        let ack = dialog.ack(INVITE_CSEQ, &local.sent_by(), &message::new_branch());
+        let ack = message::to_bytes(&SipMessage::Request(ack));
+        let ack_destination = resolve(dialog.next_hop_uri()).await?;
+        let now = Instant::now();
+        send(
+            &io.sip,
+            &crate::sip::Transmit {
+                destination: ack_destination,
+                payload: ack.clone(),
+            },
+        )
+        .await;
         let hang_up_at = if hang_up_now {
             Some(now)
         } else {
             opts.seconds.map(|seconds| answered_at + seconds)
         };
-        let last_sdp = sdp::offer(&[opts.codec], &local_media);
         let mut session = Session {
             io,
             opts,
             local,
             local_media,
-            last_sdp,
+            last_sdp: offer,
             dialog,
             negotiated: None,
             ack,
