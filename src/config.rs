@@ -1,19 +1,108 @@
-//! STUB — to be implemented (helper C). Signatures are the contract.
-use std::net::SocketAddr;
+//! The line's settings: a TOML file, then `DAS_<SECTION>_<KEY>` environment overrides,
+//! checked into a typed [`Config`] before anything starts.
+//!
+//! Every key is optional and has a default (see `config/dial-a-service.toml`, which
+//! explains each). Precedence: environment over file over default. A mistake anywhere
+//! stops the start with a message naming the file or variable, the key (`[media]
+//! rtp_ports`) and what was expected: a phone line that starts with half its settings
+//! silently ignored is worse than one that does not start.
+//!
+//! Keys are dispatched by hand rather than by `#[serde(deny_unknown_fields)]` on derived
+//! structs because serde's errors do not say which key held a bad value; the table of keys
+//! here denies unknown ones just the same, and the file and the environment go through the
+//! same parser per key (an environment value is read as a TOML string, so every value type
+//! also accepts its text form, e.g. `max_cached_tracks = "16"`).
+//!
+//! Relative paths: from the file, against the file's directory (so the config and its
+//! schedule can move together); from the environment, against the working directory, as
+//! a shell user expects.
+//!
+//! Addresses: `[sip] public_address` is what Contact, Via and SDP advertise. It defaults to
+//! the listen address, or to loopback (127.0.0.1 / ::1) when listening on all interfaces,
+//! since there is no right guess for a public address; set it whenever `listen` is
+//! `0.0.0.0` or `[::]`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::media::Codec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("stub")]
-    Stub,
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not valid toml: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}: unknown section [{section}] (known sections: {known})", file.display())]
+    UnknownSection {
+        file: PathBuf,
+        section: String,
+        known: String,
+    },
+    #[error("{}: `{key}` must be inside a section, like [{section}]", file.display())]
+    KeyOutsideSection {
+        file: PathBuf,
+        key: String,
+        section: String,
+    },
+    #[error("{}: unknown key {key} (known keys in [{section}]: {known})", file.display())]
+    UnknownKey {
+        file: PathBuf,
+        section: String,
+        key: String,
+        known: String,
+    },
+    #[error("{}: {key}: {message}", file.display())]
+    BadValue {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {variable} (for {key}): {message}")]
+    BadEnv {
+        variable: String,
+        key: String,
+        message: String,
+    },
 }
 
+/// Local UDP ports for RTP, inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
+}
+
+impl PortRange {
+    const EXPECTED: &'static str = "expected a port range like \"16384-32767\" (ports 1024 to 65535, first no greater than last)";
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<PortRange, &'static str> {
+        let (first, last) = text.split_once('-').ok_or(PortRange::EXPECTED)?;
+        let port = |p: &str| p.trim().parse::<u16>().map_err(|_| PortRange::EXPECTED);
+        let (first, last) = (port(first)?, port(last)?);
+        // Below 1024 needs root and collides with real services.
+        if first < 1024 || first > last {
+            return Err(PortRange::EXPECTED);
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -22,28 +111,406 @@ pub struct Config {
     pub media: MediaConfig,
     pub source: SourceConfig,
     pub audio: AudioConfig,
+    pub log: LogConfig,
 }
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// The address put in Contact, Via and SDP (see the module docs for the default).
+    pub public_address: IpAddr,
+    /// RFC 3261 T1, the round-trip estimate every SIP timer derives from.
+    pub t1: Duration,
 }
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub rtp_ports: PortRange,
+    /// In our order of preference (used when we make the offer).
     pub codecs: Vec<Codec>,
+    /// How many encoded services to keep in memory for later callers.
+    pub max_cached_tracks: usize,
 }
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// The parish's `data.json`.
     pub schedule: PathBuf,
+    /// The folder the schedule's `file` names are in.
     pub audio: PathBuf,
 }
 #[derive(Debug, Clone)]
 pub struct AudioConfig {
+    /// Played when a service cannot be.
     pub apology: PathBuf,
 }
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, or directives like `info,dial_a_service::sip=debug`.
+    pub level: String,
+}
+
+/// Every section and its keys: the single list that makes other keys errors, and the list
+/// of environment variables looked up.
+const KEYS: &[(&str, &[&str])] = &[
+    ("sip", &["listen", "public_address", "t1"]),
+    ("media", &["rtp_ports", "codecs", "max_cached_tracks"]),
+    ("source", &["schedule", "audio"]),
+    ("audio", &["apology"]),
+    ("log", &["level"]),
+];
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5060";
+pub const DEFAULT_RTP_PORTS: PortRange = PortRange {
+    first: 16384,
+    last: 32767,
+};
+/// RFC 3261 §17.1.1.1's recommended T1.
+pub const DEFAULT_T1: Duration = Duration::from_millis(500);
+/// A parish rarely offers more than the nine a caller can choose from, plus the apology.
+pub const DEFAULT_MAX_CACHED_TRACKS: usize = 16;
 
 impl Config {
-    pub fn load(_path: &Path) -> Result<Config, ConfigError> {
-        unimplemented!()
+    /// Reads `path`, then applies `DAS_*` variables from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], with the environment looked up through `env`.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text, path, env)
+    }
+
+    /// Builds a config from TOML text said to come from the file `origin`, whose directory
+    /// relative paths resolve against.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let dir = origin.parent().unwrap_or(Path::new(""));
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+
+        let mut settings = Settings::default();
+        for (section, keys) in table {
+            let known_keys = KEYS.iter().find(|(s, _)| *s == section).map(|(_, k)| *k);
+            let toml::Value::Table(keys) = keys else {
+                // A bare top-level key: say where it belongs if we know the name.
+                let home = KEYS.iter().find(|(_, k)| k.contains(&section.as_str()));
+                return Err(match home {
+                    Some((home, _)) => ConfigError::KeyOutsideSection {
+                        file: origin.to_owned(),
+                        key: section,
+                        section: (*home).to_owned(),
+                    },
+                    None => unknown_section(origin, section),
+                });
+            };
+            let Some(known_keys) = known_keys else {
+                return Err(unknown_section(origin, section));
+            };
+            for (key, value) in keys {
+                if !known_keys.contains(&key.as_str()) {
+                    return Err(ConfigError::UnknownKey {
+                        file: origin.to_owned(),
+                        key: format!("[{section}] {key}"),
+                        section,
+                        known: known_keys.join(", "),
+                    });
+                }
+                settings
+                    .set(&section, &key, value, Some(dir))
+                    .map_err(|message| ConfigError::BadValue {
+                        file: origin.to_owned(),
+                        key: format!("[{section}] {key}"),
+                        message,
+                    })?;
+            }
+        }
+
+        for (section, keys) in KEYS {
+            for key in *keys {
+                let variable = env_name(section, key);
+                // Empty counts as unset, as a container's `VAR=` usually means "default".
+                let Some(text) = env(&variable).filter(|t| !t.trim().is_empty()) else {
+                    continue;
+                };
+                settings
+                    .set(section, key, toml::Value::String(text), None)
+                    .map_err(|message| ConfigError::BadEnv {
+                        variable,
+                        key: format!("[{section}] {key}"),
+                        message,
+                    })?;
+            }
+        }
+        Ok(settings.finish(dir))
     }
 }
+
+fn unknown_section(origin: &Path, section: String) -> ConfigError {
+    let known: Vec<&str> = KEYS.iter().map(|(s, _)| *s).collect();
+    ConfigError::UnknownSection {
+        file: origin.to_owned(),
+        section,
+        known: known.join(", "),
+    }
+}
+
+/// `DAS_<SECTION>_<KEY>`, e.g. `DAS_MEDIA_RTP_PORTS`.
+pub fn env_name(section: &str, key: &str) -> String {
+    format!("DAS_{section}_{key}").to_ascii_uppercase()
+}
+
+/// What the file and environment said, before defaults.
+#[derive(Default)]
+struct Settings {
+    listen: Option<SocketAddr>,
+    public_address: Option<IpAddr>,
+    t1: Option<Duration>,
+    rtp_ports: Option<PortRange>,
+    codecs: Option<Vec<Codec>>,
+    max_cached_tracks: Option<usize>,
+    schedule: Option<PathBuf>,
+    audio: Option<PathBuf>,
+    apology: Option<PathBuf>,
+    level: Option<String>,
+}
+
+impl Settings {
+    /// Reads one value. `base` is the directory relative paths resolve against; `None`
+    /// leaves them relative to the working directory.
+    fn set(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: toml::Value,
+        base: Option<&Path>,
+    ) -> Result<(), String> {
+        let path = |value| {
+            let path = PathBuf::from(text(value, "expected a path")?);
+            Ok::<_, String>(match base {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path,
+            })
+        };
+        match (section, key) {
+            ("sip", "listen") => {
+                self.listen = Some(parsed(
+                    value,
+                    "expected an address and port like \"127.0.0.1:5060\" or \"[::]:5060\"",
+                )?);
+            }
+            ("sip", "public_address") => {
+                self.public_address = Some(parsed(
+                    value,
+                    "expected an IP address like \"203.0.113.7\"",
+                )?);
+            }
+            ("sip", "t1") => {
+                let t1 = deserialize_duration(value).map_err(|e| e.message().to_owned())?;
+                if t1.is_zero() {
+                    // Every SIP timer is a multiple of T1: zero would resend in a busy loop.
+                    return Err("expected a duration above zero, like \"500ms\"".to_owned());
+                }
+                self.t1 = Some(t1);
+            }
+            ("media", "rtp_ports") => self.rtp_ports = Some(parsed(value, PortRange::EXPECTED)?),
+            ("media", "codecs") => self.codecs = Some(codecs(value)?),
+            ("media", "max_cached_tracks") => {
+                self.max_cached_tracks = Some(count(
+                    value,
+                    "expected a whole number of tracks, at least 1",
+                )?);
+            }
+            ("source", "schedule") => self.schedule = Some(path(value)?),
+            ("source", "audio") => self.audio = Some(path(value)?),
+            ("audio", "apology") => self.apology = Some(path(value)?),
+            ("log", "level") => {
+                let level = text(value, "expected a log level like \"info\"")?;
+                tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                    format!("expected a log level (error, warn, info, debug, trace) or tracing filter: {e}")
+                })?;
+                self.level = Some(level);
+            }
+            _ => unreachable!("KEYS lists only keys that Settings::set handles"),
+        }
+        Ok(())
+    }
+
+    fn finish(self, config_dir: &Path) -> Config {
+        let listen = self.listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid socket address")
+        });
+        let public_address = self.public_address.unwrap_or(match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        });
+        let schedule = self
+            .schedule
+            .unwrap_or_else(|| config_dir.join("data.json"));
+        // The parish's layout: `<root>/data.json` beside `<root>/audio/<file>`.
+        let audio = self
+            .audio
+            .unwrap_or_else(|| schedule.parent().unwrap_or(Path::new("")).join("audio"));
+        Config {
+            sip: SipConfig {
+                listen,
+                public_address,
+                t1: self.t1.unwrap_or(DEFAULT_T1),
+            },
+            media: MediaConfig {
+                rtp_ports: self.rtp_ports.unwrap_or(DEFAULT_RTP_PORTS),
+                codecs: self.codecs.unwrap_or_else(|| Codec::ALL.to_vec()),
+                max_cached_tracks: self.max_cached_tracks.unwrap_or(DEFAULT_MAX_CACHED_TRACKS),
+            },
+            source: SourceConfig { schedule, audio },
+            audio: AudioConfig {
+                // The shipped layout: `config/` and `audio/` side by side.
+                apology: self
+                    .apology
+                    .unwrap_or_else(|| config_dir.join("../audio/apology.wav")),
+            },
+            log: LogConfig {
+                level: self.level.unwrap_or_else(|| "info".to_owned()),
+            },
+        }
+    }
+}
+
+fn text(value: toml::Value, expected: &str) -> Result<String, String> {
+    match value {
+        toml::Value::String(text) if !text.trim().is_empty() => Ok(text),
+        other => Err(format!("{expected}, found {}", describe(&other))),
+    }
+}
+
+fn parsed<T: std::str::FromStr>(value: toml::Value, expected: &str) -> Result<T, String> {
+    let found = describe(&value);
+    let text = text(value, expected)?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{expected}, found {found}"))
+}
+
+fn count(value: toml::Value, expected: &str) -> Result<usize, String> {
+    let n = match &value {
+        toml::Value::Integer(n) => usize::try_from(*n).ok(),
+        toml::Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{expected}, found {}", describe(&value)))
+}
+
+/// An array of names, or one comma-separated string (the form an env variable takes).
+fn codecs(value: toml::Value) -> Result<Vec<Codec>, String> {
+    let valid: Vec<&str> = Codec::ALL.iter().map(|c| c.config_name()).collect();
+    let valid = valid.join(", ");
+    let names: Vec<String> = match value {
+        toml::Value::String(text) => text.split(',').map(str::to_owned).collect(),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(name) => Ok(name),
+                other => Err(format!(
+                    "expected codec names ({valid}), found {}",
+                    describe(&other)
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "expected a list of codecs like \"pcmu,pcma,opus\", found {}",
+                describe(&other)
+            ));
+        }
+    };
+    let mut codecs = Vec::new();
+    for name in names.iter().filter(|n| !n.trim().is_empty()) {
+        let codec = Codec::from_config_name(name)
+            .ok_or_else(|| format!("unknown codec {:?}; valid codecs: {valid}", name.trim()))?;
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    if codecs.is_empty() {
+        return Err(format!("expected at least one codec ({valid})"));
+    }
+    Ok(codecs)
+}
+
+fn describe(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(n) => format!("the number {n}"),
+        toml::Value::Float(n) => format!("the number {n}"),
+        toml::Value::Boolean(b) => format!("{b}"),
+        toml::Value::Datetime(d) => format!("the date {d}"),
+        toml::Value::Array(_) => "an array".to_owned(),
+        toml::Value::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// Deserialises a duration from plain seconds (`60`, `1.5`, `"60"`) or a humantime string
+/// (`"90s"`, `"5m"`, `"500ms"`). Every duration key uses this one, so they all read alike;
+/// it works with any serde deserializer (`#[serde(deserialize_with = "…")]`).
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(DurationVisitor)
+}
+
+struct DurationVisitor;
+
+impl DurationVisitor {
+    fn seconds<E: de::Error>(seconds: f64) -> Result<Duration, E> {
+        Duration::try_from_secs_f64(seconds).map_err(|_| {
+            E::custom(format!(
+                "expected a duration: {seconds} is not a usable number of seconds"
+            ))
+        })
+    }
+}
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration: seconds (60, 0.5) or with a unit (\"90s\", \"5m\", \"500ms\")")
+    }
+
+    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(seconds))
+    }
+
+    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Duration, E> {
+        u64::try_from(seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(seconds), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<Duration, E> {
+        DurationVisitor::seconds(seconds)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<f64>() {
+            return DurationVisitor::seconds(seconds);
+        }
+        humantime::parse_duration(text)
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
+    }
+}
+
+#[cfg(test)]
+mod tests;

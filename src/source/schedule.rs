@@ -1,39 +1,385 @@
-//! STUB — to be implemented (helper C). Signatures are the contract.
-use std::path::Path;
+//! The parish's schedule, `data.json`, read in the format it already publishes for its old
+//! line, unchanged: `church_name`, and `services` of `{ datetime, file, title? }` (unknown
+//! fields ignored, order of services irrelevant).
+//!
+//! One broken service must not take the line down: an entry with a missing file, a bad
+//! date or a wrong type is skipped and described in [`Schedule::problems`] (for the logs and
+//! `check`), and callers still get every other service. Only a file that is not a schedule
+//! at all (invalid JSON, no `church_name`, no `services`) is an error.
+//!
+//! Date-times are ISO 8601 / RFC 3339 with a numeric offset, written with or without the
+//! colon (`+0100`, `+01:00`) or `Z`; a service is hidden until its time comes, so a parish
+//! can upload one ahead of time.
+
+use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("stub")]
-    Stub,
+    #[error("cannot read schedule {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<ScheduleError>,
+    },
+    #[error("schedule is not valid json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("schedule is not a json object with \"church_name\" and \"services\"")]
+    NotAnObject,
+    #[error("schedule has no \"{field}\"")]
+    Missing { field: &'static str },
+    #[error("schedule's \"{field}\" is not {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub title: Option<String>,
     pub datetime: DateTime<FixedOffset>,
+    /// A relative path under the audio folder, checked to stay inside it.
     pub file: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub church_name: String,
+    /// In the order of the file; see [`Schedule::available`] for callers' order.
     pub services: Vec<Service>,
+    /// One line per skipped entry, e.g. `service 3: no "file"`.
     pub problems: Vec<String>,
 }
 
 impl Schedule {
-    pub fn parse(_json: &str) -> Result<Schedule, ScheduleError> {
-        unimplemented!()
+    pub fn parse(json: &str) -> Result<Schedule, ScheduleError> {
+        let root: Value = serde_json::from_str(json)?;
+        let Value::Object(root) = root else {
+            return Err(ScheduleError::NotAnObject);
+        };
+        let church_name = match root.get("church_name") {
+            None | Some(Value::Null) => {
+                return Err(ScheduleError::Missing {
+                    field: "church_name",
+                });
+            }
+            Some(Value::String(name)) if !name.trim().is_empty() => name.trim().to_owned(),
+            Some(_) => {
+                return Err(ScheduleError::WrongType {
+                    field: "church_name",
+                    expected: "a non-empty string",
+                });
+            }
+        };
+        let entries = match root.get("services") {
+            None | Some(Value::Null) => return Err(ScheduleError::Missing { field: "services" }),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => {
+                return Err(ScheduleError::WrongType {
+                    field: "services",
+                    expected: "an array",
+                });
+            }
+        };
+
+        let mut services = Vec::new();
+        let mut problems = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            // Numbered from 1, as a person counts the entries in the file.
+            match parse_service(entry) {
+                Ok(service) => services.push(service),
+                Err(problem) => problems.push(format!("service {}: {problem}", index + 1)),
+            }
+        }
+        Ok(Schedule {
+            church_name,
+            services,
+            problems,
+        })
     }
-    pub fn load(_path: &Path) -> Result<Schedule, ScheduleError> {
-        unimplemented!()
+
+    pub fn load(path: &Path) -> Result<Schedule, ScheduleError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScheduleError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Schedule::parse(&text).map_err(|source| ScheduleError::InFile {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
     }
-    pub fn available(&self, _now: DateTime<Utc>) -> Vec<&Service> {
-        unimplemented!()
+
+    /// Services whose time has come, newest first (ties keep the file's order).
+    pub fn available(&self, now: DateTime<Utc>) -> Vec<&Service> {
+        let mut available: Vec<&Service> =
+            self.services.iter().filter(|s| s.datetime <= now).collect();
+        // A stable sort, so services at the same time stay in the file's order.
+        available.sort_by_key(|s| std::cmp::Reverse(s.datetime));
+        available
     }
-    pub fn latest(&self, _now: DateTime<Utc>) -> Option<&Service> {
-        unimplemented!()
+
+    pub fn latest(&self, now: DateTime<Utc>) -> Option<&Service> {
+        self.available(now).into_iter().next()
+    }
+}
+
+/// One entry, or what is wrong with it.
+fn parse_service(entry: &Value) -> Result<Service, String> {
+    let Value::Object(entry) = entry else {
+        return Err("is not an object with \"datetime\" and \"file\"".to_owned());
+    };
+    let datetime = match entry.get("datetime") {
+        None | Some(Value::Null) => return Err("no \"datetime\"".to_owned()),
+        Some(Value::String(text)) => parse_datetime(text).ok_or_else(|| {
+            format!("datetime {text:?} is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"")
+        })?,
+        Some(other) => return Err(format!("datetime {other} is not a string")),
+    };
+    let file = match entry.get("file") {
+        None | Some(Value::Null) => return Err("no \"file\"".to_owned()),
+        Some(Value::String(file)) if is_inside(file) => file.clone(),
+        Some(Value::String(file)) => {
+            // The name is joined to the audio folder (and, later, to a URL): nothing may
+            // climb out of it.
+            return Err(format!(
+                "file {file:?} is not a file name inside the audio folder"
+            ));
+        }
+        Some(other) => return Err(format!("file {other} is not a string")),
+    };
+    let title = match entry.get("title") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(title)) => Some(title.trim().to_owned()).filter(|t| !t.is_empty()),
+        Some(other) => return Err(format!("title {other} is not a string")),
+    };
+    Ok(Service {
+        title,
+        datetime,
+        file,
+    })
+}
+
+/// RFC 3339 (`Z`, `+01:00`, fractional seconds), or the parish's `+0100` without a colon.
+fn parse_datetime(text: &str) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+}
+
+/// A non-empty relative path of plain names: no `..`, no root, no drive, no backslash.
+fn is_inside(file: &str) -> bool {
+    !file.trim().is_empty()
+        && !file.contains('\\')
+        && Path::new(file)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from the parish's format notes, verbatim.
+    const SEED: &str = r#"{
+  "church_name": "St Mary's Church, Whitkirk",
+  "services": [
+    { "datetime": "2022-05-01T10:00:00+0100", "file": "2022-05-01-1000-easter-3.mp3" },
+    { "title": "Choral Evensong", "datetime": "2022-05-01T18:00:00+0100", "file": "2022-05-01-1800-evensong.mp3" },
+    { "title": "A Service of Thanksgiving in celebration of The Queen's Platinum Jubilee",
+      "datetime": "2022-06-05T16:00:00+0100", "file": "2022-06-05-1600-jubilee.mp3" }
+  ]
+}"#;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn files<'a>(services: &[&'a Service]) -> Vec<&'a str> {
+        services.iter().map(|s| s.file.as_str()).collect()
+    }
+
+    #[test]
+    fn seed_example_newest_first() {
+        let schedule = Schedule::parse(SEED).unwrap();
+        assert_eq!(schedule.church_name, "St Mary's Church, Whitkirk");
+        assert!(schedule.problems.is_empty());
+        assert_eq!(schedule.services.len(), 3);
+        assert_eq!(schedule.services[0].title, None);
+        assert_eq!(
+            schedule.services[1].title.as_deref(),
+            Some("Choral Evensong")
+        );
+        assert_eq!(
+            schedule.services[0].datetime.offset().local_minus_utc(),
+            3600
+        );
+        let now = utc("2022-07-01T00:00:00Z");
+        assert_eq!(
+            files(&schedule.available(now)),
+            [
+                "2022-06-05-1600-jubilee.mp3",
+                "2022-05-01-1800-evensong.mp3",
+                "2022-05-01-1000-easter-3.mp3"
+            ]
+        );
+        assert_eq!(
+            schedule.latest(now).unwrap().file,
+            "2022-06-05-1600-jubilee.mp3"
+        );
+    }
+
+    #[test]
+    fn file_order_does_not_matter() {
+        let forward = Schedule::parse(SEED).unwrap();
+        let mut reversed: Value = serde_json::from_str(SEED).unwrap();
+        reversed["services"].as_array_mut().unwrap().reverse();
+        let reversed = Schedule::parse(&reversed.to_string()).unwrap();
+        let now = utc("2023-01-01T00:00:00Z");
+        assert_eq!(forward.available(now), reversed.available(now));
+    }
+
+    #[test]
+    fn future_services_appear_when_their_time_comes() {
+        let schedule = Schedule::parse(SEED).unwrap();
+        // 16:00 +0100 is 15:00 UTC: one second before, the jubilee service is hidden.
+        let before = utc("2022-06-05T14:59:59Z");
+        assert_eq!(
+            schedule.latest(before).unwrap().file,
+            "2022-05-01-1800-evensong.mp3"
+        );
+        let at = utc("2022-06-05T15:00:00Z");
+        assert_eq!(
+            schedule.latest(at).unwrap().file,
+            "2022-06-05-1600-jubilee.mp3"
+        );
+        assert!(schedule.available(utc("2022-01-01T00:00:00Z")).is_empty());
+        assert_eq!(schedule.latest(utc("2022-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn offsets_in_every_form() {
+        let json = r#"{ "church_name": "St Example's", "services": [
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "a.mp3" },
+            { "datetime": "2022-05-01T10:00:00+01:00", "file": "b.mp3" },
+            { "datetime": "2022-05-01T09:00:00Z", "file": "c.mp3" },
+            { "datetime": "2022-05-01T09:00:00.500Z", "file": "d.mp3" },
+            { "datetime": "2022-05-01T04:00:00-0500", "file": "e.mp3" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        assert!(schedule.problems.is_empty(), "{:?}", schedule.problems);
+        let instants: Vec<DateTime<Utc>> = schedule
+            .services
+            .iter()
+            .map(|s| s.datetime.with_timezone(&Utc))
+            .collect();
+        let nine = utc("2022-05-01T09:00:00Z");
+        assert_eq!(instants[0], nine);
+        assert_eq!(instants[1], nine);
+        assert_eq!(instants[2], nine);
+        assert_eq!(instants[3], utc("2022-05-01T09:00:00.5Z"));
+        assert_eq!(instants[4], nine);
+    }
+
+    #[test]
+    fn broken_entries_are_skipped_and_reported() {
+        let json = r#"{ "church_name": "St Example's", "extra": true, "services": [
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "good.mp3", "duration": 3600 },
+            { "datetime": "2022-05-01T10:00:00+0100" },
+            { "datetime": "2022-13-01T10:00:00+0100", "file": "bad-month.mp3" },
+            { "datetime": "2022-05-01T10:00:00", "file": "no-offset.mp3" },
+            { "datetime": 20220501, "file": "number.mp3" },
+            { "datetime": "2022-05-01T10:00:00+0100", "file": 7 },
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "../../etc/passwd" },
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "/etc/passwd" },
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "x.mp3", "title": ["a"] },
+            "not an object",
+            { "datetime": "2022-05-02T10:00:00+0100", "file": "2022/also-good.mp3", "title": "" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        assert_eq!(
+            schedule.problems,
+            [
+                "service 2: no \"file\"",
+                "service 3: datetime \"2022-13-01T10:00:00+0100\" is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"",
+                "service 4: datetime \"2022-05-01T10:00:00\" is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"",
+                "service 5: datetime 20220501 is not a string",
+                "service 6: file 7 is not a string",
+                "service 7: file \"../../etc/passwd\" is not a file name inside the audio folder",
+                "service 8: file \"/etc/passwd\" is not a file name inside the audio folder",
+                "service 9: title [\"a\"] is not a string",
+                "service 10: is not an object with \"datetime\" and \"file\"",
+            ]
+        );
+        let now = utc("2030-01-01T00:00:00Z");
+        assert_eq!(
+            files(&schedule.available(now)),
+            ["2022/also-good.mp3", "good.mp3"]
+        );
+        // An empty title is no title.
+        assert_eq!(schedule.latest(now).unwrap().title, None);
+    }
+
+    #[test]
+    fn not_a_schedule_is_an_error() {
+        let cases: [(&str, &str); 7] = [
+            ("{", "schedule is not valid json: "),
+            ("[]", "schedule is not a json object"),
+            (r#"{"services": []}"#, "schedule has no \"church_name\""),
+            (
+                r#"{"church_name": "", "services": []}"#,
+                "schedule's \"church_name\" is not a non-empty string",
+            ),
+            (
+                r#"{"church_name": 3, "services": []}"#,
+                "schedule's \"church_name\" is not a non-empty string",
+            ),
+            (r#"{"church_name": "St X"}"#, "schedule has no \"services\""),
+            (
+                r#"{"church_name": "St X", "services": {}}"#,
+                "schedule's \"services\" is not an array",
+            ),
+        ];
+        for (json, message) in cases {
+            let err = Schedule::parse(json).unwrap_err().to_string();
+            assert!(err.starts_with(message), "{json}: {err}");
+        }
+        // No services yet is a valid (if quiet) schedule.
+        let empty = Schedule::parse(r#"{"church_name": "St X", "services": []}"#).unwrap();
+        assert_eq!(empty.latest(Utc::now()), None);
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("data.json");
+        let err = Schedule::load(&missing).unwrap_err();
+        assert!(matches!(err, ScheduleError::Read { .. }));
+        assert!(err.to_string().contains("data.json"), "{err}");
+
+        std::fs::write(&missing, "{}").unwrap();
+        let err = Schedule::load(&missing).unwrap_err().to_string();
+        assert!(
+            err.ends_with("data.json: schedule has no \"church_name\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shipped_schedule_lists_the_sample_service() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let schedule = Schedule::load(&root.join("config/data.json")).unwrap();
+        assert!(schedule.problems.is_empty(), "{:?}", schedule.problems);
+        let latest = schedule.latest(Utc::now()).unwrap();
+        assert!(root.join("audio").join(&latest.file).is_file());
     }
 }
