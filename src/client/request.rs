@@ -263,6 +263,31 @@ mod tests {
     }
 
     #[test]
+    fn opus_offer_in_the_invite_parses_back_to_our_media() {
+        use crate::media::Codec;
+        use crate::sdp::{self, LocalMedia};
+        let media = LocalMedia {
+            address: "127.0.0.1".parse().unwrap(),
+            rtp_port: 40_002,
+            session_id: 42,
+            session_version: 1,
+        };
+        let offer = sdp::offer(&[Codec::Opus], &media);
+        let invite = reparse(&invite(&target(), &local(), &ids(), &offer));
+        let text = std::str::from_utf8(&invite.body).unwrap();
+        assert!(text.contains("m=audio 40002 RTP/AVP"), "{text}");
+        assert!(text.contains("opus/48000/2"), "{text}");
+        assert!(text.contains("telephone-event/48000"), "{text}");
+        // The far end answering our own offer back agrees on Opus.
+        let parsed = sdp::parse(text).unwrap();
+        let negotiated = sdp::accept_answer(&parsed, &[Codec::Opus]).unwrap();
+        assert_eq!(negotiated.codec, Codec::Opus);
+        assert_eq!(negotiated.remote_rtp, Some("127.0.0.1:40002".parse().unwrap()));
+        assert!(negotiated.telephone_event.is_some());
+        assert!(sdp::accept_answer(&parsed, &[Codec::Pcmu]).is_err());
+    }
+
+    #[test]
     fn ipv6_sent_by_is_bracketed() {
         let local = Local {
             sip: "[::1]:5070".parse().unwrap(),
