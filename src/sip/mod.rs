@@ -3,6 +3,7 @@
 
 pub mod dialog;
 pub mod message;
+pub mod normalise;
 pub mod transaction;
 pub mod transport;
 
