@@ -14,18 +14,25 @@
 //! through `audiopus`, mono at 48 kHz (RFC 7587: the RTP clock is always
 //! 48 kHz, so one timestamp tick is one output sample for every codec here).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use audiopus::coder::Decoder as OpusDecoder;
 use audiopus::{Channels, SampleRate};
+use rtp_rs::RtpReader;
 
 use crate::media::Codec;
 use crate::media::g711::{alaw_decode, ulaw_decode};
+
+use super::ReceivedPacket;
 
 /// How far a packet's timestamp position may stray from its arrival
 /// position before we stop trusting the timestamp. Far above any real
 /// jitter, far below a random re-base.
 pub const MAX_SKEW: Duration = Duration::from_secs(2);
+
+/// RFC 5761 §4: payload types 72–76 on the RTP port are multiplexed RTCP.
+const RTCP_MUX_TYPES: std::ops::RangeInclusive<u8> = 72..=76;
 
 /// The longest Opus packet (RFC 6716: 120 ms) at 48 kHz.
 const OPUS_MAX_SAMPLES: usize = 5_760;
@@ -179,6 +186,64 @@ impl Recording {
             self.samples.resize(end, 0.0);
         }
         self.samples[start..end].copy_from_slice(pcm);
+    }
+}
+
+/// Received RTP: the packet log, and the recording of our codec's packets.
+pub(crate) struct MediaIn {
+    pub payload_type: Option<u8>,
+    decoder: FrameDecoder,
+    pub recording: Recording,
+    pub packets: Vec<ReceivedPacket>,
+    pcm: Vec<f32>,
+    pub undecodable: u64,
+    pub invalid: u64,
+}
+
+impl MediaIn {
+    /// Ready to record `codec`; packets of other types are only logged
+    /// until `payload_type` is known.
+    pub fn new(codec: Codec, payload_type: Option<u8>) -> Result<Self, audiopus::Error> {
+        Ok(MediaIn {
+            payload_type,
+            decoder: FrameDecoder::new(codec)?,
+            recording: Recording::new(codec.sample_rate_hz()),
+            packets: Vec::new(),
+            pcm: Vec::new(),
+            undecodable: 0,
+            invalid: 0,
+        })
+    }
+
+    /// Logs one datagram from the RTP socket and records it if it is ours.
+    pub fn handle(&mut self, datagram: &[u8], source: SocketAddr, arrival: Instant) {
+        let reader = match RtpReader::new(datagram) {
+            Ok(reader) if !RTCP_MUX_TYPES.contains(&reader.payload_type()) => reader,
+            _ => {
+                self.invalid += 1;
+                return;
+            }
+        };
+        let packet = ReceivedPacket {
+            arrival,
+            source,
+            ssrc: reader.ssrc(),
+            sequence: u16::from(reader.sequence_number()),
+            timestamp: reader.timestamp(),
+            marker: reader.mark(),
+            payload_type: reader.payload_type(),
+            payload_len: reader.payload().len(),
+        };
+        self.packets.push(packet);
+        if Some(packet.payload_type) != self.payload_type {
+            return; // telephone-event, comfort noise, or a type we never offered
+        }
+        match self.decoder.decode(reader.payload(), &mut self.pcm) {
+            Ok(()) => self
+                .recording
+                .place(packet.ssrc, packet.timestamp, arrival, &self.pcm),
+            Err(_) => self.undecodable += 1,
+        }
     }
 }
 

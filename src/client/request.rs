@@ -282,7 +282,10 @@ mod tests {
         let parsed = sdp::parse(text).unwrap();
         let negotiated = sdp::accept_answer(&parsed, &[Codec::Opus]).unwrap();
         assert_eq!(negotiated.codec, Codec::Opus);
-        assert_eq!(negotiated.remote_rtp, Some("127.0.0.1:40002".parse().unwrap()));
+        assert_eq!(
+            negotiated.remote_rtp,
+            Some("127.0.0.1:40002".parse().unwrap())
+        );
         assert!(negotiated.telephone_event.is_some());
         assert!(sdp::accept_answer(&parsed, &[Codec::Pcmu]).is_err());
     }

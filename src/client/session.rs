@@ -2,32 +2,32 @@
 //! send paced silence, answer the far end's in-dialog requests, and hang up
 //! when told to.
 //!
-//! RFC 3261 parts followed here: ACK for 2xx resent for every 2xx resent
-//! (§13.2.2.4); in-dialog requests checked for Call-ID, tags and CSeq
-//! (§12.2.2: 481, 500); BYE answered 200 (§15.1.2), each retransmission
-//! re-answered by its `NonInviteServer`; re-INVITE answered with our SDP
-//! (§14.2, RFC 3264 §8: the same codec; follow a new remote address; an
-//! offerless re-INVITE gets our offer and the answer comes in the ACK);
-//! our BYE through a `NonInviteClient`, done at its final response.
+//! RFC 3261 parts followed here: the ACK for a 2xx is sent again for every
+//! retransmitted 2xx (§13.2.2.4); our BYE goes through a `NonInviteClient`
+//! and the call is over at its final response (§15.1.1). The far end's own
+//! requests are answered in [`requests`].
+//!
+//! Call order: [`Session::start`] (replay early RTP, send the ACK, start
+//! media), then [`Session::run`] until the end. Each turn of `run` flushes
+//! the transactions, waits for a datagram or the earliest timer, then
+//! fires the timers due: transactions, the hang-up time, the RTP pacer.
+
+mod requests;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rsip::{Method, SipMessage};
-use rtp_rs::RtpReader;
 
 use super::call::{Io, MAX_DATAGRAM, RawRtp, earliest, matches_branch, resolve, send, sleep_until};
-use super::record::{FrameDecoder, Recording};
+use super::record::{MediaIn, Recording};
 use super::request::{INVITE_CSEQ, Local};
-use super::send::{RtpSender, Silence};
+use super::send::RtpSender;
 use super::{CallOptions, ClientError, HangUp, ReceivedPacket};
-use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::sdp::{LocalMedia, Negotiated};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::transaction::{ClientEvent, InviteServer, NonInviteServer};
-
-/// RFC 5761 §4: payload types 72–76 on the RTP port are multiplexed RTCP.
-const RTCP_MUX_TYPES: std::ops::RangeInclusive<u8> = 72..=76;
 
 /// The result of the INVITE, as the session needs it.
 pub(crate) struct Established {
@@ -76,49 +76,6 @@ struct Bye {
     transaction: crate::sip::transaction::NonInviteClient,
 }
 
-/// Received RTP: the packet log, and the recording of our codec's packets.
-struct MediaIn {
-    payload_type: Option<u8>,
-    decoder: FrameDecoder,
-    recording: Recording,
-    packets: Vec<ReceivedPacket>,
-    pcm: Vec<f32>,
-    undecodable: u64,
-    invalid: u64,
-}
-
-impl MediaIn {
-    fn handle(&mut self, datagram: &[u8], source: SocketAddr, arrival: Instant) {
-        let reader = match RtpReader::new(datagram) {
-            Ok(reader) if !RTCP_MUX_TYPES.contains(&reader.payload_type()) => reader,
-            _ => {
-                self.invalid += 1;
-                return;
-            }
-        };
-        let packet = ReceivedPacket {
-            arrival,
-            source,
-            ssrc: reader.ssrc(),
-            sequence: u16::from(reader.sequence_number()),
-            timestamp: reader.timestamp(),
-            marker: reader.mark(),
-            payload_type: reader.payload_type(),
-            payload_len: reader.payload().len(),
-        };
-        self.packets.push(packet);
-        if Some(packet.payload_type) != self.payload_type {
-            return; // telephone-event, comfort noise, or a type we never offered
-        }
-        match self.decoder.decode(reader.payload(), &mut self.pcm) {
-            Ok(()) => self
-                .recording
-                .place(packet.ssrc, packet.timestamp, arrival, &self.pcm),
-            Err(_) => self.undecodable += 1,
-        }
-    }
-}
-
 /// The established call's state; [`Session::run`] drives it to the end.
 pub(crate) struct Session<'a> {
     io: &'a Io,
@@ -162,15 +119,7 @@ impl<'a> Session<'a> {
             hang_up_now,
             negotiated,
         } = established;
-        let mut media = MediaIn {
-            payload_type: negotiated.as_ref().map(|n| n.payload_type),
-            decoder: FrameDecoder::new(opts.codec)?,
-            recording: Recording::new(opts.codec.sample_rate_hz()),
-            packets: Vec::new(),
-            pcm: Vec::new(),
-            undecodable: 0,
-            invalid: 0,
-        };
+        let mut media = MediaIn::new(opts.codec, negotiated.as_ref().map(|n| n.payload_type))?;
         for raw in early {
             media.handle(&raw.bytes, raw.source, raw.arrival);
         }
@@ -380,7 +329,17 @@ impl<'a> Session<'a> {
             branch,
             transaction,
         });
+        self.drain_rtp();
         self.ended = Some((HangUp::Us, now));
+    }
+
+    /// Records the RTP already waiting in the socket: it arrived before the
+    /// call ended, and `select!` may have picked the BYE first.
+    fn drain_rtp(&mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        while let Ok((len, source)) = self.io.rtp.try_recv_from(&mut buf) {
+            self.media.handle(&buf[..len], source, Instant::now());
+        }
     }
 
     async fn handle_sip(&mut self, datagram: &[u8], source: SocketAddr) -> Result<(), ClientError> {
@@ -421,213 +380,5 @@ impl<'a> Session<'a> {
             }
             _ => {}
         }
-    }
-
-    fn handle_request(
-        &mut self,
-        request: &rsip::Request,
-        source: SocketAddr,
-        now: Instant,
-    ) -> Result<(), ClientError> {
-        let Ok(via) = message::top_via(&request.headers) else {
-            return Ok(()); // no Via: no way to answer (§18.2.2)
-        };
-        let method = request.method;
-        if method == Method::Ack {
-            self.handle_ack(request, now)?;
-            return Ok(());
-        }
-        let Some(branch) = via.branch.clone() else {
-            return Ok(()); // RFC 2543 peers are out of scope for the test client
-        };
-        if let Some(entry) = self
-            .servers
-            .iter_mut()
-            .find(|entry| entry.branch == branch && entry.method == method)
-        {
-            match &mut entry.server {
-                Server::NonInvite(server) => server.handle_retransmission(now),
-                Server::Invite { transaction, .. } => transaction.handle_retransmission(now),
-            }
-            return Ok(());
-        }
-
-        let in_dialog = message::call_id(&request.headers)
-            .is_ok_and(|call_id| call_id == self.dialog.id.call_id)
-            && message::to_tag(&request.headers).as_deref() == Some(&self.dialog.id.local_tag);
-        let cseq = message::cseq(&request.headers).map(|(seq, _)| seq).ok();
-        let mut offered = false;
-        let (status, body) = if !in_dialog {
-            (481, None)
-        } else if method == Method::Cancel {
-            // §9.2: a CANCEL for a re-INVITE we already answered changes nothing.
-            let pending = self
-                .servers
-                .iter()
-                .any(|entry| entry.branch == branch && entry.method == Method::Invite);
-            (if pending { 200 } else { 481 }, None)
-        } else if cseq.is_none_or(|seq| self.dialog.check_remote_cseq(seq).is_err()) {
-            (500, None)
-        } else {
-            match method {
-                Method::Bye => {
-                    if self.ended.is_none() {
-                        self.ended = Some((HangUp::FarEnd, now));
-                    }
-                    self.linger_until.get_or_insert(now + self.opts.linger);
-                    (200, None)
-                }
-                Method::Options | Method::Info => (200, None),
-                Method::Invite => {
-                    let (status, body, is_offer) = self.reinvite(request, now)?;
-                    offered = is_offer;
-                    (status, body)
-                }
-                _ => (501, None),
-            }
-        };
-
-        let to_tag = message::to_tag(&request.headers)
-            .is_none()
-            .then(message::new_tag);
-        let mut response = message::response(request, status, to_tag.as_deref());
-        if method == Method::Invite
-            && (200..300).contains(&status)
-            && message::header_value(&response.headers, "Contact").is_none()
-        {
-            response.headers.push(rsip::Header::Contact(
-                format!("<{}>", self.local.contact_uri()).into(),
-            ));
-        }
-        if let Some(sdp) = body {
-            message::set_body(
-                &mut response.headers,
-                &mut response.body,
-                "application/sdp",
-                sdp.into_bytes(),
-            );
-        }
-        let payload = message::to_bytes(&SipMessage::Response(response));
-        let destination = message::response_destination(&via, source);
-        let server = if method == Method::Invite {
-            let mut transaction = InviteServer::new(destination, false, self.opts.timers, now);
-            transaction.respond(status, payload, now);
-            Server::Invite {
-                transaction,
-                cseq: cseq.unwrap_or_default(),
-                offered: offered && status == 200,
-            }
-        } else {
-            let mut server = NonInviteServer::new(destination, false, self.opts.timers, now);
-            server.respond(status, payload, now);
-            Server::NonInvite(server)
-        };
-        self.servers.push(ServerEntry {
-            branch,
-            method,
-            server,
-        });
-        Ok(())
-    }
-
-    /// Answers a re-INVITE: `(status, body, body is an offer)`.
-    fn reinvite(
-        &mut self,
-        request: &rsip::Request,
-        now: Instant,
-    ) -> Result<(u16, Option<String>, bool), ClientError> {
-        // §12.2.2: a re-INVITE refreshes the remote target.
-        if let Some(contact) = message::contact_uri(&request.headers) {
-            self.dialog.update_remote_target(contact);
-        }
-        if request.body.is_empty() {
-            let codec = self.opts.codec;
-            let offer = self.versioned(|media| sdp::offer(&[codec], media));
-            return Ok((200, Some(offer), true));
-        }
-        let Ok(text) = std::str::from_utf8(&request.body) else {
-            return Ok((400, None, false));
-        };
-        let codec = self.opts.codec;
-        let answered = sdp::parse(text).and_then(|offer| {
-            let mut media = self.local_media.clone();
-            let (negotiated, answer) = sdp::answer(&offer, &[codec], &media)?;
-            if answer != self.last_sdp {
-                media.session_version += 1;
-                return sdp::answer(&offer, &[codec], &media).map(|(n, a)| (n, a, media));
-            }
-            Ok((negotiated, answer, media))
-        });
-        match answered {
-            Ok((negotiated, answer, media)) => {
-                self.local_media = media;
-                self.last_sdp = answer.clone();
-                self.apply(negotiated, now)?;
-                Ok((200, Some(answer), false))
-            }
-            Err(_) => Ok((488, None, false)),
-        }
-    }
-
-    /// Renders an SDP with the current version, bumping it if the result
-    /// differs from what we sent last (RFC 3264 §8).
-    fn versioned(&mut self, render: impl Fn(&LocalMedia) -> String) -> String {
-        let same = render(&self.local_media);
-        if same == self.last_sdp {
-            return same;
-        }
-        self.local_media.session_version += 1;
-        let changed = render(&self.local_media);
-        self.last_sdp = changed.clone();
-        changed
-    }
-
-    fn handle_ack(&mut self, request: &rsip::Request, now: Instant) -> Result<(), ClientError> {
-        let Ok((seq, _)) = message::cseq(&request.headers) else {
-            return Ok(());
-        };
-        let mut answer = None;
-        for entry in &mut self.servers {
-            if let Server::Invite {
-                transaction,
-                cseq,
-                offered,
-            } = &mut entry.server
-                && *cseq == seq
-            {
-                transaction.handle_ack(now);
-                if std::mem::take(offered) {
-                    answer = Some(request.body.clone());
-                }
-            }
-        }
-        let accepted = answer
-            .as_deref()
-            .and_then(|body| std::str::from_utf8(body).ok())
-            .and_then(|text| sdp::parse(text).ok())
-            .and_then(|answer| sdp::accept_answer(&answer, &[self.opts.codec]).ok());
-        if let Some(negotiated) = accepted {
-            self.apply(negotiated, now)?;
-        }
-        Ok(())
-    }
-
-    /// Adopts a negotiation: payload type, remote address, direction. Our
-    /// SSRC and sequence carry on across a re-INVITE.
-    fn apply(&mut self, negotiated: Negotiated, now: Instant) -> Result<(), ClientError> {
-        self.media.payload_type = Some(negotiated.payload_type);
-        match &mut self.sender {
-            Some(sender) => sender.set_payload_type(negotiated.payload_type),
-            None => {
-                self.sender = Some(RtpSender::new(
-                    self.opts.codec,
-                    negotiated.payload_type,
-                    Box::new(Silence),
-                    now,
-                )?);
-            }
-        }
-        self.negotiated = Some(negotiated);
-        Ok(())
     }
 }
