@@ -20,6 +20,8 @@ use crate::sip::message;
 use crate::sip::transaction::{InviteServer, NonInviteServer};
 
 impl Session<'_> {
+    /// Answers one request from `source` (ACKs are matched to our re-INVITE
+    /// answers instead), or re-sends the answer if it is a retransmission.
     pub(super) fn handle_request(
         &mut self,
         request: &rsip::Request,
@@ -180,6 +182,8 @@ impl Session<'_> {
         changed
     }
 
+    /// An ACK for our answer to a re-INVITE; if our 2xx carried an offer,
+    /// the ACK carries the answer (RFC 3264 §5).
     pub(super) fn handle_ack(
         &mut self,
         request: &rsip::Request,
