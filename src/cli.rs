@@ -28,6 +28,20 @@ pub enum Command {
         #[arg(long, default_value = "config/dial-a-service.toml")]
         config: PathBuf,
     },
+    /// Call a SIP URI, record what is heard, and print RTP statistics.
+    Call {
+        /// Who to call, e.g. sip:service@127.0.0.1:5060.
+        uri: String,
+        /// Write what was heard to this WAV file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Hang up after this many seconds (default: wait for the far end).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// pcmu, pcma or opus.
+        #[arg(long, default_value = "pcmu", value_parser = parse_codec)]
+        codec: Codec,
+    },
     /// Check the config, the schedule and every audio file, as a caller would hear them.
     Check {
         /// The config file.
@@ -67,6 +81,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Call {
+            uri,
+            record,
+            seconds,
+            codec,
+        } => call(uri, record, seconds, codec),
         Command::Bench {
             calls,
             seconds,
@@ -175,5 +195,40 @@ fn check(path: PathBuf) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Places one call with the built-in test client and prints its report.
+fn call(uri: String, record: Option<PathBuf>, seconds: Option<f64>, codec: Codec) -> ExitCode {
+    init_logging("warn");
+    let mut options = crate::client::CallOptions::new(uri, codec);
+    options.record = record;
+    options.seconds = match seconds.map(std::time::Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(duration)) => Some(duration),
+        Some(Err(_)) => {
+            eprintln!("dial-a-service call: --seconds must be a positive number");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dial-a-service call: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::client::place_call(options)) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            match report.hung_up_by {
+                crate::client::HangUp::Failed(_) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(error) => {
+            eprintln!("dial-a-service call: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

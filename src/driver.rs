@@ -15,6 +15,7 @@ use crate::content::Content;
 use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
 use crate::media::ports::{PortAllocator, RtpSockets};
+use crate::media::track::Playlist;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{TransportError, UdpTransport};
 
@@ -35,6 +36,8 @@ pub enum DriverError {
 struct BoundPorts {
     allocator: PortAllocator,
     reserved: HashMap<u16, RtpSockets>,
+    /// Content opened when the call was answered, waiting for the ACK.
+    prepared: HashMap<CallId, Playlist>,
 }
 
 impl MediaPorts for BoundPorts {
@@ -98,6 +101,7 @@ pub async fn serve(
     let mut ports = BoundPorts {
         allocator: PortAllocator::new(local.ip(), config.media.rtp_ports),
         reserved: HashMap::new(),
+        prepared: HashMap::new(),
     };
     tracing::info!(sip = %local, advertised = %contact_addr, codecs = ?config.media.codecs, "the line is listening");
 
@@ -160,6 +164,10 @@ pub async fn serve(
 /// Carries out one media action of the endpoint.
 fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content: &Content) {
     match action {
+        Action::PrepareMedia { call, codec } => {
+            let playlist = content.playlist(codec, chrono::Utc::now());
+            ports.prepared.insert(call, playlist);
+        }
         Action::StartMedia {
             call,
             rtp_port,
@@ -170,7 +178,10 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
                 tracing::error!(%call, rtp_port, "RTP sockets vanished before media started");
                 return;
             };
-            let playlist = content.playlist(media.codec, chrono::Utc::now());
+            let playlist = match ports.prepared.remove(&call) {
+                Some(playlist) if playlist.items.first().is_some_and(|t| t.codec() == media.codec) => playlist,
+                _ => content.playlist(media.codec, chrono::Utc::now()),
+            };
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
             let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
             let remote_rtcp = media.remote_rtcp.unwrap_or_else(|| {
@@ -207,6 +218,7 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
         }
         Action::StopMedia { call, rtp_port } => {
             ports.release(rtp_port);
+            ports.prepared.remove(&call);
             engine.remove(StreamId(call.0));
         }
         Action::CallEnded { call, reason } => {

@@ -119,6 +119,12 @@ impl Endpoint {
         }
         call.answer_at = None;
         call.state = CallState::Answered;
+        if let Some(media) = &call.media {
+            self.actions.push_back(Action::PrepareMedia {
+                call: id,
+                codec: media.codec,
+            });
+        }
         let contact = format!("<{}>", self.local_contact());
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -241,6 +247,13 @@ impl Endpoint {
             return;
         };
         call.media_started = true;
+        if call.invite.awaiting_answer {
+            // The codec was only agreed in the ACK.
+            self.actions.push_back(Action::PrepareMedia {
+                call: id,
+                codec: media.codec,
+            });
+        }
         self.actions.push_back(Action::StartMedia {
             call: id,
             rtp_port: call.rtp_port,

@@ -98,6 +98,9 @@ pub enum EndReason {
 /// Media work for the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// The codec is agreed: get the content ready so the first packet can
+    /// leave as soon as the ACK arrives (opening a file is not free).
+    PrepareMedia { call: CallId, codec: Codec },
     /// Start playing to the caller on the reserved port.
     StartMedia {
         call: CallId,

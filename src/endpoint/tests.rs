@@ -93,6 +93,7 @@ struct Harness {
     now: Instant,
     sent: Vec<(Instant, String)>,
     actions: Vec<Action>,
+    prepared: Vec<Codec>,
 }
 
 impl Harness {
@@ -103,6 +104,7 @@ impl Harness {
             now: Instant::now(),
             sent: Vec::new(),
             actions: Vec::new(),
+            prepared: Vec::new(),
         }
     }
 
@@ -120,7 +122,10 @@ impl Harness {
                 .push((self.now, String::from_utf8(t.payload).unwrap()));
         }
         while let Some(a) = self.ep.poll_action() {
-            self.actions.push(a);
+            match a {
+                Action::PrepareMedia { codec, .. } => self.prepared.push(codec),
+                a => self.actions.push(a),
+            }
         }
     }
 
@@ -172,6 +177,7 @@ fn answers_an_invite_and_starts_media_on_ack() {
     assert!(ok.contains("a=ptime:20"));
     assert!(ok.to_ascii_lowercase().contains("contact:"));
     assert!(h.actions.is_empty(), "media waits for the ACK");
+    assert_eq!(h.prepared, vec![Codec::Pcma], "content is prepared while the 200 travels");
 
     uac.to_tag = Some(to_tag_of(ok));
     h.feed(&uac.request("ACK", "z9hG4bK-ack", 1, ""));
@@ -343,6 +349,7 @@ fn invite_without_sdp_offers_in_the_200_and_takes_the_answer_from_the_ack() {
         [Action::StartMedia { media, .. }] => assert_eq!(media.codec, Codec::Pcma),
         other => panic!("{other:?}"),
     }
+    assert_eq!(h.prepared, vec![Codec::Pcma]);
 }
 
 #[test]
