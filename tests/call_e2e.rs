@@ -1,0 +1,248 @@
+//! End to end over real UDP on 127.0.0.1: our test client calls the real
+//! binary, records what it hears, and the recording is compared with the
+//! service (resampled by sox, an independent resampler) for each codec.
+//! Then the apology paths: whatever is wrong with the content, the caller
+//! is answered, hears the apology clip, and is hung up on; the next call works.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dial_a_service::client::{place_call, CallOptions, CallReport, HangUp};
+use dial_a_service::media::Codec;
+
+use common::{audio, have_tool, repo, write_schedule, Line};
+
+const SERVICE_SECONDS: f32 = 5.0;
+
+fn tools() -> bool {
+    have_tool("espeak-ng") && have_tool("sox") && have_tool("ffmpeg")
+}
+
+/// A temp dir with `audio/service.mp3` and a schedule listing it.
+struct Parish {
+    dir: tempfile::TempDir,
+    service_wav: PathBuf,
+}
+
+impl Parish {
+    fn new() -> Parish {
+        let dir = tempfile::tempdir().unwrap();
+        let audio_dir = dir.path().join("audio");
+        std::fs::create_dir(&audio_dir).unwrap();
+        let service_wav = audio::make_service_wav(
+            &audio_dir,
+            "service",
+            "Good morning, and welcome to our service by telephone. The Lord be with you.",
+            SERVICE_SECONDS,
+        );
+        audio::convert(&service_wav, &audio_dir.join("service.mp3"), &["-b:a", "128k"]);
+        write_schedule(dir.path(), &[("Morning Prayer", "service.mp3")]);
+        Parish { dir, service_wav }
+    }
+
+    fn schedule(&self) -> PathBuf {
+        self.dir.path().join("data.json")
+    }
+
+    fn audio_dir(&self) -> PathBuf {
+        self.dir.path().join("audio")
+    }
+
+    fn line(&self) -> Line {
+        Line::start(&common::source_env(&self.schedule(), &self.audio_dir()))
+    }
+}
+
+async fn call(line: &Line, codec: Codec, seconds: Option<f64>) -> CallReport {
+    let mut options = CallOptions::new(line.uri(), codec);
+    options.seconds = seconds.map(Duration::from_secs_f64);
+    place_call(options).await.expect("the call completes")
+}
+
+fn assert_clean_stream(report: &CallReport) {
+    let stats = &report.stats;
+    assert_eq!(stats.ssrcs.len(), 1, "one SSRC: {}", report.summary());
+    assert!(stats.seq_contiguous, "contiguous sequence numbers: {}", report.summary());
+    assert!(stats.ts_step_consistent, "timestamps advance by one frame: {}", report.summary());
+    assert!(stats.marker_first, "marker bit on the first packet");
+    assert_eq!(stats.lost, 0, "{}", report.summary());
+    let mean = stats.mean_interarrival.expect("packets arrived").as_secs_f64() * 1000.0;
+    assert!((19.0..=21.0).contains(&mean), "mean inter-arrival {mean:.2} ms");
+    let first = report.first_rtp_after_ack.expect("RTP arrived");
+    assert!(first < Duration::from_millis(100), "first RTP {first:?} after the ACK");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let line = parish.line();
+    for codec in [Codec::Pcmu, Codec::Pcma, Codec::Opus] {
+        let report = call(&line, codec, None).await;
+        eprintln!("{codec}:\n{}", report.summary());
+        assert_eq!(report.final_status, 200);
+        assert_eq!(report.codec, codec);
+        assert!(matches!(report.hung_up_by, HangUp::FarEnd), "the line sends BYE at the end");
+        assert_clean_stream(&report);
+        let heard = report.heard().as_secs_f32();
+        assert!((heard - SERVICE_SECONDS).abs() < 0.2, "heard {heard:.2} s of a {SERVICE_SECONDS} s service");
+
+        let rate = codec.sample_rate_hz();
+        let played = audio::reference(&parish.service_wav, rate);
+        let score = audio::correlation(&report.samples, &played, rate, 0.2);
+        eprintln!("{codec}: correlation with the source {score:.3}");
+        assert!(score >= 0.9, "{codec}: what the caller heard does not match ({score:.3})");
+    }
+    assert_eq!(line.log_count("ContentFinished"), 3);
+}
+
+/// Calls a line whose content is broken and checks that the apology is
+/// what the caller hears, that the line hangs up, and that the next call
+/// (after `repair`) plays the service.
+async fn assert_apology(parish: &Parish, line: &Line) {
+    let report = call(line, Codec::Pcmu, None).await;
+    assert_eq!(report.final_status, 200, "answered, never an error response");
+    assert!(matches!(report.hung_up_by, HangUp::FarEnd), "the line hangs up after the apology");
+    let apology = audio::reference(&repo().join("audio/apology.wav"), 8_000);
+    let window = report.samples.len() as f32 / 8_000.0;
+    let score = audio::correlation(&report.samples, &apology, 8_000, window);
+    eprintln!("apology correlation {score:.3}, heard {:.1} s", report.heard().as_secs_f32());
+    assert!(score >= 0.9, "the caller did not hear the apology clip ({score:.3})");
+    let _ = parish;
+}
+
+async fn assert_service_plays(parish: &Parish, line: &Line) {
+    let report = call(line, Codec::Pcmu, None).await;
+    let played = audio::reference(&parish.service_wav, 8_000);
+    let score = audio::correlation(&report.samples, &played, 8_000, 0.2);
+    assert!(score >= 0.9, "after the repair the service plays ({score:.3})");
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_missing_plays_the_apology_and_is_logged_once() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let good = std::fs::read(parish.schedule()).unwrap();
+    std::fs::remove_file(parish.schedule()).unwrap();
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+    // A second caller: answered too, and the problem is not logged again.
+    let second = call(&line, Codec::Pcmu, Some(1.0)).await;
+    assert_eq!(second.final_status, 200);
+    assert_eq!(line.log_count("schedule: cannot read"), 1, "{}", line.log_text());
+    write(&parish.schedule(), &good);
+    assert_service_plays(&parish, &line).await;
+    assert!(line.log_count("schedule: working again") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_not_json_plays_the_apology() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let good = std::fs::read(parish.schedule()).unwrap();
+    write(&parish.schedule(), b"{ \"church_name\": \"St Test's\", \"services\": [ { oops");
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+    write(&parish.schedule(), &good);
+    assert_service_plays(&parish, &line).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_missing_plays_the_apology() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let service = parish.audio_dir().join("service.mp3");
+    let moved = parish.dir.path().join("service.mp3.away");
+    std::fs::rename(&service, &moved).unwrap();
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+    std::fs::rename(&moved, &service).unwrap();
+    assert_service_plays(&parish, &line).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_truncated_plays_the_apology() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let service = parish.audio_dir().join("service.mp3");
+    let good = std::fs::read(&service).unwrap();
+    // A download cut short: the first 600 bytes (ID3 tag and a frame or two).
+    write(&service, &good[..600.min(good.len())]);
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+    write(&service, &good);
+    assert_service_plays(&parish, &line).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_truncated_mid_file_switches_to_the_apology() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    // A WAV whose header promises more than the file holds.
+    let service = parish.audio_dir().join("service.wav");
+    let good = std::fs::read(&parish.service_wav).unwrap();
+    write(&service, &good[..good.len() / 2]);
+    write_schedule(parish.dir.path(), &[("Cut short", "service.wav")]);
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_garbage_plays_the_apology() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    let service = parish.audio_dir().join("service.mp3");
+    let good = std::fs::read(&service).unwrap();
+    let mut seed = 0x9e37_79b9_u32;
+    let garbage: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as u8
+        })
+        .collect();
+    write(&service, &garbage);
+    let line = parish.line();
+    assert_apology(&parish, &line).await;
+    write(&service, &good);
+    assert_service_plays(&parish, &line).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_apology_clip_falls_back_to_gentle_tones() {
+    if !tools() {
+        return;
+    }
+    let parish = Parish::new();
+    std::fs::remove_file(parish.schedule()).unwrap();
+    let mut env = common::source_env(&parish.schedule(), &parish.audio_dir());
+    env.push(("DAS_AUDIO_APOLOGY", parish.dir.path().join("no-such-apology.wav").display().to_string()));
+    let line = Line::start(&env);
+    let report = call(&line, Codec::Pcmu, None).await;
+    assert_eq!(report.final_status, 200);
+    assert!(matches!(report.hung_up_by, HangUp::FarEnd));
+    let tones = dial_a_service::content::gentle_tones(8_000);
+    let score = audio::correlation(&report.samples, &tones, 8_000, 0.5);
+    assert!(score >= 0.9, "the built-in tones play ({score:.3})");
+}
