@@ -211,7 +211,10 @@ fn call(uri: String, record: Option<PathBuf>, seconds: Option<f64>, codec: Codec
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("dial-a-service call: cannot start the runtime: {error}");

@@ -67,8 +67,9 @@ impl Content {
     /// Checks the schedule and the apology clip once at start, so an
     /// operator sees a problem before the first caller does. Never fails:
     /// a missing schedule may appear later.
-    pub fn check_at_start(&self, now: DateTime<Utc>) {
-        for codec in [Codec::Pcmu] {
+    pub fn check_at_start(&self, codecs: &[Codec], now: DateTime<Utc>) {
+        // Prepared now, the apology never keeps a caller waiting.
+        for &codec in codecs {
             let _ = self.apology_track(codec);
         }
         match Schedule::load(&self.schedule) {

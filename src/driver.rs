@@ -93,7 +93,7 @@ pub async fn serve(
         config.audio.apology.clone(),
         config.media.max_cached_tracks,
     ));
-    content.check_at_start(chrono::Utc::now());
+    content.check_at_start(&config.media.codecs, chrono::Utc::now());
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -107,11 +107,13 @@ pub async fn serve(
 
     tokio::pin!(shutdown);
     loop {
-        while let Some(transmit) = endpoint.poll_transmit() {
-            transport.send(&transmit).await;
-        }
+        // Media first: content prepared for a call is ready before its 200
+        // OK leaves, so the caller's ACK finds it and RTP starts at once.
         while let Some(action) = endpoint.poll_action() {
             perform(action, &engine, &mut ports, &content);
+        }
+        while let Some(transmit) = endpoint.poll_transmit() {
+            transport.send(&transmit).await;
         }
         let wake = endpoint.poll_timeout();
         let sleep = async {
@@ -165,7 +167,9 @@ pub async fn serve(
 fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content: &Content) {
     match action {
         Action::PrepareMedia { call, codec } => {
+            let started = Instant::now();
             let playlist = content.playlist(codec, chrono::Utc::now());
+            tracing::debug!(%call, %codec, took = ?started.elapsed(), "content prepared");
             ports.prepared.insert(call, playlist);
         }
         Action::StartMedia {
@@ -179,7 +183,14 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
                 return;
             };
             let playlist = match ports.prepared.remove(&call) {
-                Some(playlist) if playlist.items.first().is_some_and(|t| t.codec() == media.codec) => playlist,
+                Some(playlist)
+                    if playlist
+                        .items
+                        .first()
+                        .is_some_and(|t| t.codec() == media.codec) =>
+                {
+                    playlist
+                }
                 _ => content.playlist(media.codec, chrono::Utc::now()),
             };
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);

@@ -9,10 +9,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dial_a_service::client::{place_call, CallOptions, CallReport, HangUp};
+use dial_a_service::client::{CallOptions, CallReport, HangUp, place_call};
 use dial_a_service::media::Codec;
 
-use common::{audio, have_tool, repo, write_schedule, Line};
+use common::{Line, audio, have_tool, repo, write_schedule};
 
 const SERVICE_SECONDS: f32 = 5.0;
 
@@ -37,7 +37,11 @@ impl Parish {
             "Good morning, and welcome to our service by telephone. The Lord be with you.",
             SERVICE_SECONDS,
         );
-        audio::convert(&service_wav, &audio_dir.join("service.mp3"), &["-b:a", "128k"]);
+        audio::convert(
+            &service_wav,
+            &audio_dir.join("service.mp3"),
+            &["-b:a", "128k"],
+        );
         write_schedule(dir.path(), &[("Morning Prayer", "service.mp3")]);
         Parish { dir, service_wav }
     }
@@ -64,14 +68,32 @@ async fn call(line: &Line, codec: Codec, seconds: Option<f64>) -> CallReport {
 fn assert_clean_stream(report: &CallReport) {
     let stats = &report.stats;
     assert_eq!(stats.ssrcs.len(), 1, "one SSRC: {}", report.summary());
-    assert!(stats.seq_contiguous, "contiguous sequence numbers: {}", report.summary());
-    assert!(stats.ts_step_consistent, "timestamps advance by one frame: {}", report.summary());
+    assert!(
+        stats.seq_contiguous,
+        "contiguous sequence numbers: {}",
+        report.summary()
+    );
+    assert!(
+        stats.ts_step_consistent,
+        "timestamps advance by one frame: {}",
+        report.summary()
+    );
     assert!(stats.marker_first, "marker bit on the first packet");
     assert_eq!(stats.lost, 0, "{}", report.summary());
-    let mean = stats.mean_interarrival.expect("packets arrived").as_secs_f64() * 1000.0;
-    assert!((19.0..=21.0).contains(&mean), "mean inter-arrival {mean:.2} ms");
+    let mean = stats
+        .mean_interarrival
+        .expect("packets arrived")
+        .as_secs_f64()
+        * 1000.0;
+    assert!(
+        (19.0..=21.0).contains(&mean),
+        "mean inter-arrival {mean:.2} ms"
+    );
     let first = report.first_rtp_after_ack.expect("RTP arrived");
-    assert!(first < Duration::from_millis(100), "first RTP {first:?} after the ACK");
+    assert!(
+        first < Duration::from_millis(100),
+        "first RTP {first:?} after the ACK"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,16 +108,25 @@ async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
         eprintln!("{codec}:\n{}", report.summary());
         assert_eq!(report.final_status, 200);
         assert_eq!(report.codec, codec);
-        assert!(matches!(report.hung_up_by, HangUp::FarEnd), "the line sends BYE at the end");
+        assert!(
+            matches!(report.hung_up_by, HangUp::FarEnd),
+            "the line sends BYE at the end"
+        );
         assert_clean_stream(&report);
         let heard = report.heard().as_secs_f32();
-        assert!((heard - SERVICE_SECONDS).abs() < 0.2, "heard {heard:.2} s of a {SERVICE_SECONDS} s service");
+        assert!(
+            (heard - SERVICE_SECONDS).abs() < 0.2,
+            "heard {heard:.2} s of a {SERVICE_SECONDS} s service"
+        );
 
         let rate = codec.sample_rate_hz();
         let played = audio::reference(&parish.service_wav, rate);
         let score = audio::correlation(&report.samples, &played, rate, 0.2);
         eprintln!("{codec}: correlation with the source {score:.3}");
-        assert!(score >= 0.9, "{codec}: what the caller heard does not match ({score:.3})");
+        assert!(
+            score >= 0.9,
+            "{codec}: what the caller heard does not match ({score:.3})"
+        );
     }
     assert_eq!(line.log_count("ContentFinished"), 3);
 }
@@ -105,13 +136,25 @@ async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
 /// (after `repair`) plays the service.
 async fn assert_apology(parish: &Parish, line: &Line) {
     let report = call(line, Codec::Pcmu, None).await;
-    assert_eq!(report.final_status, 200, "answered, never an error response");
-    assert!(matches!(report.hung_up_by, HangUp::FarEnd), "the line hangs up after the apology");
+    assert_eq!(
+        report.final_status, 200,
+        "answered, never an error response"
+    );
+    assert!(
+        matches!(report.hung_up_by, HangUp::FarEnd),
+        "the line hangs up after the apology"
+    );
     let apology = audio::reference(&repo().join("audio/apology.wav"), 8_000);
     let window = report.samples.len() as f32 / 8_000.0;
     let score = audio::correlation(&report.samples, &apology, 8_000, window);
-    eprintln!("apology correlation {score:.3}, heard {:.1} s", report.heard().as_secs_f32());
-    assert!(score >= 0.9, "the caller did not hear the apology clip ({score:.3})");
+    eprintln!(
+        "apology correlation {score:.3}, heard {:.1} s",
+        report.heard().as_secs_f32()
+    );
+    assert!(
+        score >= 0.9,
+        "the caller did not hear the apology clip ({score:.3})"
+    );
     let _ = parish;
 }
 
@@ -119,7 +162,10 @@ async fn assert_service_plays(parish: &Parish, line: &Line) {
     let report = call(line, Codec::Pcmu, None).await;
     let played = audio::reference(&parish.service_wav, 8_000);
     let score = audio::correlation(&report.samples, &played, 8_000, 0.2);
-    assert!(score >= 0.9, "after the repair the service plays ({score:.3})");
+    assert!(
+        score >= 0.9,
+        "after the repair the service plays ({score:.3})"
+    );
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -139,7 +185,12 @@ async fn schedule_missing_plays_the_apology_and_is_logged_once() {
     // A second caller: answered too, and the problem is not logged again.
     let second = call(&line, Codec::Pcmu, Some(1.0)).await;
     assert_eq!(second.final_status, 200);
-    assert_eq!(line.log_count("schedule: cannot read"), 1, "{}", line.log_text());
+    assert_eq!(
+        line.log_count("schedule: cannot read"),
+        1,
+        "{}",
+        line.log_text()
+    );
     write(&parish.schedule(), &good);
     assert_service_plays(&parish, &line).await;
     assert!(line.log_count("schedule: working again") >= 1);
@@ -152,7 +203,10 @@ async fn schedule_not_json_plays_the_apology() {
     }
     let parish = Parish::new();
     let good = std::fs::read(parish.schedule()).unwrap();
-    write(&parish.schedule(), b"{ \"church_name\": \"St Test's\", \"services\": [ { oops");
+    write(
+        &parish.schedule(),
+        b"{ \"church_name\": \"St Test's\", \"services\": [ { oops",
+    );
     let line = parish.line();
     assert_apology(&parish, &line).await;
     write(&parish.schedule(), &good);
@@ -237,7 +291,15 @@ async fn an_unusable_apology_clip_falls_back_to_gentle_tones() {
     let parish = Parish::new();
     std::fs::remove_file(parish.schedule()).unwrap();
     let mut env = common::source_env(&parish.schedule(), &parish.audio_dir());
-    env.push(("DAS_AUDIO_APOLOGY", parish.dir.path().join("no-such-apology.wav").display().to_string()));
+    env.push((
+        "DAS_AUDIO_APOLOGY",
+        parish
+            .dir
+            .path()
+            .join("no-such-apology.wav")
+            .display()
+            .to_string(),
+    ));
     let line = Line::start(&env);
     let report = call(&line, Codec::Pcmu, None).await;
     assert_eq!(report.final_status, 200);

@@ -6,11 +6,12 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{audio, free_udp_port, have_tool, source_env, write_schedule, Line};
+use common::{Line, audio, free_udp_port, have_tool, source_env, write_schedule};
 
 #[test]
 fn baresip_calls_with_opus_and_hears_the_service() {
-    if !have_tool("baresip") || !have_tool("espeak-ng") || !have_tool("sox") || !have_tool("ffmpeg") {
+    if !have_tool("baresip") || !have_tool("espeak-ng") || !have_tool("sox") || !have_tool("ffmpeg")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -22,7 +23,11 @@ fn baresip_calls_with_opus_and_hears_the_service() {
         "Welcome to this service. Let us pray for all who listen by telephone today.",
         6.0,
     );
-    audio::convert(&service, &audio_dir.join("opus-service.mp3"), &["-b:a", "128k"]);
+    audio::convert(
+        &service,
+        &audio_dir.join("opus-service.mp3"),
+        &["-b:a", "128k"],
+    );
     let schedule = write_schedule(dir.path(), &[("Opus test", "opus-service.mp3")]);
     let line = Line::start(&source_env(&schedule, &audio_dir));
 
@@ -31,7 +36,19 @@ fn baresip_calls_with_opus_and_hears_the_service() {
     std::fs::create_dir(&home).unwrap();
     let silence = home.join("silence.wav");
     let status = Command::new("sox")
-        .args(["-n", "-r", "48000", "-c", "2", "-b", "16", silence.to_str().unwrap(), "trim", "0", "60"])
+        .args([
+            "-n",
+            "-r",
+            "48000",
+            "-c",
+            "2",
+            "-b",
+            "16",
+            silence.to_str().unwrap(),
+            "trim",
+            "0",
+            "60",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -49,7 +66,11 @@ fn baresip_calls_with_opus_and_hears_the_service() {
         ),
     )
     .unwrap();
-    std::fs::write(home.join("accounts"), "<sip:tester@127.0.0.1>;regint=0;audio_codecs=opus/48000/2\n").unwrap();
+    std::fs::write(
+        home.join("accounts"),
+        "<sip:tester@127.0.0.1>;regint=0;audio_codecs=opus/48000/2\n",
+    )
+    .unwrap();
 
     let output = Command::new("timeout")
         .args(["40", "baresip", "-f", home.to_str().unwrap(), "-e"])
@@ -59,10 +80,17 @@ fn baresip_calls_with_opus_and_hears_the_service() {
         .output()
         .expect("run baresip");
     let log = String::from_utf8_lossy(&output.stdout);
-    assert!(log.contains("Call established"), "baresip did not connect:\n{log}");
+    assert!(
+        log.contains("Call established"),
+        "baresip did not connect:\n{log}"
+    );
     assert!(log.contains("opus"), "Opus was negotiated:\n{log}");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(line.log_count("ContentFinished") >= 1, "the line hung up at the end:\n{}", line.log_text());
+    assert!(
+        line.log_count("ContentFinished") >= 1,
+        "the line hung up at the end:\n{}",
+        line.log_text()
+    );
 
     let recording = std::fs::read_dir(&home)
         .unwrap()
@@ -75,5 +103,8 @@ fn baresip_calls_with_opus_and_hears_the_service() {
     let played = audio::reference(&service, 48_000);
     let score = audio::windowed_correlation(&heard, &played, rate, 1.5);
     eprintln!("baresip/Opus windowed correlation: {score:.3}");
-    assert!(score >= 0.8, "what baresip heard does not match the service: {score:.3}");
+    assert!(
+        score >= 0.8,
+        "what baresip heard does not match the service: {score:.3}"
+    );
 }

@@ -177,7 +177,11 @@ fn answers_an_invite_and_starts_media_on_ack() {
     assert!(ok.contains("a=ptime:20"));
     assert!(ok.to_ascii_lowercase().contains("contact:"));
     assert!(h.actions.is_empty(), "media waits for the ACK");
-    assert_eq!(h.prepared, vec![Codec::Pcma], "content is prepared while the 200 travels");
+    assert_eq!(
+        h.prepared,
+        vec![Codec::Pcma],
+        "content is prepared while the 200 travels"
+    );
 
     uac.to_tag = Some(to_tag_of(ok));
     h.feed(&uac.request("ACK", "z9hG4bK-ack", 1, ""));
