@@ -133,8 +133,8 @@ async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
 
 /// Calls a line whose content is broken and checks that the apology is
 /// what the caller hears, that the line hangs up, and that the next call
-/// (after `repair`) plays the service.
-async fn assert_apology(parish: &Parish, line: &Line) {
+/// plays the service once the test repairs the content.
+async fn assert_apology(line: &Line) {
     let report = call(line, Codec::Pcmu, None).await;
     assert_eq!(
         report.final_status, 200,
@@ -155,7 +155,6 @@ async fn assert_apology(parish: &Parish, line: &Line) {
         score >= 0.9,
         "the caller did not hear the apology clip ({score:.3})"
     );
-    let _ = parish;
 }
 
 async fn assert_service_plays(parish: &Parish, line: &Line) {
@@ -181,7 +180,7 @@ async fn schedule_missing_plays_the_apology_and_is_logged_once() {
     let good = std::fs::read(parish.schedule()).unwrap();
     std::fs::remove_file(parish.schedule()).unwrap();
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
     // A second caller: answered too, and the problem is not logged again.
     let second = call(&line, Codec::Pcmu, Some(1.0)).await;
     assert_eq!(second.final_status, 200);
@@ -208,7 +207,7 @@ async fn schedule_not_json_plays_the_apology() {
         b"{ \"church_name\": \"St Test's\", \"services\": [ { oops",
     );
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
     write(&parish.schedule(), &good);
     assert_service_plays(&parish, &line).await;
 }
@@ -223,7 +222,7 @@ async fn audio_missing_plays_the_apology() {
     let moved = parish.dir.path().join("service.mp3.away");
     std::fs::rename(&service, &moved).unwrap();
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
     std::fs::rename(&moved, &service).unwrap();
     assert_service_plays(&parish, &line).await;
 }
@@ -239,7 +238,7 @@ async fn audio_truncated_plays_the_apology() {
     // A download cut short: the first 600 bytes (ID3 tag and a frame or two).
     write(&service, &good[..600.min(good.len())]);
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
     write(&service, &good);
     assert_service_plays(&parish, &line).await;
 }
@@ -256,7 +255,7 @@ async fn audio_truncated_mid_file_switches_to_the_apology() {
     write(&service, &good[..good.len() / 2]);
     write_schedule(parish.dir.path(), &[("Cut short", "service.wav")]);
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,7 +277,7 @@ async fn audio_garbage_plays_the_apology() {
         .collect();
     write(&service, &garbage);
     let line = parish.line();
-    assert_apology(&parish, &line).await;
+    assert_apology(&line).await;
     write(&service, &good);
     assert_service_plays(&parish, &line).await;
 }

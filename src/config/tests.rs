@@ -109,6 +109,7 @@ fn every_key_has_an_env_override() {
             ("DAS_SIP_LISTEN", "0.0.0.0:5090"),
             ("DAS_SIP_PUBLIC_ADDRESS", "2001:db8::7"),
             ("DAS_SIP_T1", "1.5"),
+            ("DAS_SIP_ANSWER_DELAY", "2s"),
             ("DAS_MEDIA_RTP_PORTS", "30000-30001"),
             ("DAS_MEDIA_CODECS", "pcma, opus"),
             ("DAS_MEDIA_MAX_CACHED_TRACKS", "3"),
@@ -125,6 +126,7 @@ fn every_key_has_an_env_override() {
         "2001:db8::7".parse::<IpAddr>().unwrap()
     );
     assert_eq!(c.sip.t1, Duration::from_millis(1500));
+    assert_eq!(c.sip.answer_delay, Duration::from_secs(2));
     assert_eq!(
         c.media.rtp_ports,
         PortRange {

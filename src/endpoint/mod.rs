@@ -343,11 +343,11 @@ impl Endpoint {
         let event = entry.tx.handle_timeout(now);
         let call = entry.call;
         self.flush_invite(branch);
-        if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut) {
-            if let Some(id) = call {
-                tracing::warn!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
-                self.hang_up(id, EndReason::AckTimedOut, now);
-            }
+        if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut)
+            && let Some(id) = call
+        {
+            tracing::warn!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
+            self.hang_up(id, EndReason::AckTimedOut, now);
         }
     }
 

@@ -31,7 +31,7 @@ fn is_known_unsupported(method: &rsip::Method) -> bool {
 fn transaction_key(via: &Via, request: &rsip::Request) -> String {
     let method = match request.method {
         rsip::Method::Ack => rsip::Method::Invite,
-        ref m => m.clone(),
+        ref m => *m,
     };
     match via.branch.as_deref() {
         Some(branch) if branch.starts_with("z9hG4bK") => format!(
@@ -91,29 +91,29 @@ impl Endpoint {
         }
 
         // Extensions we were told to support but don't (§8.2.2.3).
-        if !matches!(request.method, rsip::Method::Cancel) {
-            if let Some(required) = message::header_value(&request.headers, "Require") {
-                let required = required.to_owned();
-                return self.reply_once(
-                    &key,
-                    &request,
-                    destination,
-                    420,
-                    &[("Unsupported", required)],
-                    now,
-                );
-            }
+        if !matches!(request.method, rsip::Method::Cancel)
+            && let Some(required) = message::header_value(&request.headers, "Require")
+        {
+            let required = required.to_owned();
+            return self.reply_once(
+                &key,
+                &request,
+                destination,
+                420,
+                &[("Unsupported", required)],
+                now,
+            );
         }
 
         let in_dialog = message::to_tag(&request.headers).is_some();
-        match request.method.clone() {
+        match request.method {
             rsip::Method::Invite if in_dialog => {
                 self.handle_reinvite(&key, request, destination, now)
             }
             rsip::Method::Invite => {
                 self.handle_invite(&key, request, source, destination, now, ports)
             }
-            rsip::Method::Cancel => self.handle_cancel(&key, &via, request, destination, now),
+            rsip::Method::Cancel => self.handle_cancel(&key, request, destination, now),
             rsip::Method::Options => {
                 let extra = [
                     ("Allow", ALLOW.to_owned()),
@@ -287,11 +287,11 @@ impl Endpoint {
 
     fn handle_ack(&mut self, key: &str, request: rsip::Request, now: Instant) {
         // An ACK for a non-2xx final response shares the INVITE's branch.
-        if let Some(entry) = self.invites.get_mut(key) {
-            if entry.call.is_none() || entry.tx.last_status().is_some_and(|s| s >= 300) {
-                entry.tx.handle_ack(now);
-                return self.flush_invite(key);
-            }
+        if let Some(entry) = self.invites.get_mut(key)
+            && (entry.call.is_none() || entry.tx.last_status().is_some_and(|s| s >= 300))
+        {
+            entry.tx.handle_ack(now);
+            return self.flush_invite(key);
         }
         // An ACK for a 2xx is its own transaction, matched by dialog.
         let Some(id) = Dialog::uas_id_of(&request).and_then(|d| self.dialogs.get(&d).copied())
@@ -349,24 +349,22 @@ impl Endpoint {
     fn handle_cancel(
         &mut self,
         key: &str,
-        via: &Via,
         request: rsip::Request,
         destination: SocketAddr,
         now: Instant,
     ) {
         // §9.2: the CANCEL matches the INVITE with the same branch.
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
-        let _ = via;
         let Some(entry) = self.invites.get(&invite_key) else {
             return self.reply_once(key, &request, destination, 481, &[], now);
         };
         let call = entry.call;
         self.reply_once(key, &request, destination, 200, &[], now);
-        if let Some(id) = call {
-            if self.calls.get(&id).is_some_and(|c| c.is_ringing()) {
-                tracing::info!(call = %id, "caller cancelled before the answer");
-                self.reject_ringing(id, 487, EndReason::Cancelled, now);
-            }
+        if let Some(id) = call
+            && self.calls.get(&id).is_some_and(|c| c.is_ringing())
+        {
+            tracing::info!(call = %id, "caller cancelled before the answer");
+            self.reject_ringing(id, 487, EndReason::Cancelled, now);
         }
     }
 

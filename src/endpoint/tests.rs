@@ -325,6 +325,11 @@ fn options_unknown_dialog_and_unsupported_methods() {
     uac.to_tag = None;
     h.feed(&uac.request("REGISTER", "z9hG4bK-7c", 3, ""));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![405]);
+
+    // A method nobody knows (RFC 3261 §8.2.1): 501, not 400.
+    h.feed(&uac.request("FROBNICATE", "z9hG4bK-7d", 4, ""));
+    let sent = h.take_sent();
+    assert_eq!(Harness::statuses(&sent), vec![501], "{sent:?}");
 }
 
 #[test]
