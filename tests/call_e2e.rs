@@ -307,3 +307,37 @@ async fn an_unusable_apology_clip_falls_back_to_gentle_tones() {
     let score = audio::correlation(&report.samples, &tones, 8_000, 0.5);
     assert!(score >= 0.9, "the built-in tones play ({score:.3})");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_90_minute_mp3_never_played_before_starts_within_100ms() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let audio_dir = dir.path().join("audio");
+    std::fs::create_dir(&audio_dir).unwrap();
+    let long = audio_dir.join("long.mp3");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:sample_rate=22050:duration=5400")
+        .args(["-ac", "1", "-b:a", "32k"])
+        .arg(&long)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let schedule = write_schedule(dir.path(), &[("Long service", "long.mp3")]);
+    let line = Line::start(&common::source_env(&schedule, &audio_dir));
+    for codec in [Codec::Opus, Codec::Pcmu] {
+        let report = call(&line, codec, Some(1.5)).await;
+        let first = report.first_rtp_after_ack.expect("RTP arrived");
+        eprintln!("{codec}: first RTP {first:?} after the ACK");
+        assert!(
+            first < Duration::from_millis(100),
+            "{codec}: first RTP {first:?} after the ACK"
+        );
+        assert!(
+            audio::rms(&report.samples) > 0.05,
+            "{codec}: the tone is heard"
+        );
+    }
+}
