@@ -186,3 +186,57 @@ fn a_burst_of_malformed_datagrams_then_a_normal_call() {
         "the line still plays after the burst"
     );
 }
+
+#[test]
+fn reinvite_holds_resumes_and_moves_the_media() {
+    let line = Line::start(&[]);
+    let uac = answered_call(&line);
+    assert!(
+        uac.count_rtp_for(Duration::from_millis(500)) > 15,
+        "media flows"
+    );
+
+    // Hold: the caller will only send; the line answers recvonly and goes quiet.
+    let hold = uac.offer("0").replace("a=sendrecv", "a=sendonly");
+    uac.send(&uac.request("INVITE", "z9hG4bK-hold", 2, &hold));
+    let ok = uac
+        .wait_for_status(200, 2 * SECOND)
+        .expect("200 to the hold");
+    assert!(ok.contains("a=recvonly"), "{ok}");
+    uac.send(&uac.request("ACK", "z9hG4bK-hold-ack", 2, ""));
+    let _ = uac.count_rtp_for(Duration::from_millis(100)); // in flight
+    assert_eq!(
+        uac.count_rtp_for(Duration::from_millis(500)),
+        0,
+        "silent on hold"
+    );
+
+    // Resume on a new media port: the audio follows.
+    let moved = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new_port = moved.local_addr().unwrap().port();
+    let resume = uac.offer("0").replace(
+        &format!("m=audio {} ", uac.rtp_port()),
+        &format!("m=audio {new_port} "),
+    );
+    uac.send(&uac.request("INVITE", "z9hG4bK-resume", 3, &resume));
+    let ok = uac
+        .wait_for_status(200, 2 * SECOND)
+        .expect("200 to the resume");
+    assert!(ok.contains("a=sendrecv"), "{ok}");
+    uac.send(&uac.request("ACK", "z9hG4bK-resume-ack", 3, ""));
+    moved
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + SECOND;
+    let mut arrived = 0;
+    while Instant::now() < deadline {
+        if moved.recv_from(&mut buf).is_ok() {
+            arrived += 1;
+        }
+    }
+    assert!(
+        arrived > 30,
+        "media follows the new address: {arrived} packets"
+    );
+}
