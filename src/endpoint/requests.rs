@@ -372,15 +372,19 @@ impl Endpoint {
         Dialog::uas_id_of(request).and_then(|d| self.dialogs.get(&d).copied())
     }
 
-    fn handle_in_dialog(
+    /// The call an in-dialog request belongs to, and its CSeq number, or
+    /// `None` after answering 481 (no such dialog) or 500 (CSeq out of
+    /// order, RFC 3261 §12.2.2).
+    fn admit_in_dialog(
         &mut self,
         key: &str,
-        request: rsip::Request,
+        request: &rsip::Request,
         destination: SocketAddr,
         now: Instant,
-    ) {
-        let Some(id) = self.find_dialog(&request) else {
-            return self.reply_once(key, &request, destination, 481, &[], now);
+    ) -> Option<(CallId, u32)> {
+        let Some(id) = self.find_dialog(request) else {
+            self.reply_once(key, request, destination, 481, &[], now);
+            return None;
         };
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
         let in_order = self
@@ -388,8 +392,22 @@ impl Endpoint {
             .get_mut(&id)
             .is_some_and(|c| c.dialog.check_remote_cseq(cseq).is_ok());
         if !in_order {
-            return self.reply_once(key, &request, destination, 500, &[], now);
+            self.reply_once(key, request, destination, 500, &[], now);
+            return None;
         }
+        Some((id, cseq))
+    }
+
+    fn handle_in_dialog(
+        &mut self,
+        key: &str,
+        request: rsip::Request,
+        destination: SocketAddr,
+        now: Instant,
+    ) {
+        let Some((id, _)) = self.admit_in_dialog(key, &request, destination, now) else {
+            return;
+        };
         self.reply_once(key, &request, destination, 200, &[], now);
         if request.method == rsip::Method::Bye {
             tracing::debug!(call = %id, "caller hung up");
@@ -405,16 +423,12 @@ impl Endpoint {
         destination: SocketAddr,
         now: Instant,
     ) {
-        let Some(id) = self.find_dialog(&request) else {
-            return self.reply_once(key, &request, destination, 481, &[], now);
+        let Some((id, cseq)) = self.admit_in_dialog(key, &request, destination, now) else {
+            return;
         };
-        let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.dialog.check_remote_cseq(cseq).is_err() {
-            return self.reply_once(key, &request, destination, 500, &[], now);
-        }
         // §14.2: one INVITE at a time in a dialog.
         if call.state != CallState::Confirmed || call.reinvite.is_some() {
             let retry = ("Retry-After", "1".to_owned());
