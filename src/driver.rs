@@ -16,6 +16,7 @@ use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::media::track::Playlist;
+use crate::sip::Transport;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{TransportError, UdpTransport};
 
@@ -125,7 +126,7 @@ pub async fn serve(
         tokio::select! {
             received = transport.recv() => {
                 let (datagram, source) = received.map_err(DriverError::Socket)?;
-                endpoint.handle_datagram(datagram, source, Instant::now(), &mut ports);
+                endpoint.handle_datagram(datagram, source, Transport::Udp, Instant::now(), &mut ports);
             }
             () = sleep => endpoint.handle_timeout(Instant::now()),
             Some(event) = events.recv() => match event {
@@ -152,7 +153,7 @@ pub async fn serve(
         tokio::select! {
             received = transport.recv() => {
                 let (datagram, source) = received.map_err(DriverError::Socket)?;
-                endpoint.handle_datagram(datagram, source, Instant::now(), &mut ports);
+                endpoint.handle_datagram(datagram, source, Transport::Udp, Instant::now(), &mut ports);
             }
             () = tokio::time::sleep_until(wake.into()) => endpoint.handle_timeout(Instant::now()),
         }

@@ -131,6 +131,7 @@ impl<'a> Session<'a> {
         send(
             &io.sip,
             &crate::sip::Transmit {
+                transport: crate::sip::Transport::Udp,
                 destination: ack_destination,
                 payload: ack.clone(),
             },
@@ -295,6 +296,7 @@ impl<'a> Session<'a> {
         {
             while let Some(payload) = sender.poll_packet(now)? {
                 let transmit = crate::sip::Transmit {
+                    transport: crate::sip::Transport::Udp,
                     destination,
                     payload,
                 };
@@ -363,6 +365,7 @@ impl<'a> Session<'a> {
             // The far end did not get our ACK: send it again (§13.2.2.4).
             Method::Invite if ours && seq == INVITE_CSEQ && (200..300).contains(&status) => {
                 let transmit = crate::sip::Transmit {
+                    transport: crate::sip::Transport::Udp,
                     destination: self.ack_destination,
                     payload: self.ack.clone(),
                 };

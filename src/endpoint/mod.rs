@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use crate::media::Codec;
 use crate::sdp::Negotiated;
-use crate::sip::Transmit;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
 use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
+use crate::sip::{Transmit, Transport};
 
 use call::Call;
 use wakeups::Wakeups;
@@ -195,11 +195,13 @@ impl Endpoint {
         self.calls.len()
     }
 
-    /// One datagram from `source`.
+    /// One message from `source`: a UDP datagram or a message framed out of
+    /// a TCP stream.
     pub fn handle_datagram(
         &mut self,
         datagram: &[u8],
         source: SocketAddr,
+        transport: Transport,
         now: Instant,
         ports: &mut dyn MediaPorts,
     ) {
@@ -210,10 +212,10 @@ impl Endpoint {
         }
         match message::parse(datagram) {
             Ok(rsip::SipMessage::Request(request)) => {
-                self.handle_request(request, source, now, ports)
+                self.handle_request(request, source, transport, now, ports)
             }
             Ok(rsip::SipMessage::Response(response)) => self.handle_response(response, now),
-            Err(error) => self.handle_unparsable(datagram, source, &error),
+            Err(error) => self.handle_unparsable(datagram, source, transport, &error),
         }
     }
 
@@ -221,6 +223,7 @@ impl Endpoint {
         &mut self,
         datagram: &[u8],
         source: SocketAddr,
+        transport: Transport,
         error: &dyn std::fmt::Display,
     ) {
         match requests::answer_unparsable(datagram) {
@@ -230,6 +233,7 @@ impl Endpoint {
                 self.outbox.push_back(Transmit {
                     destination: source,
                     payload: reply,
+                    transport,
                 });
             }
             None => {

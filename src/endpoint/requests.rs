@@ -7,9 +7,17 @@ use std::time::Instant;
 use super::call::{Call, CallState, InviteRef};
 use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
 use crate::sdp;
+use crate::sip::Transport;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, Via};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent};
+
+/// Where the responses to a request go, and how.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    pub destination: SocketAddr,
+    pub transport: Transport,
+}
 
 /// Methods rsip knows but the line does not do: 405 with `Allow` (§8.2.1).
 /// Methods nobody knows get 501 (§21.5.2).
@@ -61,6 +69,7 @@ impl Endpoint {
         &mut self,
         mut request: rsip::Request,
         source: SocketAddr,
+        transport: Transport,
         now: Instant,
         ports: &mut dyn MediaPorts,
     ) {
@@ -69,7 +78,15 @@ impl Endpoint {
             return;
         };
         message::stamp_received(&mut request, source);
-        let destination = message::response_destination(&via, source);
+        // §18.2.2: over TCP the response goes back on the request's
+        // connection; over UDP where Via (and rport) say.
+        let origin = Origin {
+            destination: match transport {
+                Transport::Tcp => source,
+                Transport::Udp => message::response_destination(&via, source),
+            },
+            transport,
+        };
         let key = transaction_key(&via, &request);
 
         match request.method {
@@ -98,7 +115,7 @@ impl Endpoint {
             return self.reply_once(
                 &key,
                 &request,
-                destination,
+                origin,
                 420,
                 &[("Unsupported", required)],
                 now,
@@ -107,27 +124,23 @@ impl Endpoint {
 
         let in_dialog = message::to_tag(&request.headers).is_some();
         match request.method {
-            rsip::Method::Invite if in_dialog => {
-                self.handle_reinvite(&key, request, destination, now)
-            }
-            rsip::Method::Invite => {
-                self.handle_invite(&key, request, source, destination, now, ports)
-            }
-            rsip::Method::Cancel => self.handle_cancel(&key, request, destination, now),
+            rsip::Method::Invite if in_dialog => self.handle_reinvite(&key, request, origin, now),
+            rsip::Method::Invite => self.handle_invite(&key, request, source, origin, now, ports),
+            rsip::Method::Cancel => self.handle_cancel(&key, request, origin, now),
             rsip::Method::Options => {
                 let extra = [
                     ("Allow", ALLOW.to_owned()),
                     ("Accept", "application/sdp".to_owned()),
                 ];
-                self.reply_once(&key, &request, destination, 200, &extra, now)
+                self.reply_once(&key, &request, origin, 200, &extra, now)
             }
             rsip::Method::Bye | rsip::Method::Info => {
-                self.handle_in_dialog(&key, request, destination, now)
+                self.handle_in_dialog(&key, request, origin, now)
             }
             ref method if is_known_unsupported(method) => self.reply_once(
                 &key,
                 &request,
-                destination,
+                origin,
                 405,
                 &[("Allow", ALLOW.to_owned())],
                 now,
@@ -135,7 +148,7 @@ impl Endpoint {
             _ => self.reply_once(
                 &key,
                 &request,
-                destination,
+                origin,
                 501,
                 &[("Allow", ALLOW.to_owned())],
                 now,
@@ -149,21 +162,31 @@ impl Endpoint {
         &mut self,
         key: &str,
         request: &rsip::Request,
-        destination: SocketAddr,
+        origin: Origin,
         status: u16,
         extra: &[(&str, String)],
         now: Instant,
     ) {
         let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
         if request.method == rsip::Method::Invite {
-            let mut tx = InviteServer::new(destination, false, self.config.timers, now);
+            let mut tx = InviteServer::new(
+                origin.destination,
+                origin.transport.is_reliable(),
+                self.config.timers,
+                now,
+            );
             tx.respond(status, payload, now);
             self.invites
                 .insert(key.to_owned(), InviteEntry { tx, call: None });
             self.stats.calls_rejected += 1;
             return self.flush_invite(key);
         }
-        let mut tx = NonInviteServer::new(destination, false, self.config.timers, now);
+        let mut tx = NonInviteServer::new(
+            origin.destination,
+            origin.transport.is_reliable(),
+            self.config.timers,
+            now,
+        );
         tx.respond(status, payload, now);
         self.servers.insert(key.to_owned(), tx);
         self.flush_server(key);
@@ -174,12 +197,17 @@ impl Endpoint {
         key: &str,
         request: rsip::Request,
         source: SocketAddr,
-        destination: SocketAddr,
+        origin: Origin,
         now: Instant,
         ports: &mut dyn MediaPorts,
     ) {
         self.stats.calls_offered += 1;
-        let mut tx = InviteServer::new(destination, false, self.config.timers, now);
+        let mut tx = InviteServer::new(
+            origin.destination,
+            origin.transport.is_reliable(),
+            self.config.timers,
+            now,
+        );
         tx.respond(
             100,
             self.build_response(&request, 100, None, &[], None),
@@ -346,20 +374,14 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(
-        &mut self,
-        key: &str,
-        request: rsip::Request,
-        destination: SocketAddr,
-        now: Instant,
-    ) {
+    fn handle_cancel(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
         // §9.2: the CANCEL matches the INVITE with the same branch.
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let Some(entry) = self.invites.get(&invite_key) else {
-            return self.reply_once(key, &request, destination, 481, &[], now);
+            return self.reply_once(key, &request, origin, 481, &[], now);
         };
         let call = entry.call;
-        self.reply_once(key, &request, destination, 200, &[], now);
+        self.reply_once(key, &request, origin, 200, &[], now);
         if let Some(id) = call
             && self.calls.get(&id).is_some_and(|c| c.is_ringing())
         {
@@ -379,11 +401,11 @@ impl Endpoint {
         &mut self,
         key: &str,
         request: &rsip::Request,
-        destination: SocketAddr,
+        origin: Origin,
         now: Instant,
     ) -> Option<(CallId, u32)> {
         let Some(id) = self.find_dialog(request) else {
-            self.reply_once(key, request, destination, 481, &[], now);
+            self.reply_once(key, request, origin, 481, &[], now);
             return None;
         };
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
@@ -392,7 +414,7 @@ impl Endpoint {
             .get_mut(&id)
             .is_some_and(|c| c.dialog.check_remote_cseq(cseq).is_ok());
         if !in_order {
-            self.reply_once(key, request, destination, 500, &[], now);
+            self.reply_once(key, request, origin, 500, &[], now);
             return None;
         }
         Some((id, cseq))
@@ -402,13 +424,13 @@ impl Endpoint {
         &mut self,
         key: &str,
         request: rsip::Request,
-        destination: SocketAddr,
+        origin: Origin,
         now: Instant,
     ) {
-        let Some((id, _)) = self.admit_in_dialog(key, &request, destination, now) else {
+        let Some((id, _)) = self.admit_in_dialog(key, &request, origin, now) else {
             return;
         };
-        self.reply_once(key, &request, destination, 200, &[], now);
+        self.reply_once(key, &request, origin, 200, &[], now);
         if request.method == rsip::Method::Bye {
             tracing::debug!(call = %id, "caller hung up");
             self.end_call(id, EndReason::CallerHungUp);
@@ -416,14 +438,8 @@ impl Endpoint {
         }
     }
 
-    fn handle_reinvite(
-        &mut self,
-        key: &str,
-        request: rsip::Request,
-        destination: SocketAddr,
-        now: Instant,
-    ) {
-        let Some((id, cseq)) = self.admit_in_dialog(key, &request, destination, now) else {
+    fn handle_reinvite(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
+        let Some((id, cseq)) = self.admit_in_dialog(key, &request, origin, now) else {
             return;
         };
         let Some(call) = self.calls.get_mut(&id) else {
@@ -432,11 +448,11 @@ impl Endpoint {
         // §14.2: one INVITE at a time in a dialog.
         if call.state != CallState::Confirmed || call.reinvite.is_some() {
             let retry = ("Retry-After", "1".to_owned());
-            return self.reply_once(key, &request, destination, 500, &[retry], now);
+            return self.reply_once(key, &request, origin, 500, &[retry], now);
         }
         let offer = match parse_offer(&request) {
             Ok(offer) => offer,
-            Err(_) => return self.reply_once(key, &request, destination, 488, &[], now),
+            Err(_) => return self.reply_once(key, &request, origin, 488, &[], now),
         };
         // Keep the codec of the running stream: the shared track is encoded
         // for it. An offer without it cannot be accepted (§14.2: the old
@@ -453,7 +469,7 @@ impl Endpoint {
             None => Ok((None, sdp::offer(&codecs, &local))),
         };
         let Ok((media, local_sdp)) = negotiated else {
-            return self.reply_once(key, &request, destination, 488, &[], now);
+            return self.reply_once(key, &request, origin, 488, &[], now);
         };
         if let Some(contact) = message::contact_uri(&request.headers) {
             call.dialog.update_remote_target(contact);
@@ -484,7 +500,12 @@ impl Endpoint {
             &[("Contact", contact), ("Allow", ALLOW.to_owned())],
             Some(("application/sdp", local_sdp.into_bytes())),
         );
-        let mut tx = InviteServer::new(destination, false, self.config.timers, now);
+        let mut tx = InviteServer::new(
+            origin.destination,
+            origin.transport.is_reliable(),
+            self.config.timers,
+            now,
+        );
         tx.respond(
             100,
             self.build_response(&request, 100, None, &[], None),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sip::Transport;
 use crate::sip::transaction::Timers;
 
 const CALLER: &str = "127.0.0.1:5070";

@@ -74,7 +74,7 @@ impl InviteClient {
         let mut client = InviteClient {
             state: State::Calling,
             timers: TimerTable::new(timers, reliable),
-            outbox: Outbox::new(destination),
+            outbox: Outbox::new(destination, reliable),
             request,
             interval: timers.t1,
             ack: None,

@@ -76,7 +76,7 @@ impl InviteServer {
         InviteServer {
             state: State::Proceeding,
             timers: TimerTable::new(timers, reliable),
-            outbox: Outbox::new(destination),
+            outbox: Outbox::new(destination, reliable),
             last_response: None,
             interval: timers.t1,
             ack_received: false,

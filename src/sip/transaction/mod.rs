@@ -128,13 +128,15 @@ fn classify(status: u16) -> Option<StatusClass> {
 #[derive(Debug)]
 struct Outbox {
     destination: SocketAddr,
+    transport: super::Transport,
     queue: VecDeque<Transmit>,
 }
 
 impl Outbox {
-    fn new(destination: SocketAddr) -> Self {
+    fn new(destination: SocketAddr, reliable: bool) -> Self {
         Outbox {
             destination,
+            transport: super::Transport::from_reliable(reliable),
             queue: VecDeque::new(),
         }
     }
@@ -143,6 +145,7 @@ impl Outbox {
         self.queue.push_back(Transmit {
             destination: self.destination,
             payload,
+            transport: self.transport,
         });
     }
 

@@ -68,7 +68,7 @@ impl NonInviteClient {
         let mut client = NonInviteClient {
             state: State::Trying,
             timers: TimerTable::new(timers, reliable),
-            outbox: Outbox::new(destination),
+            outbox: Outbox::new(destination, reliable),
             request,
             interval: timers.t1,
         };

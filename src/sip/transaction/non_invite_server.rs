@@ -61,7 +61,7 @@ impl NonInviteServer {
         NonInviteServer {
             state: State::Trying,
             timers: TimerTable::new(timers, reliable),
-            outbox: Outbox::new(destination),
+            outbox: Outbox::new(destination, reliable),
             last_response: None,
         }
     }
