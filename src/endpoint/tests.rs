@@ -112,7 +112,7 @@ impl Harness {
     fn feed(&mut self, datagram: &[u8]) {
         let source: SocketAddr = CALLER.parse().unwrap();
         self.ep
-            .handle_datagram(datagram, source, self.now, &mut self.ports);
+            .handle_datagram(datagram, source, Transport::Udp, self.now, &mut self.ports);
         self.drain();
     }
 
