@@ -1,6 +1,7 @@
 //! SIP (RFC 3261): message parsing and building, transactions, dialogs and
 //! the UDP transport.
 
+pub mod auth;
 pub mod dialog;
 pub mod message;
 pub mod normalise;
