@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{Action, CallId, ClientEntry, EndReason, Endpoint};
 use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::sip::Transport;
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::transaction::NonInviteClient;
@@ -50,6 +51,8 @@ pub(super) struct Call {
     pub local_sdp: String,
     /// Where the INVITE came from: the next hop when the Contact is behind NAT.
     pub source: SocketAddr,
+    /// How the INVITE arrived; the dialog's requests travel the same way.
+    pub transport: Transport,
     /// The caller's Contact is not reachable as written (NAT): send
     /// in-dialog requests to `source` (as Asterisk's `force_rport` does).
     pub behind_nat: bool,
@@ -75,8 +78,14 @@ impl Endpoint {
         self.config.contact_addr.to_string()
     }
 
-    pub(super) fn local_contact(&self) -> String {
-        format!("sip:dial-a-service@{}", self.config.contact_addr)
+    pub(super) fn local_contact(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Udp => format!("sip:dial-a-service@{}", self.config.contact_addr),
+            Transport::Tcp => format!(
+                "sip:dial-a-service@{};transport=tcp",
+                self.config.contact_addr
+            ),
+        }
     }
 
     /// Builds a response to `request` with our standard headers.
@@ -125,10 +134,10 @@ impl Endpoint {
                 codec: media.codec,
             });
         }
-        let contact = format!("<{}>", self.local_contact());
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        let contact = format!("<{}>", self.local_contact(call.transport));
         let payload = self.build_response(
             &call.invite_request,
             200,
@@ -190,7 +199,10 @@ impl Endpoint {
     /// Sends BYE (a non-INVITE client transaction, Timers E/F) and stops media.
     pub(super) fn hang_up(&mut self, id: CallId, reason: EndReason, now: Instant) {
         let sent_by = self.via_sent_by();
-        let contact = self.local_contact();
+        let Some(transport) = self.calls.get(&id).map(|c| c.transport) else {
+            return;
+        };
+        let contact = self.local_contact(transport);
         let user_agent = self.config.user_agent.clone();
         let timers = self.config.timers;
         let Some(call) = self.calls.get_mut(&id) else {
@@ -212,7 +224,8 @@ impl Endpoint {
             .push(rsip::Header::Other("User-Agent".to_owned(), user_agent));
         let destination = next_hop(call);
         let payload = message::to_bytes(&rsip::SipMessage::Request(bye));
-        let tx = NonInviteClient::new(payload, destination, false, timers, now);
+        let reliable = call.transport.is_reliable();
+        let tx = NonInviteClient::new(payload, destination, reliable, timers, now);
         self.clients
             .insert(branch.clone(), ClientEntry { tx, call: id });
         self.flush_client(&branch);

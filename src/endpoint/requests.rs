@@ -243,7 +243,10 @@ impl Endpoint {
         };
         let local_tag = message::new_tag();
         let dialog = match Dialog::new_uas(&request, &local_tag) {
-            Ok(dialog) => dialog,
+            Ok(mut dialog) => {
+                dialog.transport = origin.transport;
+                dialog
+            }
             Err(error) => {
                 ports.release(rtp_port);
                 tracing::info!(%source, %error, "INVITE that cannot form a dialog");
@@ -287,6 +290,7 @@ impl Endpoint {
             media_started: false,
             local_sdp,
             source,
+            transport: origin.transport,
             behind_nat,
             invite_request: request,
             dialog,
@@ -487,7 +491,7 @@ impl Endpoint {
                     .push_back(Action::UpdateMedia { call: id, media });
             }
         }
-        let contact = format!("<{}>", self.local_contact());
+        let contact = format!("<{}>", self.local_contact(origin.transport));
         let local_tag = self
             .calls
             .get(&id)

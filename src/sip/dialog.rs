@@ -13,6 +13,7 @@
 
 use rsip::{Headers, Method};
 
+use super::Transport;
 use super::message::{self, MessageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +47,8 @@ pub struct Dialog {
     pub remote_uri: String,
     /// Where requests go: the peer's Contact URI.
     pub remote_target: String,
+    /// The transport of the dialog's requests (the Via token).
+    pub transport: Transport,
     /// Route entries as header values (`<sip:proxy;lr>`), in the order our
     /// requests must list them.
     pub route_set: Vec<String>,
@@ -72,6 +75,7 @@ impl Dialog {
             // Random and below 2^31 (RFC 3261 §8.1.1.5), so that it can grow.
             local_seq: rand::random::<u32>() >> 1,
             remote_seq: Some(remote_seq),
+            transport: Transport::Udp,
             local_uri,
             remote_uri: header(headers, "From")?.to_string(),
             remote_target: message::contact_uri(headers)
@@ -99,6 +103,7 @@ impl Dialog {
             },
             local_seq,
             remote_seq: None,
+            transport: Transport::Udp,
             local_uri: header(&invite.headers, "From")?.to_string(),
             remote_uri: header(&response.headers, "To")?.to_string(),
             remote_target: message::contact_uri(&response.headers)
@@ -189,7 +194,10 @@ impl Dialog {
         let mut headers = vec![
             message::make_header(
                 "Via",
-                format!("SIP/2.0/UDP {via_sent_by};branch={branch};rport"),
+                format!(
+                    "SIP/2.0/{} {via_sent_by};branch={branch};rport",
+                    self.transport.via_token()
+                ),
             ),
             message::make_header("Max-Forwards", "70"),
             message::make_header("From", self.local_uri.as_str()),
