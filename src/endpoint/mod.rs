@@ -186,6 +186,16 @@ impl Endpoint {
         &self.config
     }
 
+    /// The address the trunk sees us at (learned from `received`/`rport`
+    /// of a REGISTER response): new calls advertise it in Contact and SDP.
+    pub fn set_public_address(&mut self, public: SocketAddr) {
+        if self.config.contact_addr != public {
+            tracing::info!(%public, "advertising the public address learned from the trunk");
+        }
+        self.config.contact_addr = public;
+        self.config.media_ip = public.ip();
+    }
+
     pub fn stats(&self) -> &EndpointStats {
         &self.stats
     }
