@@ -16,9 +16,8 @@ use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::media::track::Playlist;
-use crate::sip::Transport;
 use crate::sip::transaction::Timers;
-use crate::sip::transport::{TransportError, UdpTransport};
+use crate::sip::transport::{Received, SipTransport, TransportError};
 
 /// How long a shutdown waits for the answers to its BYEs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -63,7 +62,7 @@ impl MediaPorts for BoundPorts {
 
 /// Runs the line until `shutdown` resolves, then hangs up every call.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DriverError> {
-    let transport = UdpTransport::bind(config.sip.listen).await?;
+    let transport = SipTransport::bind(config.sip.listen).await?;
     let local = transport.local_addr().map_err(DriverError::Socket)?;
     serve(config, transport, local, shutdown).await
 }
@@ -71,7 +70,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// Like [`run`], on an already bound transport (tests bind port 0).
 pub async fn serve(
     config: Config,
-    mut transport: UdpTransport,
+    mut transport: SipTransport,
     local: SocketAddr,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
@@ -124,10 +123,16 @@ pub async fn serve(
             }
         };
         tokio::select! {
-            received = transport.recv() => {
-                let (datagram, source) = received.map_err(DriverError::Socket)?;
-                endpoint.handle_datagram(datagram, source, Transport::Udp, Instant::now(), &mut ports);
-            }
+            received = transport.recv() => match received? {
+                Received::Message(incoming) => endpoint.handle_datagram(
+                    &incoming.payload,
+                    incoming.source,
+                    incoming.transport,
+                    Instant::now(),
+                    &mut ports,
+                ),
+                Received::Event(event) => tracing::debug!(?event, "SIP transport"),
+            },
             () = sleep => endpoint.handle_timeout(Instant::now()),
             Some(event) = events.recv() => match event {
                 MediaEvent::Finished { id } => endpoint.handle_media_finished(CallId(id.0), Instant::now()),
@@ -152,8 +157,15 @@ pub async fn serve(
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
             received = transport.recv() => {
-                let (datagram, source) = received.map_err(DriverError::Socket)?;
-                endpoint.handle_datagram(datagram, source, Transport::Udp, Instant::now(), &mut ports);
+                if let Received::Message(incoming) = received? {
+                    endpoint.handle_datagram(
+                        &incoming.payload,
+                        incoming.source,
+                        incoming.transport,
+                        Instant::now(),
+                        &mut ports,
+                    );
+                }
             }
             () = tokio::time::sleep_until(wake.into()) => endpoint.handle_timeout(Instant::now()),
         }

@@ -11,6 +11,17 @@ use common::{Line, audio, free_udp_port, have_tool, repo, source_env, write_sche
 
 #[test]
 fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
+    sipp_call("u1");
+}
+
+/// The same call with SIP over TCP (RFC 3261 §18): the line accepts the
+/// connection on `[sip] listen`, answers on it, and sends its BYE on it.
+#[test]
+fn sipp_calls_over_tcp() {
+    sipp_call("t1");
+}
+
+fn sipp_call(transport_mode: &str) {
     if !have_tool("sipp") || !have_tool("tshark") || !have_tool("espeak-ng") || !have_tool("sox") {
         return;
     }
@@ -30,6 +41,8 @@ fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
         .args([
             "-sf",
             repo().join("tests/sipp/uac_listen.xml").to_str().unwrap(),
+            "-t",
+            transport_mode,
             "-m",
             "1",
             "-i",
@@ -60,6 +73,17 @@ fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
     assert!(
         line.log_count("ContentFinished") >= 1,
         "the line hung up by itself:\n{}",
+        line.log_text()
+    );
+    let expected = if transport_mode == "t1" {
+        "transport=Tcp"
+    } else {
+        "transport=Udp"
+    };
+    assert_eq!(
+        line.log_count(expected),
+        1,
+        "the call came over {expected}:\n{}",
         line.log_text()
     );
 

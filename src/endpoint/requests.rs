@@ -299,7 +299,7 @@ impl Endpoint {
             entry.call = Some(id);
         }
         self.dialogs.insert(call.dialog.id.clone(), id);
-        tracing::debug!(call = %id, caller = %call.dialog.remote_uri, "incoming call");
+        tracing::debug!(call = %id, caller = %call.dialog.remote_uri, transport = ?call.transport, "incoming call");
         self.calls.insert(id, call);
         if ringing {
             let Some(call) = self.calls.get(&id) else {

@@ -1,5 +1,5 @@
 //! SIP (RFC 3261): message parsing and building, transactions, dialogs and
-//! the UDP transport.
+//! the UDP and TCP transport.
 
 pub mod auth;
 pub mod dialog;

@@ -517,48 +517,5 @@ fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// The UDP-only transport the driver used before TCP; superseded by
-/// [`SipTransport`] and kept until the driver switches over.
-pub struct UdpTransport {
-    socket: UdpSocket,
-    buf: Vec<u8>,
-}
-
-impl UdpTransport {
-    pub async fn bind(addr: SocketAddr) -> Result<Self, TransportError> {
-        // std/tokio do not set SO_REUSEADDR on UDP sockets, so a port held by
-        // another process makes this fail instead of sharing the traffic.
-        let socket = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| TransportError::Bind { addr, source })?;
-        Ok(UdpTransport {
-            socket,
-            buf: vec![0; MAX_DATAGRAM],
-        })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// Waits for the next datagram.
-    pub async fn recv(&mut self) -> io::Result<(&[u8], SocketAddr)> {
-        let (len, source) = self.socket.recv_from(&mut self.buf).await?;
-        Ok((&self.buf[..len], source))
-    }
-
-    /// Sends one message; a failure is logged, not fatal: UDP is lossy and
-    /// the transaction layer retransmits.
-    pub async fn send(&self, transmit: &Transmit) {
-        if let Err(error) = self
-            .socket
-            .send_to(&transmit.payload, transmit.destination)
-            .await
-        {
-            tracing::debug!(destination = %transmit.destination, %error, "SIP send failed");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
