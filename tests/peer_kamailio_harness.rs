@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::kamailio::{
-    Kamailio, finish_sipp, free_udp_tcp_port, parse_contacts, run_sipp, sipp_command,
+    Kamailio, finish_sipp, free_udp_tcp_port, is_listening, parse_contacts, run_sipp, sipp_command,
 };
 use common::{free_udp_port, have_tool};
 
@@ -221,6 +221,13 @@ fn restart_forgets_contacts_and_accepts_them_again_on_the_same_port() {
     );
     kamailio.stop();
     assert!(!kamailio.is_running());
+    assert!(
+        !is_listening(addr.port()),
+        "the port is free while it is down"
+    );
+    kamailio.start_again();
+    assert_eq!(kamailio.addr(), addr);
+    assert!(kamailio.contacts(USER).is_empty());
 }
 
 #[test]

@@ -217,6 +217,14 @@ impl Kamailio {
         self.spawn();
     }
 
+    /// Starts a stopped trunk again on the same port (after [`Kamailio::stop`],
+    /// e.g. to keep it down while the line backs off).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "kamailio is still running");
+        self.log_line("--- start again ---");
+        self.spawn();
+    }
+
     /// Stops the trunk (SIGTERM to kamailio, which ends its workers; SIGKILL
     /// to the group if it lingers) and waits until the port is free.
     pub fn stop(&mut self) {
@@ -346,8 +354,15 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
+        // SIGTERM first: kamailio's main process ends and reaps its
+        // workers; a SIGKILL alone would leave them to whoever adopts them.
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
                 .stderr(Stdio::null())
