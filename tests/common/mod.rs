@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod capture;
+pub mod kamailio;
 pub mod raw_uac;
 
 use std::io::{BufRead, BufReader};
