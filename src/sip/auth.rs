@@ -1,10 +1,86 @@
-//! STUB — to be implemented (helper G). Signatures are the contract.
-//! Digest access authentication for SIP clients (RFC 3261 §22, RFC 7616, RFC 2617).
+//! Digest access authentication for a SIP client: read the `WWW-Authenticate` (401) and
+//! `Proxy-Authenticate` (407) challenges of a trunk, and answer them with an `Authorization` /
+//! `Proxy-Authorization` header value (RFC 3261 §22.2 and §22.4, RFC 7616, RFC 2617, RFC 8760).
+//!
+//! Call order:
+//!
+//! 1. A 401 or 407 arrives. [`Challenge::best`] picks the strongest challenge we can answer
+//!    among all of its challenge headers (RFC 7616 §3.7, RFC 8760 §2.4). [`ChallengeKind`]
+//!    names the header to answer in.
+//! 2. [`DigestClient::authorize`] gives the header value for the retried request. It keeps
+//!    a nonce count per realm (RFC 7616 §3.4): `nc` rises with each use of the same nonce and
+//!    restarts at 1 when the server sends a new nonce.
+//! 3. If the retried request draws another challenge with `stale=true`, the nonce expired
+//!    but the password was right. Answer again with the new nonce (RFC 7616 §3.3). Without
+//!    `stale`, the credentials were refused. Don't send them again for that request
+//!    (RFC 3261 §22.2).
+//!
+//! What we support:
+//! - algorithms MD5, SHA-256 and SHA-512-256, each plain or `-sess`;
+//! - `qop=auth` (preferred) and `qop=auth-int`, plus the RFC 2069 form when the challenge
+//!   offers no qop.
+//!
+//! What we don't support:
+//! - `userhash`: the client MAY hash the username (RFC 7616 §3.4.4), so we always send it plain;
+//! - `Authentication-Info` `nextnonce`;
+//! - AKA algorithms (IMS).
+//!
+//! Hand-written on RustCrypto's `md-5` and `sha2` for these reasons:
+//! - `rsip`'s `DigestGenerator` formats `nc` in decimal, so every hash is wrong from the 10th
+//!   use of a nonce. It also renders `algorithm=SHA256` and gets the `-sess` HA1 wrong.
+//! - The `digest_auth` crate (0.3.1) cuts its input at character counts used as byte offsets,
+//!   so a non-ASCII challenge makes it panic. It also prefers `auth-int` and reads only one
+//!   challenge.
+//!
+//! The digest itself is a few lines. The parser below never panics and rejects control
+//! characters, which could otherwise be echoed into our own headers.
 
-#[derive(Debug, thiserror::Error)]
+mod scan;
+
+use std::fmt;
+
+use md5::Md5;
+use sha2::{Digest, Sha256, Sha512_256};
+
+use scan::split_challenges;
+
+/// Longest challenge header value we read. A nonce is echoed in every request, so a real
+/// challenge is a few hundred bytes. Longer ones are hostile or broken.
+pub const MAX_CHALLENGE_LEN: usize = 4096;
+
+/// Realms whose nonce counts we remember. A registrar and one or two proxies are usual. The
+/// cap bounds memory when a hostile peer invents realms.
+const MAX_SESSIONS: usize = 8;
+
+/// How much of an offending value an error message quotes.
+const ERROR_SNIPPET_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("stub")]
-    Stub,
+    /// The challenge uses another scheme (`Basic`, `Bearer`, …).
+    #[error("challenge scheme {0:?} is not digest")]
+    NotDigest(String),
+    #[error("digest challenge has no {0} parameter")]
+    MissingParam(&'static str),
+    #[error("digest challenge repeats the {0} parameter")]
+    DuplicateParam(&'static str),
+    #[error("unsupported digest algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// None of the offered `qop` values is `auth` or `auth-int`.
+    #[error("unsupported digest qop {0:?}")]
+    UnsupportedQop(String),
+    #[error("malformed challenge at byte {at}: {reason}")]
+    Malformed { at: usize, reason: &'static str },
+    #[error("challenge is {len} bytes, over the {max} byte limit")]
+    TooLong { len: usize, max: usize },
+    /// A control character (CR, LF, …) would end up inside our own header.
+    #[error("control character in {0}")]
+    ControlCharacter(&'static str),
+    #[error("no challenge to answer")]
+    NoChallenge,
+    /// The server let us use one nonce 2^32 - 1 times. We can't count further.
+    #[error("nonce count exhausted for realm {realm:?}")]
+    NonceCountExhausted { realm: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +89,122 @@ pub enum Algorithm {
     Md5Sess,
     Sha256,
     Sha256Sess,
+    Sha512_256,
+    Sha512_256Sess,
+}
+
+impl Algorithm {
+    /// Parses an `algorithm` token, case-insensitively (RFC 7616 §3.3).
+    pub fn from_token(token: &str) -> Option<Algorithm> {
+        const ALL: [Algorithm; 6] = [
+            Algorithm::Md5,
+            Algorithm::Md5Sess,
+            Algorithm::Sha256,
+            Algorithm::Sha256Sess,
+            Algorithm::Sha512_256,
+            Algorithm::Sha512_256Sess,
+        ];
+        ALL.into_iter()
+            .find(|a| a.token().eq_ignore_ascii_case(token))
+    }
+
+    /// The token as RFC 7616 §6.1 registers it.
+    pub fn token(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Md5Sess => "MD5-sess",
+            Algorithm::Sha256 => "SHA-256",
+            Algorithm::Sha256Sess => "SHA-256-sess",
+            Algorithm::Sha512_256 => "SHA-512-256",
+            Algorithm::Sha512_256Sess => "SHA-512-256-sess",
+        }
+    }
+
+    /// Whether HA1 also covers the nonce and cnonce (RFC 7616 §3.4.2).
+    pub fn is_sess(self) -> bool {
+        matches!(
+            self,
+            Algorithm::Md5Sess | Algorithm::Sha256Sess | Algorithm::Sha512_256Sess
+        )
+    }
+
+    /// How strong the hash is. When several challenges can be answered, the strongest wins.
+    fn strength(self) -> u8 {
+        match self {
+            Algorithm::Md5 | Algorithm::Md5Sess => 0,
+            Algorithm::Sha256 | Algorithm::Sha256Sess => 1,
+            Algorithm::Sha512_256 | Algorithm::Sha512_256Sess => 2,
+        }
+    }
+
+    /// Lowercase hex of the hash of `data` (RFC 7616 §3.4.1).
+    fn hex_digest(self, data: &[u8]) -> String {
+        match self {
+            Algorithm::Md5 | Algorithm::Md5Sess => hex(&Md5::digest(data)),
+            Algorithm::Sha256 | Algorithm::Sha256Sess => hex(&Sha256::digest(data)),
+            Algorithm::Sha512_256 | Algorithm::Sha512_256Sess => hex(&Sha512_256::digest(data)),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+/// The quality of protection used in an answer (RFC 7616 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qop {
+    /// Method and URI are protected.
+    Auth,
+    /// The body is protected as well.
+    AuthInt,
+}
+
+impl Qop {
+    pub fn token(self) -> &'static str {
+        match self {
+            Qop::Auth => "auth",
+            Qop::AuthInt => "auth-int",
+        }
+    }
+}
+
+/// Which pair of headers a challenge travels in (RFC 3261 §22.2, §22.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// 401 from a registrar or UAS: `WWW-Authenticate` → `Authorization`.
+    Www,
+    /// 407 from a proxy: `Proxy-Authenticate` → `Proxy-Authorization`.
+    Proxy,
+}
+
+impl ChallengeKind {
+    /// The kind for a response status, `None` if the status does not challenge.
+    pub fn from_status(status: u16) -> Option<ChallengeKind> {
+        match status {
+            401 => Some(ChallengeKind::Www),
+            407 => Some(ChallengeKind::Proxy),
+            _ => None,
+        }
+    }
+
+    /// The response header carrying the challenges.
+    pub fn challenge_header(self) -> &'static str {
+        match self {
+            ChallengeKind::Www => "WWW-Authenticate",
+            ChallengeKind::Proxy => "Proxy-Authenticate",
+        }
+    }
+
+    /// The request header carrying our answer.
+    pub fn credentials_header(self) -> &'static str {
+        match self {
+            ChallengeKind::Www => "Authorization",
+            ChallengeKind::Proxy => "Proxy-Authorization",
+        }
+    }
 }
 
 /// A parsed `WWW-Authenticate` / `Proxy-Authenticate` Digest challenge.
@@ -22,41 +214,973 @@ pub struct Challenge {
     pub nonce: String,
     pub opaque: Option<String>,
     pub algorithm: Algorithm,
-    /// `qop` options offered; empty for RFC 2069-style challenges.
+    /// `qop` options offered, lowercase; empty for RFC 2069-style challenges.
     pub qop: Vec<String>,
     pub stale: bool,
 }
 
 impl Challenge {
     /// Parses one header value (`Digest realm="…", nonce="…", …`).
-    pub fn parse(_header_value: &str) -> Result<Challenge, AuthError> {
-        unimplemented!()
+    ///
+    /// If the value holds several comma-joined challenges, the first Digest one is returned.
+    pub fn parse(header_value: &str) -> Result<Challenge, AuthError> {
+        let raws = split_challenges(header_value)?;
+        let Some(first_scheme) = raws.first().map(|raw| raw.scheme) else {
+            return Err(AuthError::NoChallenge);
+        };
+        match raws
+            .into_iter()
+            .find(|raw| raw.scheme.eq_ignore_ascii_case("digest"))
+        {
+            Some(raw) => Challenge::from_params(raw.params),
+            None => Err(AuthError::NotDigest(snippet(first_scheme))),
+        }
+    }
+
+    /// Parses every challenge in every header value, in order.
+    ///
+    /// Other schemes come back as [`AuthError::NotDigest`]. A malformed value gives one error.
+    pub fn parse_all<'a, I>(header_values: I) -> Vec<Result<Challenge, AuthError>>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut out = Vec::new();
+        for value in header_values {
+            match split_challenges(value) {
+                Ok(raws) if raws.is_empty() => out.push(Err(AuthError::NoChallenge)),
+                Ok(raws) => out.extend(raws.into_iter().map(|raw| {
+                    if raw.scheme.eq_ignore_ascii_case("digest") {
+                        Challenge::from_params(raw.params)
+                    } else {
+                        Err(AuthError::NotDigest(snippet(raw.scheme)))
+                    }
+                })),
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        out
+    }
+
+    /// The challenge to answer among all the challenge headers of one response.
+    ///
+    /// Challenges we can't answer are skipped: another scheme, an unknown algorithm, or no
+    /// usable qop. Of the rest, the strongest algorithm wins, and on a tie the topmost one.
+    /// RFC 7616 §3.7 and RFC 8760 §2.4 say to take the topmost supported challenge "unless a
+    /// local policy dictates otherwise". Our policy is not to fall back to MD5 when the
+    /// server also offers SHA-256. If nothing can be answered, the first error is returned.
+    pub fn best<'a, I>(header_values: I) -> Result<Challenge, AuthError>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut best: Option<Challenge> = None;
+        let mut first_error = None;
+        for parsed in Challenge::parse_all(header_values) {
+            let usable = parsed.and_then(|c| c.qop_choice().map(|_| c));
+            match usable {
+                Ok(c) => {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| c.algorithm.strength() > b.algorithm.strength())
+                    {
+                        best = Some(c);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        best.ok_or(first_error.unwrap_or(AuthError::NoChallenge))
+    }
+
+    /// The qop we answer with: `auth` when offered, since it needs no body and every server
+    /// checks it; else `auth-int`. `None` means the RFC 2069 form, for a challenge with no qop.
+    pub fn qop_choice(&self) -> Result<Option<Qop>, AuthError> {
+        if self.qop.is_empty() {
+            return Ok(None);
+        }
+        if self.qop.iter().any(|q| q == "auth") {
+            Ok(Some(Qop::Auth))
+        } else if self.qop.iter().any(|q| q == "auth-int") {
+            Ok(Some(Qop::AuthInt))
+        } else {
+            Err(AuthError::UnsupportedQop(snippet(&self.qop.join(","))))
+        }
+    }
+
+    fn from_params(params: Vec<(&str, String)>) -> Result<Challenge, AuthError> {
+        let mut realm = None;
+        let mut nonce = None;
+        let mut opaque = None;
+        let mut algorithm = None;
+        let mut qop = None;
+        let mut stale = None;
+        for (name, value) in params {
+            // Parameter names are case-insensitive (RFC 3261 §7.3.1). Unknown ones are
+            // ignored: domain, charset, userhash and vendor extensions (RFC 7616 §3.3).
+            let (slot, key) = match name.to_ascii_lowercase().as_str() {
+                "realm" => (&mut realm, "realm"),
+                "nonce" => (&mut nonce, "nonce"),
+                "opaque" => (&mut opaque, "opaque"),
+                "algorithm" => (&mut algorithm, "algorithm"),
+                "qop" => (&mut qop, "qop"),
+                "stale" => (&mut stale, "stale"),
+                _ => continue,
+            };
+            if value.chars().any(char::is_control) {
+                return Err(AuthError::ControlCharacter(key));
+            }
+            if slot.replace(value).is_some() {
+                return Err(AuthError::DuplicateParam(key));
+            }
+        }
+        let algorithm = match algorithm {
+            // Without the parameter the algorithm is MD5 (RFC 7616 §3.3).
+            None => Algorithm::Md5,
+            Some(token) => Algorithm::from_token(token.trim())
+                .ok_or_else(|| AuthError::UnsupportedAlgorithm(snippet(&token)))?,
+        };
+        let qop = qop
+            .map(|list| {
+                list.split(',')
+                    .map(|q| q.trim().to_ascii_lowercase())
+                    .filter(|q| !q.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Challenge {
+            realm: realm.ok_or(AuthError::MissingParam("realm"))?,
+            nonce: nonce.ok_or(AuthError::MissingParam("nonce"))?,
+            opaque,
+            algorithm,
+            qop,
+            stale: stale.is_some_and(|s| s.trim().eq_ignore_ascii_case("true")),
+        })
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
+/// Written by hand so the password never reaches a log line.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What we remember about the nonce in use for one realm.
+#[derive(Debug)]
+struct NonceSession {
+    realm: String,
+    nonce: String,
+    /// How many times this nonce has been answered.
+    nc: u32,
+    /// The cnonce that went into the `-sess` HA1. It is reused for the whole nonce, so a
+    /// server that keeps the session key from the first request (RFC 2617 §3.2.2.2) agrees
+    /// with one that computes it again from each request's cnonce.
+    sess_cnonce: Option<String>,
+}
+
 /// Answers challenges, keeping the nonce count per nonce (RFC 7616 §3.4).
 #[derive(Debug, Default)]
-pub struct DigestClient;
+pub struct DigestClient {
+    /// One entry per realm, oldest first.
+    sessions: Vec<NonceSession>,
+}
 
 impl DigestClient {
     pub fn new() -> Self {
-        DigestClient
+        DigestClient::default()
     }
+
     /// The `Authorization` / `Proxy-Authorization` header value for a request.
+    ///
+    /// `uri` is the Request-URI as sent. `body` counts only for `qop=auth-int`. Each call
+    /// uses the nonce once more, so call it once per request sent.
     pub fn authorize(
         &mut self,
-        _challenge: &Challenge,
-        _credentials: &Credentials,
-        _method: &str,
-        _uri: &str,
-        _body: &[u8],
+        challenge: &Challenge,
+        credentials: &Credentials,
+        method: &str,
+        uri: &str,
+        body: &[u8],
     ) -> Result<String, AuthError> {
-        unimplemented!()
+        // 128 random bits; RFC 7616 §5.4 asks for a cnonce an attacker can't choose.
+        let cnonce = format!("{:032x}", rand::random::<u128>());
+        self.authorize_with_cnonce(challenge, credentials, method, uri, body, &cnonce)
+    }
+
+    /// [`DigestClient::authorize`] with a given cnonce, for test vectors.
+    ///
+    /// With a `-sess` algorithm, only the first answer to a nonce takes the given cnonce.
+    /// Later answers reuse it (see `NonceSession::sess_cnonce`).
+    pub fn authorize_with_cnonce(
+        &mut self,
+        challenge: &Challenge,
+        credentials: &Credentials,
+        method: &str,
+        uri: &str,
+        body: &[u8],
+        cnonce: &str,
+    ) -> Result<String, AuthError> {
+        // Everything below is echoed into our header, and a CR or LF would split it.
+        // `Challenge::parse` already refuses them, but a `Challenge` can also be built by hand,
+        // and the credentials come from config.
+        let echoed = [
+            ("username", credentials.username.as_str()),
+            ("method", method),
+            ("uri", uri),
+            ("cnonce", cnonce),
+            ("realm", challenge.realm.as_str()),
+            ("nonce", challenge.nonce.as_str()),
+            ("opaque", challenge.opaque.as_deref().unwrap_or("")),
+        ];
+        if let Some((field, _)) = echoed
+            .iter()
+            .find(|(_, value)| value.chars().any(char::is_control))
+        {
+            return Err(AuthError::ControlCharacter(field));
+        }
+        let qop = challenge.qop_choice()?;
+        let alg = challenge.algorithm;
+
+        let session = self.session_for(challenge);
+        session.nc = session
+            .nc
+            .checked_add(1)
+            .ok_or_else(|| AuthError::NonceCountExhausted {
+                realm: snippet(&challenge.realm),
+            })?;
+        let nc = format!("{:08x}", session.nc);
+        let cnonce = if alg.is_sess() {
+            session
+                .sess_cnonce
+                .get_or_insert_with(|| cnonce.to_owned())
+                .clone()
+        } else {
+            cnonce.to_owned()
+        };
+
+        let response = digest_response(&DigestInput {
+            algorithm: alg,
+            username: &credentials.username,
+            password: &credentials.password,
+            realm: &challenge.realm,
+            nonce: &challenge.nonce,
+            method,
+            uri,
+            body,
+            qop,
+            nc: &nc,
+            cnonce: &cnonce,
+        });
+
+        let mut value = format!(
+            "Digest username={}, realm={}, nonce={}, uri={}, response=\"{response}\", algorithm={alg}",
+            quote(&credentials.username),
+            quote(&challenge.realm),
+            quote(&challenge.nonce),
+            quote(uri),
+        );
+        // A -sess HA1 holds the cnonce, so the server needs it even in the RFC 2069 form.
+        if qop.is_some() || alg.is_sess() {
+            value.push_str(&format!(", cnonce={}", quote(&cnonce)));
+        }
+        if let Some(opaque) = &challenge.opaque {
+            value.push_str(&format!(", opaque={}", quote(opaque)));
+        }
+        if let Some(qop) = qop {
+            value.push_str(&format!(", qop={}, nc={nc}", qop.token()));
+        }
+        Ok(value)
+    }
+
+    /// The session for the challenge's realm. A new nonce there starts the count again
+    /// (RFC 7616 §3.4: nc counts uses of one nonce). That is also how a `stale=true` retry
+    /// begins.
+    fn session_for(&mut self, challenge: &Challenge) -> &mut NonceSession {
+        let index = match self
+            .sessions
+            .iter()
+            .position(|s| s.realm == challenge.realm)
+        {
+            Some(i) => {
+                let session = &mut self.sessions[i];
+                if session.nonce != challenge.nonce {
+                    session.nonce.clone_from(&challenge.nonce);
+                    session.nc = 0;
+                    session.sess_cnonce = None;
+                }
+                i
+            }
+            None => {
+                if self.sessions.len() >= MAX_SESSIONS {
+                    self.sessions.remove(0);
+                }
+                self.sessions.push(NonceSession {
+                    realm: challenge.realm.clone(),
+                    nonce: challenge.nonce.clone(),
+                    nc: 0,
+                    sess_cnonce: None,
+                });
+                self.sessions.len() - 1
+            }
+        };
+        &mut self.sessions[index]
+    }
+}
+
+/// Everything the `response` hash covers.
+struct DigestInput<'a> {
+    algorithm: Algorithm,
+    username: &'a str,
+    password: &'a str,
+    realm: &'a str,
+    nonce: &'a str,
+    method: &'a str,
+    uri: &'a str,
+    body: &'a [u8],
+    qop: Option<Qop>,
+    /// Eight lowercase hex digits.
+    nc: &'a str,
+    cnonce: &'a str,
+}
+
+/// The `response` value (RFC 7616 §3.4.1, RFC 2617 §3.2.2, RFC 2069 §2.1.2).
+fn digest_response(i: &DigestInput) -> String {
+    let h = |data: &str| i.algorithm.hex_digest(data.as_bytes());
+    let mut ha1 = h(&format!("{}:{}:{}", i.username, i.realm, i.password));
+    if i.algorithm.is_sess() {
+        // RFC 7616 §3.4.2: A1 = H(user:realm:pass) ":" nonce ":" cnonce.
+        ha1 = h(&format!("{ha1}:{}:{}", i.nonce, i.cnonce));
+    }
+    let ha2 = match i.qop {
+        Some(Qop::AuthInt) => h(&format!(
+            "{}:{}:{}",
+            i.method,
+            i.uri,
+            i.algorithm.hex_digest(i.body)
+        )),
+        Some(Qop::Auth) | None => h(&format!("{}:{}", i.method, i.uri)),
+    };
+    match i.qop {
+        Some(qop) => h(&format!(
+            "{ha1}:{}:{}:{}:{}:{ha2}",
+            i.nonce,
+            i.nc,
+            i.cnonce,
+            qop.token()
+        )),
+        None => h(&format!("{ha1}:{}:{ha2}", i.nonce)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// A quoted-string, with `"` and `\` escaped as quoted-pairs (RFC 3261 §25.1).
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The start of a network-supplied value, so that hostile input can't bloat logs.
+fn snippet(value: &str) -> String {
+    value.chars().take(ERROR_SNIPPET_LEN).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 7616 §3.9.1.
+    const RFC7616_NONCE: &str = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
+    const RFC7616_CNONCE: &str = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+    const RFC7616_OPAQUE: &str = "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS";
+
+    fn rfc7616_challenge(algorithm: &str) -> String {
+        format!(
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", \
+             algorithm={algorithm}, nonce=\"{RFC7616_NONCE}\", opaque=\"{RFC7616_OPAQUE}\""
+        )
+    }
+
+    fn mufasa(password: &str) -> Credentials {
+        Credentials {
+            username: "Mufasa".into(),
+            password: password.into(),
+        }
+    }
+
+    /// The value of `name=` in a rendered header, quotes removed.
+    fn param<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+        header
+            .trim_start_matches("Digest ")
+            .split(", ")
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"'))
+    }
+
+    fn md5_hex(s: &str) -> String {
+        hex(&Md5::digest(s.as_bytes()))
+    }
+
+    fn simple_challenge(alg: Algorithm, nonce: &str, qop: &[&str]) -> Challenge {
+        Challenge {
+            realm: "sip.example.net".into(),
+            nonce: nonce.into(),
+            opaque: None,
+            algorithm: alg,
+            qop: qop.iter().map(|q| q.to_string()).collect(),
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn rfc7616_sha256_worked_example() {
+        let challenge = Challenge::parse(&rfc7616_challenge("SHA-256")).unwrap();
+        let header = DigestClient::new()
+            .authorize_with_cnonce(
+                &challenge,
+                &mufasa("Circle of Life"),
+                "GET",
+                "/dir/index.html",
+                b"",
+                RFC7616_CNONCE,
+            )
+            .unwrap();
+        assert_eq!(
+            header,
+            format!(
+                "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", \
+                 nonce=\"{RFC7616_NONCE}\", uri=\"/dir/index.html\", \
+                 response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\", \
+                 algorithm=SHA-256, cnonce=\"{RFC7616_CNONCE}\", opaque=\"{RFC7616_OPAQUE}\", \
+                 qop=auth, nc=00000001"
+            )
+        );
+    }
+
+    #[test]
+    fn rfc7616_md5_worked_example() {
+        let challenge = Challenge::parse(&rfc7616_challenge("MD5")).unwrap();
+        let header = DigestClient::new()
+            .authorize_with_cnonce(
+                &challenge,
+                &mufasa("Circle of Life"),
+                "GET",
+                "/dir/index.html",
+                b"",
+                RFC7616_CNONCE,
+            )
+            .unwrap();
+        assert_eq!(
+            param(&header, "response"),
+            Some("8ca523f5e9506fed4657c9700eebdbec")
+        );
+        assert_eq!(param(&header, "algorithm"), Some("MD5"));
+    }
+
+    #[test]
+    fn rfc7616_sha512_256_example_with_erratum_4897() {
+        // RFC 7616 §3.9.2 as corrected by erratum 4897: the published response was not of
+        // the published inputs. The username sent is hashed there (userhash). The response
+        // uses the plain name, so it is checked here with the plain name sent.
+        let challenge = Challenge::parse(
+            "Digest realm=\"api@example.org\", qop=\"auth\", algorithm=SHA-512-256, \
+             nonce=\"5TsQWLVdgBdmrQ0XsxbDODV+57QdFR34I9HAbC/RVvkK\", \
+             opaque=\"HRPCssKJSGjCrkzDg8OhwpzCiGPChXYjwrI2QmXDnsOS\", charset=UTF-8, userhash=true",
+        )
+        .unwrap();
+        assert_eq!(challenge.algorithm, Algorithm::Sha512_256);
+        let credentials = Credentials {
+            username: "J\u{e4}s\u{f8}n Doe".into(),
+            password: "Secret, or not?".into(),
+        };
+        let header = DigestClient::new()
+            .authorize_with_cnonce(
+                &challenge,
+                &credentials,
+                "GET",
+                "/doe.json",
+                b"",
+                "NTg6RKcb9boFIAS3KrFK9BGeh+iDa/sm6jUMp2wds69v",
+            )
+            .unwrap();
+        assert_eq!(
+            param(&header, "response"),
+            Some("3798d4131c277846293534c3edc11bd8a5e4cdcbff78b05db9d95eeb1cec68a5")
+        );
+    }
+
+    #[test]
+    fn rfc2617_worked_example() {
+        let challenge = Challenge::parse(
+            "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        let header = DigestClient::new()
+            .authorize_with_cnonce(
+                &challenge,
+                &mufasa("Circle Of Life"),
+                "GET",
+                "/dir/index.html",
+                b"",
+                "0a4f113b",
+            )
+            .unwrap();
+        assert_eq!(
+            param(&header, "response"),
+            Some("6629fae49393a05397450978507c4ef1")
+        );
+        assert_eq!(param(&header, "qop"), Some("auth"));
+        assert_eq!(param(&header, "nc"), Some("00000001"));
+        assert_eq!(param(&header, "cnonce"), Some("0a4f113b"));
+        assert_eq!(
+            param(&header, "opaque"),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
+    }
+
+    #[test]
+    fn rfc2069_form_without_qop() {
+        // RFC 2069 §2.4 with its erratum: the printed response is not of its inputs, the
+        // corrected one is 1949323746fe6a43ef61f9606e7febea.
+        let challenge = Challenge::parse(
+            "Digest realm=\"testrealm@host.com\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        assert!(challenge.qop.is_empty());
+        let header = DigestClient::new()
+            .authorize(
+                &challenge,
+                &mufasa("CircleOfLife"),
+                "GET",
+                "/dir/index.html",
+                b"",
+            )
+            .unwrap();
+        assert_eq!(
+            param(&header, "response"),
+            Some("1949323746fe6a43ef61f9606e7febea")
+        );
+        assert_eq!(param(&header, "cnonce"), None);
+        assert_eq!(param(&header, "nc"), None);
+        assert_eq!(param(&header, "qop"), None);
+    }
+
+    #[test]
+    fn md5_sess_ha1_covers_nonce_and_cnonce() {
+        let challenge = simple_challenge(Algorithm::Md5Sess, "abc123", &["auth"]);
+        let header = DigestClient::new()
+            .authorize_with_cnonce(
+                &challenge,
+                &mufasa("Circle Of Life"),
+                "REGISTER",
+                "sip:sip.example.net",
+                b"",
+                "0a4f113b",
+            )
+            .unwrap();
+        // RFC 2617 §3.2.2.2, computed apart from the module's code.
+        let ha1 = md5_hex(&format!(
+            "{}:abc123:0a4f113b",
+            md5_hex("Mufasa:sip.example.net:Circle Of Life")
+        ));
+        let ha2 = md5_hex("REGISTER:sip:sip.example.net");
+        let expected = md5_hex(&format!("{ha1}:abc123:00000001:0a4f113b:auth:{ha2}"));
+        assert_eq!(param(&header, "response"), Some(expected.as_str()));
+        assert_eq!(param(&header, "algorithm"), Some("MD5-sess"));
+    }
+
+    #[test]
+    fn sess_keeps_the_first_cnonce_for_the_nonce() {
+        let mut client = DigestClient::new();
+        let creds = mufasa("pw");
+        let challenge = simple_challenge(Algorithm::Sha256Sess, "n1", &["auth"]);
+        let first = client
+            .authorize(&challenge, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        let second = client
+            .authorize(&challenge, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        assert_eq!(param(&first, "cnonce"), param(&second, "cnonce"));
+        assert_ne!(param(&first, "response"), param(&second, "response"));
+        let renewed = simple_challenge(Algorithm::Sha256Sess, "n2", &["auth"]);
+        let third = client
+            .authorize(&renewed, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        assert_ne!(param(&first, "cnonce"), param(&third, "cnonce"));
+    }
+
+    #[test]
+    fn nonce_count_is_hex_and_counts_each_use() {
+        let mut client = DigestClient::new();
+        let creds = mufasa("pw");
+        let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth"]);
+        let mut header = String::new();
+        for _ in 0..10 {
+            header = client
+                .authorize_with_cnonce(&challenge, &creds, "REGISTER", "sip:a", b"", "cn")
+                .unwrap();
+        }
+        assert_eq!(param(&header, "nc"), Some("0000000a"));
+        let ha1 = md5_hex("Mufasa:sip.example.net:pw");
+        let ha2 = md5_hex("REGISTER:sip:a");
+        let expected = md5_hex(&format!("{ha1}:n1:0000000a:cn:auth:{ha2}"));
+        assert_eq!(param(&header, "response"), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn stale_challenge_with_new_nonce_restarts_the_count() {
+        let mut client = DigestClient::new();
+        let creds = mufasa("pw");
+        let first = simple_challenge(Algorithm::Sha256, "n1", &["auth"]);
+        let proxy = Challenge {
+            realm: "proxy.example.net".into(),
+            ..simple_challenge(Algorithm::Md5, "p1", &["auth"])
+        };
+        for _ in 0..3 {
+            client
+                .authorize(&first, &creds, "REGISTER", "sip:a", b"")
+                .unwrap();
+        }
+        client
+            .authorize(&proxy, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        let stale = Challenge::parse(
+            "Digest realm=\"sip.example.net\", nonce=\"n2\", algorithm=SHA-256, qop=\"auth\", stale=TRUE",
+        )
+        .unwrap();
+        assert!(stale.stale);
+        let header = client
+            .authorize(&stale, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        assert_eq!(param(&header, "nc"), Some("00000001"));
+        assert_eq!(param(&header, "nonce"), Some("n2"));
+        // The proxy realm keeps its own count.
+        let header = client
+            .authorize(&proxy, &creds, "REGISTER", "sip:a", b"")
+            .unwrap();
+        assert_eq!(param(&header, "nc"), Some("00000002"));
+    }
+
+    #[test]
+    fn cnonce_is_fresh_random_hex() {
+        let mut client = DigestClient::new();
+        let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth"]);
+        let a = client
+            .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+            .unwrap();
+        let b = client
+            .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+            .unwrap();
+        let (ca, cb) = (param(&a, "cnonce").unwrap(), param(&b, "cnonce").unwrap());
+        assert_ne!(ca, cb);
+        assert_eq!(ca.len(), 32);
+        assert!(ca.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn auth_int_hashes_the_body_when_auth_is_not_offered() {
+        let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth-int"]);
+        let body = b"v=0\r\n";
+        let header = DigestClient::new()
+            .authorize_with_cnonce(&challenge, &mufasa("pw"), "INVITE", "sip:b", body, "cn")
+            .unwrap();
+        let ha1 = md5_hex("Mufasa:sip.example.net:pw");
+        let ha2 = md5_hex(&format!("INVITE:sip:b:{}", md5_hex("v=0\r\n")));
+        let expected = md5_hex(&format!("{ha1}:n1:00000001:cn:auth-int:{ha2}"));
+        assert_eq!(param(&header, "response"), Some(expected.as_str()));
+        assert_eq!(param(&header, "qop"), Some("auth-int"));
+        // With both offered we choose auth.
+        let both = simple_challenge(Algorithm::Md5, "n1", &["auth-int", "auth"]);
+        assert_eq!(both.qop_choice(), Ok(Some(Qop::Auth)));
+    }
+
+    #[test]
+    fn unknown_qop_only_is_refused() {
+        let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth-conf"]);
+        let err = DigestClient::new()
+            .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+            .unwrap_err();
+        assert_eq!(err, AuthError::UnsupportedQop("auth-conf".into()));
+    }
+
+    #[test]
+    fn values_are_quoted_and_escaped() {
+        let challenge = Challenge::parse(r#"Digest realm="a \"b\" \\c", nonce="x\"y""#).unwrap();
+        assert_eq!(challenge.realm, r#"a "b" \c"#);
+        assert_eq!(challenge.nonce, r#"x"y"#);
+        let header = DigestClient::new()
+            .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+            .unwrap();
+        assert!(header.contains(r#"realm="a \"b\" \\c""#), "{header}");
+        assert!(header.contains(r#"nonce="x\"y""#), "{header}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_our_header() {
+        let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth"]);
+        let evil = Credentials {
+            username: "bob\r\nVia: x".into(),
+            password: "pw".into(),
+        };
+        assert_eq!(
+            DigestClient::new().authorize(&challenge, &evil, "REGISTER", "sip:a", b""),
+            Err(AuthError::ControlCharacter("username"))
+        );
+        assert_eq!(
+            Challenge::parse("Digest realm=\"r\", nonce=\"a\r\nVia: x\""),
+            Err(AuthError::ControlCharacter("nonce"))
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let shown = format!("{:?}", mufasa("hunter2"));
+        assert!(shown.contains("Mufasa"));
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn parses_asterisk_pjsip_challenge() {
+        let c = Challenge::parse(
+            "Digest realm=\"asterisk\",nonce=\"1565191219/8c8b8a45c0cb5bdb3f3b0bc4c0fd8e0c\",\
+             opaque=\"5f2e0f7b7a1e6d5e\",algorithm=md5,qop=\"auth\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Challenge {
+                realm: "asterisk".into(),
+                nonce: "1565191219/8c8b8a45c0cb5bdb3f3b0bc4c0fd8e0c".into(),
+                opaque: Some("5f2e0f7b7a1e6d5e".into()),
+                algorithm: Algorithm::Md5,
+                qop: vec!["auth".into()],
+                stale: false,
+            }
+        );
+    }
+
+    #[test]
+    fn parses_asterisk_chan_sip_challenge_without_qop() {
+        let c = Challenge::parse("Digest algorithm=MD5, realm=\"asterisk\", nonce=\"3a4b6c1e\"")
+            .unwrap();
+        assert_eq!(c.realm, "asterisk");
+        assert_eq!(c.nonce, "3a4b6c1e");
+        assert!(c.qop.is_empty());
+        assert_eq!(c.qop_choice(), Ok(None));
+    }
+
+    #[test]
+    fn parses_kamailio_challenge_with_default_algorithm() {
+        let c = Challenge::parse(
+            "Digest realm=\"127.0.0.1\", nonce=\"ZPZ5QGT2eBQbKkWUgu3e9U4rGPX6K8yZ\", qop=\"auth\"",
+        )
+        .unwrap();
+        assert_eq!(c.realm, "127.0.0.1");
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert_eq!(c.qop, vec!["auth".to_string()]);
+        assert_eq!(c.opaque, None);
+    }
+
+    #[test]
+    fn parses_freeswitch_challenge() {
+        let c = Challenge::parse(
+            "Digest realm=\"192.168.1.10\", nonce=\"9fa7d8b8-5c0e-11e9-8a5d-2b2f6c7c8f7d\", \
+             algorithm=MD5, qop=\"auth\"",
+        )
+        .unwrap();
+        assert_eq!(c.nonce, "9fa7d8b8-5c0e-11e9-8a5d-2b2f6c7c8f7d");
+        assert_eq!(c.algorithm, Algorithm::Md5);
+    }
+
+    #[test]
+    fn parses_lowercase_names_extra_spaces_and_bare_values() {
+        let c = Challenge::parse(
+            "  digest   REALM = \"sip.example.net\" ,, nonce=AbC/d+e==  ,\tQop = auth , \
+             ALGORITHM=sha-256-SESS, stale=true, domain=\"sip:example.net\", x-vendor=1",
+        )
+        .unwrap();
+        assert_eq!(c.realm, "sip.example.net");
+        assert_eq!(c.nonce, "AbC/d+e==");
+        assert_eq!(c.qop, vec!["auth".to_string()]);
+        assert_eq!(c.algorithm, Algorithm::Sha256Sess);
+        assert!(c.stale);
+    }
+
+    #[test]
+    fn algorithm_tokens_are_case_insensitive() {
+        for (token, alg) in [
+            ("MD5", Algorithm::Md5),
+            ("md5-SESS", Algorithm::Md5Sess),
+            ("SHA-256", Algorithm::Sha256),
+            ("sha-256", Algorithm::Sha256),
+            ("Sha-512-256-Sess", Algorithm::Sha512_256Sess),
+        ] {
+            assert_eq!(Algorithm::from_token(token), Some(alg), "{token}");
+        }
+        assert_eq!(Algorithm::from_token("SHA256"), None);
+        assert_eq!(Algorithm::from_token("AKAv1-MD5"), None);
+    }
+
+    #[test]
+    fn best_prefers_sha256_over_md5_in_either_order() {
+        let sha = rfc7616_challenge("SHA-256");
+        let md5 = rfc7616_challenge("MD5");
+        for order in [[sha.as_str(), md5.as_str()], [md5.as_str(), sha.as_str()]] {
+            assert_eq!(Challenge::best(order).unwrap().algorithm, Algorithm::Sha256);
+        }
+    }
+
+    #[test]
+    fn best_skips_what_it_cannot_answer() {
+        let values = [
+            "Basic realm=\"x\"",
+            "Digest realm=\"ims\", nonce=\"n\", algorithm=AKAv1-MD5",
+            "Digest realm=\"r\", nonce=\"n\", qop=\"auth-conf\", algorithm=SHA-512-256",
+            "Digest realm=\"r\", nonce=\"n2\", qop=\"auth\"",
+        ];
+        let best = Challenge::best(values).unwrap();
+        assert_eq!(best.nonce, "n2");
+        assert_eq!(best.algorithm, Algorithm::Md5);
+        // Topmost wins a tie.
+        let tie = [
+            "Digest realm=\"r\", nonce=\"first\", algorithm=SHA-256",
+            "Digest realm=\"r\", nonce=\"second\", algorithm=SHA-256-sess",
+        ];
+        assert_eq!(Challenge::best(tie).unwrap().nonce, "first");
+    }
+
+    #[test]
+    fn best_reports_why_nothing_fits() {
+        assert_eq!(
+            Challenge::best(["Basic realm=\"x\""]),
+            Err(AuthError::NotDigest("Basic".into()))
+        );
+        assert_eq!(Challenge::best([]), Err(AuthError::NoChallenge));
+    }
+
+    #[test]
+    fn one_header_value_may_hold_several_challenges() {
+        let value = "Digest realm=\"r\", nonce=\"a\", algorithm=MD5, \
+                     Digest realm=\"r\", nonce=\"b\", algorithm=SHA-256, Negotiate, \
+                     Basic realm=\"r\"";
+        let all = Challenge::parse_all([value]);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].as_ref().unwrap().nonce, "a");
+        assert_eq!(all[1].as_ref().unwrap().algorithm, Algorithm::Sha256);
+        assert_eq!(all[2], Err(AuthError::NotDigest("Negotiate".into())));
+        assert_eq!(Challenge::best([value]).unwrap().nonce, "b");
+        assert_eq!(Challenge::parse(value).unwrap().nonce, "a");
+    }
+
+    #[test]
+    fn malformed_challenges_are_errors() {
+        let cases: [(&str, AuthError); 9] = [
+            (
+                "Digest realm=\"r\", nonce=\"abc",
+                AuthError::Malformed {
+                    at: 24,
+                    reason: "unterminated quoted string",
+                },
+            ),
+            ("Digest realm=\"r\"", AuthError::MissingParam("nonce")),
+            ("Digest nonce=\"n\"", AuthError::MissingParam("realm")),
+            (
+                "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-1",
+                AuthError::UnsupportedAlgorithm("SHA-1".into()),
+            ),
+            (
+                "Digest realm=\"r\", realm=\"s\", nonce=\"n\"",
+                AuthError::DuplicateParam("realm"),
+            ),
+            (
+                "Digest realm=\"r\" nonce=\"n\"",
+                AuthError::Malformed {
+                    at: 17,
+                    reason: "expected a comma between parameters",
+                },
+            ),
+            ("Bearer token=\"t\"", AuthError::NotDigest("Bearer".into())),
+            ("  ", AuthError::NoChallenge),
+            (
+                "\"Digest\"",
+                AuthError::Malformed {
+                    at: 0,
+                    reason: "expected an auth scheme",
+                },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(Challenge::parse(input), Err(expected), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_challenge_is_refused() {
+        let value = format!("Digest realm=\"r\", nonce=\"{}\"", "a".repeat(5000));
+        assert!(matches!(
+            Challenge::parse(&value),
+            Err(AuthError::TooLong { max: 4096, .. })
+        ));
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let samples = [
+            rfc7616_challenge("SHA-256"),
+            "Digest ééé=1, realm=\"ü\\".to_string(),
+            "Digest realm=\"日本\", nonce=ñ\"\\\"".to_string(),
+            "Digest \\\\\\\"\"\"===,,,".to_string(),
+            format!("Digest realm=\"{}", "\\".repeat(4000)),
+        ];
+        for sample in &samples {
+            // Every prefix, cut at every character boundary.
+            for (i, _) in sample.char_indices() {
+                let _ = Challenge::parse(&sample[..i]);
+                let _ = Challenge::best([&sample[..i], &sample[i..]]);
+            }
+        }
+        // The full RFC line still parses after all that.
+        assert!(Challenge::parse(&samples[0]).is_ok());
+    }
+
+    #[test]
+    fn challenge_kind_names_the_headers() {
+        let www = ChallengeKind::from_status(401).unwrap();
+        assert_eq!(www.challenge_header(), "WWW-Authenticate");
+        assert_eq!(www.credentials_header(), "Authorization");
+        let proxy = ChallengeKind::from_status(407).unwrap();
+        assert_eq!(proxy.challenge_header(), "Proxy-Authenticate");
+        assert_eq!(proxy.credentials_header(), "Proxy-Authorization");
+        assert_eq!(ChallengeKind::from_status(403), None);
     }
 }
