@@ -7,7 +7,7 @@ use rsip::Headers;
 
 use super::RegistrationFailure;
 use crate::config::TrunkConfig;
-use crate::sip::auth::{Algorithm, AuthError, Challenge, Credentials, DigestClient};
+use crate::sip::auth::{AuthError, Challenge, ChallengeKind, Credentials, DigestClient};
 use crate::sip::message::header_values;
 
 /// stale=true is answered at most this often in one attempt.
@@ -16,9 +16,11 @@ const MAX_STALE: u8 = 2;
 /// Answers digest challenges. The state machine sees challenges only through this, so
 /// its tests can script a registrar without real digests.
 pub trait Authorizer: Send {
-    /// Parses one `WWW-Authenticate` / `Proxy-Authenticate` value.
-    fn parse(&self, header_value: &str) -> Result<Challenge, AuthError> {
-        Challenge::parse(header_value)
+    /// The challenge to answer among a response's `WWW-Authenticate` (or
+    /// `Proxy-Authenticate`) values: by default `sip::auth`'s choice, the strongest
+    /// algorithm we support (SHA-256 over MD5).
+    fn choose(&self, header_values: &[&str]) -> Result<Challenge, AuthError> {
+        Challenge::best(header_values.iter().copied())
     }
     /// The `Authorization` / `Proxy-Authorization` value for a bodiless request.
     fn authorize(
@@ -64,26 +66,11 @@ impl Authorizer for Digest {
     }
 }
 
-/// Which challenge: `WWW-Authenticate` (401, the registrar) or `Proxy-Authenticate`
-/// (407, an outbound proxy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Www = 0,
-    Proxy = 1,
-}
-
-impl Kind {
-    fn challenge_header(self) -> &'static str {
-        match self {
-            Kind::Www => "WWW-Authenticate",
-            Kind::Proxy => "Proxy-Authenticate",
-        }
-    }
-    fn credentials_header(self) -> &'static str {
-        match self {
-            Kind::Www => "Authorization",
-            Kind::Proxy => "Proxy-Authorization",
-        }
+/// Where each kind's challenge is held.
+fn slot(kind: ChallengeKind) -> usize {
+    match kind {
+        ChallengeKind::Www => 0,
+        ChallengeKind::Proxy => 1,
     }
 }
 
@@ -118,14 +105,14 @@ impl Auth {
         uri: &str,
     ) -> Result<Vec<(&'static str, String)>, RegistrationFailure> {
         let mut answers = Vec::new();
-        for kind in [Kind::Www, Kind::Proxy] {
-            let Some(challenge) = &self.held[kind as usize] else {
+        for kind in [ChallengeKind::Www, ChallengeKind::Proxy] {
+            let Some(challenge) = &self.held[slot(kind)] else {
                 continue;
             };
             match self.authorizer.authorize(challenge, "REGISTER", uri) {
                 Ok(value) => answers.push((kind.credentials_header(), value)),
                 Err(error) => {
-                    self.held[kind as usize] = None;
+                    self.held[slot(kind)] = None;
                     return Err(RegistrationFailure::BadChallenge {
                         reason: error.to_string(),
                     });
@@ -143,41 +130,28 @@ impl Auth {
         headers: &Headers,
         progress: &mut AuthProgress,
     ) -> Result<(), RegistrationFailure> {
-        let kind = if status == 407 {
-            Kind::Proxy
-        } else {
-            Kind::Www
-        };
-        let mut offered = Vec::new();
-        let mut last_error = None;
-        for value in header_values(headers, kind.challenge_header()) {
-            match self.authorizer.parse(value) {
-                Ok(challenge) => offered.push(challenge),
-                Err(error) => last_error = Some(error.to_string()),
+        let kind = ChallengeKind::from_status(status).unwrap_or(ChallengeKind::Www);
+        let offered: Vec<&str> = header_values(headers, kind.challenge_header()).collect();
+        let challenge = self.authorizer.choose(&offered).map_err(|error| {
+            RegistrationFailure::BadChallenge {
+                reason: match error {
+                    AuthError::NoChallenge if offered.is_empty() => {
+                        format!("{status} without a {} header", kind.challenge_header())
+                    }
+                    other => other.to_string(),
+                },
             }
-        }
-        // RFC 8760 §2.4: the server lists them by its preference; we prefer SHA-256.
-        let sha = |c: &&Challenge| matches!(c.algorithm, Algorithm::Sha256 | Algorithm::Sha256Sess);
-        let challenge = offered
-            .iter()
-            .find(sha)
-            .or(offered.first())
-            .cloned()
-            .ok_or_else(|| RegistrationFailure::BadChallenge {
-                reason: last_error.unwrap_or_else(|| {
-                    format!("{status} without a {} header", kind.challenge_header())
-                }),
-            })?;
+        })?;
         if challenge.stale {
             progress.stale += 1;
             if progress.stale > MAX_STALE {
                 return Err(RegistrationFailure::AuthRejected { status });
             }
-        } else if progress.fresh[kind as usize] {
+        } else if progress.fresh[slot(kind)] {
             return Err(RegistrationFailure::AuthRejected { status });
         }
-        progress.fresh[kind as usize] = true;
-        self.held[kind as usize] = Some(challenge);
+        progress.fresh[slot(kind)] = true;
+        self.held[slot(kind)] = Some(challenge);
         Ok(())
     }
 }

@@ -34,9 +34,9 @@
 //! - NAT: if the registrar saw us at another address (`received`/`rport` in the 200's
 //!   Via) and no `external_address` is set, the line registers again at once with that
 //!   address in Contact and Via, and calls use it ([`Registration::public_addr`]). The
-//!   binding of the old Contact is not removed but left to expire, as pjsip does by
-//!   default: some registrars allowing one contact per user refuse a REGISTER that
-//!   removes one binding and adds another. A correction happens at most once per
+//!   same request removes the old binding (`;expires=0` on the old Contact), as pjsip
+//!   does by default (`PJSUA_CONTACT_REWRITE_METHOD` 2), so the registrar does not fork
+//!   calls to an address nobody can reach. A correction happens at most once per
 //!   refresh, so a NAT that maps every request differently cannot cause a loop.
 //! - Keep-alives are CRLFCRLF on UDP and TCP alike (RFC 5626 §4.4.1 for TCP; for UDP it
 //!   asks for STUN, but registrars and NATs take the CRLF, as pjsip and baresip send).
@@ -59,7 +59,7 @@ use crate::sip::{Transmit, Transport};
 
 use auth::{Auth, AuthProgress};
 pub use auth::{Authorizer, Digest};
-pub use backoff::Backoff;
+use backoff::Backoff;
 use request::Register;
 pub use status::{RegistrationEvent, RegistrationFailure, RegistrationStatus};
 
@@ -141,8 +141,9 @@ struct Attempt {
 struct Chain {
     requests: u8,
     auth: AuthProgress,
-    /// The NAT correction of this refresh is spent.
-    corrected: bool,
+    /// The NAT correction of this refresh: the Contact it replaces, removed in the same
+    /// request. Once set, no further correction in this chain.
+    replaces: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -235,6 +236,12 @@ impl Registration {
     /// True once unregistering is over: the driver can stop.
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Finished)
+    }
+
+    /// The registrar's (or proxy's) address changed, e.g. the driver resolved its name
+    /// again after failures: REGISTERs and keep-alives go there from the next one on.
+    pub fn set_destination(&mut self, destination: SocketAddr) {
+        self.config.destination = destination;
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -363,6 +370,7 @@ impl Registration {
             cseq: self.cseq,
             branch: &branch,
             contact: self.contact,
+            removes: chain.replaces,
             contact_user: &self.config.contact_user,
             transport: self.config.transport,
             route: self.config.route.as_deref(),
@@ -477,7 +485,7 @@ impl Registration {
         let until = attempt.sent_at + Duration::from_secs(granted.into());
         self.bound_until = Some(until);
         if self.config.public.is_none()
-            && !attempt.chain.corrected
+            && attempt.chain.replaces.is_none()
             && let Some(seen) = request::observed_address(headers, attempt.contact)
             && request::needs_correction(seen, attempt.contact, self.config.transport)
         {
@@ -485,7 +493,7 @@ impl Registration {
             // registrar saw instead, straight away.
             self.contact = seen;
             let chain = Chain {
-                corrected: true,
+                replaces: Some(attempt.contact),
                 ..Chain::default()
             };
             return self.start_register(chain, now);

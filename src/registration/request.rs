@@ -26,6 +26,8 @@ pub(super) struct Register<'a> {
     pub branch: &'a str,
     /// Our address in Via and Contact.
     pub contact: SocketAddr,
+    /// An earlier Contact of ours to unbind in the same request (NAT correction).
+    pub removes: Option<SocketAddr>,
     pub contact_user: &'a str,
     pub transport: Transport,
     pub route: Option<&'a str>,
@@ -61,10 +63,15 @@ impl Register<'_> {
         line(format_args!("To: <{}>", self.aor));
         line(format_args!("Call-ID: {}", self.call_id));
         line(format_args!("CSeq: {} REGISTER", self.cseq));
-        line(format_args!(
-            "Contact: {}",
-            contact_value(self.contact_user, self.contact, self.transport)
-        ));
+        let contact = contact_value(self.contact_user, self.contact, self.transport);
+        match self.removes {
+            // §10.2.1: one request may remove one binding and add another.
+            Some(old) => line(format_args!(
+                "Contact: {};expires=0, {contact}",
+                contact_value(self.contact_user, old, self.transport)
+            )),
+            None => line(format_args!("Contact: {contact}")),
+        }
         line(format_args!("Expires: {}", self.expires));
         line(format_args!("Allow: {ALLOW}"));
         line(format_args!("User-Agent: {}", self.user_agent));

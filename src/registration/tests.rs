@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::sip::auth::{Algorithm, AuthError, Challenge};
+use crate::sip::auth::{Algorithm, AuthError, Challenge, Credentials};
 use crate::sip::message::{header_value, make_header};
 
 const US: &str = "192.0.2.5:5060";
@@ -46,8 +46,12 @@ struct FakeDigest {
 }
 
 impl Authorizer for FakeDigest {
-    fn parse(&self, value: &str) -> Result<Challenge, AuthError> {
-        let params = value.strip_prefix("Digest ").ok_or(AuthError::Stub)?;
+    fn choose(&self, values: &[&str]) -> Result<Challenge, AuthError> {
+        // The real choice (SHA-256 first) is sip::auth's and tested there.
+        let value = values.first().ok_or(AuthError::NoChallenge)?;
+        let params = value
+            .strip_prefix("Digest ")
+            .ok_or(AuthError::NoChallenge)?;
         let mut challenge = Challenge {
             realm: String::new(),
             nonce: String::new(),
@@ -57,7 +61,7 @@ impl Authorizer for FakeDigest {
             stale: false,
         };
         for param in params.split(", ") {
-            let (name, value) = param.split_once('=').ok_or(AuthError::Stub)?;
+            let (name, value) = param.split_once('=').ok_or(AuthError::NoChallenge)?;
             let value = value.trim_matches('"').to_owned();
             match name {
                 "realm" => challenge.realm = value,
@@ -98,17 +102,24 @@ struct Harness {
 
 impl Harness {
     fn new(config: RegistrationConfig) -> Harness {
-        let t0 = Instant::now();
         let answered = Arc::new(Mutex::new(Vec::new()));
         let authorizer = Box::new(FakeDigest {
             answered: answered.clone(),
         });
         Harness {
+            answered,
+            ..Harness::with_authorizer(config, authorizer)
+        }
+    }
+
+    fn with_authorizer(config: RegistrationConfig, authorizer: Box<dyn Authorizer>) -> Harness {
+        let t0 = Instant::now();
+        Harness {
             seen_from: config.local,
             registration: Registration::new(config, authorizer, t0),
             t0,
             now: t0,
-            answered,
+            answered: Arc::default(),
         }
     }
 
@@ -205,12 +216,13 @@ impl Harness {
         self.registration.handle_response(&response, self.now)
     }
 
-    /// The 200 a registrar sends: our Contact with the granted expiry.
+    /// The 200 a registrar sends: the Contact bound, with the granted expiry (one the
+    /// request removed with `;expires=0` is gone).
     fn accept(&mut self, request: &rsip::Request, granted: u32) {
-        let contact = format!(
-            "{};expires={granted}",
-            header_value(&request.headers, "Contact").unwrap()
-        );
+        let bound = message::header_values(&request.headers, "Contact")
+            .find(|c| !c.ends_with(";expires=0"))
+            .expect("a Contact to bind");
+        let contact = format!("{bound};expires={granted}");
         assert!(self.reply(request, 200, &[("Contact", &contact)]));
     }
 
@@ -565,18 +577,64 @@ fn proxy_challenge_gets_proxy_authorization_then_both() {
     ));
 }
 
+/// The parameters of an `Authorization` value, quotes removed.
+fn digest_params(value: &str) -> std::collections::HashMap<String, String> {
+    let params = value.strip_prefix("Digest ").expect("a Digest answer");
+    params
+        .split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+fn md5_hex(text: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
-fn sha256_is_preferred_when_offered_beside_md5() {
-    let mut h = Harness::new(config());
+fn real_digest_answers_are_what_a_registrar_checks() {
+    let digest = || {
+        Box::new(Digest::new(Credentials {
+            username: "8832001".into(),
+            password: "s3cret".into(),
+        }))
+    };
+    let mut h = Harness::with_authorizer(config(), digest());
+    let first = h.register();
+    assert!(h.reply(&first, 401, &[("WWW-Authenticate", MD5)]));
+    let second = h.register();
+    let check = |request: &rsip::Request, nc: &str| {
+        let p = digest_params(header(request, "Authorization").expect("an answer"));
+        assert_eq!(p["username"], "8832001");
+        assert_eq!(p["realm"], "sip.example.com");
+        assert_eq!(p["uri"], "sip:sip.example.com");
+        assert_eq!(p["nc"], nc);
+        // What the registrar computes from the password it holds (RFC 7616 §3.4.1).
+        let ha1 = md5_hex("8832001:sip.example.com:s3cret");
+        let ha2 = md5_hex("REGISTER:sip:sip.example.com");
+        let expected = md5_hex(&format!("{ha1}:n1:{nc}:{}:auth:{ha2}", p["cnonce"]));
+        assert_eq!(p["response"], expected);
+    };
+    check(&second, "00000001");
+    h.accept(&second, 60);
+    // The refresh reuses the nonce with the next count.
+    let refresh = h.next_register();
+    check(&refresh, "00000002");
+
+    // Offered SHA-256 beside MD5, the stronger is answered.
+    let mut h = Harness::with_authorizer(config(), digest());
     let first = h.register();
     let sha = r#"Digest realm="sip.example.com", nonce="s1", algorithm=SHA-256, qop="auth""#;
-    assert!(h.reply(
-        &first,
-        401,
-        &[("WWW-Authenticate", MD5), ("WWW-Authenticate", sha)]
-    ));
-    let _ = h.register();
-    assert_eq!(h.answered()[0].algorithm, Algorithm::Sha256);
+    let offers = [("WWW-Authenticate", MD5), ("WWW-Authenticate", sha)];
+    assert!(h.reply(&first, 401, &offers));
+    let second = h.register();
+    let p = digest_params(header(&second, "Authorization").unwrap());
+    assert_eq!(p["algorithm"], "SHA-256");
+    assert_eq!(p["nonce"], "s1");
 }
 
 #[test]
@@ -696,16 +754,33 @@ fn nat_address_from_received_and_rport_corrects_the_contact() {
     // Registered at an unreachable address: at once again, with the one seen.
     assert_eq!(h.events(), []);
     let corrected = h.register();
+    // The unreachable binding goes in the same request.
+    let contacts: Vec<&str> = message::header_values(&corrected.headers, "Contact").collect();
     assert_eq!(
-        header(&corrected, "Contact"),
-        Some("<sip:stmarys@203.0.113.9:40000>")
+        contacts,
+        [
+            "<sip:stmarys@192.0.2.5:5060>;expires=0",
+            "<sip:stmarys@203.0.113.9:40000>"
+        ]
     );
+    assert_eq!(header(&corrected, "Expires"), Some("300"));
     let via = message::top_via(&corrected.headers).unwrap();
     assert_eq!((via.host.as_str(), via.port), ("203.0.113.9", Some(40000)));
     assert_eq!(header(&corrected, "Call-ID"), header(&first, "Call-ID"));
     assert!(
         header(&corrected, "Authorization").is_some(),
         "cached challenge answered"
+    );
+    // The registrar's nonce aged: the answer to its new challenge still removes the old.
+    assert!(h.reply(
+        &corrected,
+        401,
+        &[("WWW-Authenticate", &MD5.replace("n1", "n2"))]
+    ));
+    let corrected = h.register();
+    assert_eq!(
+        message::header_values(&corrected.headers, "Contact").count(),
+        2
     );
     h.accept(&corrected, 300);
     let public = Some(addr("203.0.113.9:40000"));
@@ -731,6 +806,13 @@ fn nat_address_from_received_and_rport_corrects_the_contact() {
     let refresh = h.next_register();
     h.accept(&refresh, 300);
     let again = h.register();
+    assert_eq!(
+        message::header_values(&again.headers, "Contact").collect::<Vec<_>>(),
+        [
+            "<sip:stmarys@203.0.113.9:40000>;expires=0",
+            "<sip:stmarys@203.0.113.9:40001>"
+        ]
+    );
     h.seen_from = addr("203.0.113.9:40002");
     h.accept(&again, 300);
     assert!(h.sent().is_empty(), "no second correction in one refresh");
@@ -931,6 +1013,21 @@ fn transport_errors() {
         h.registration.status(),
         RegistrationStatus::Registered { .. }
     ));
+}
+
+#[test]
+fn a_new_destination_takes_effect_from_the_next_register() {
+    let mut h = Harness::new(config());
+    let first = h.register();
+    assert!(h.reply(&first, 503, &[]));
+    assert!(h.registration.poll_timeout().unwrap() > h.now);
+    h.registration.set_destination(addr("198.51.100.99:5060"));
+    let retry = h.next_register();
+    assert_eq!(cseq(&retry), cseq(&first) + 1);
+    assert_eq!(
+        h.registration.config.destination,
+        addr("198.51.100.99:5060")
+    );
 }
 
 #[test]
