@@ -36,10 +36,6 @@ impl Backoff {
         self.nominal(self.failures).mul_f64(factor).min(self.max)
     }
 
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
     /// A success: the next failure starts again from [`BASE`].
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -70,7 +66,6 @@ mod tests {
             saw_spread |= waits[0] != BASE;
         }
         assert!(saw_spread, "jitter never moved the first wait off 2 s");
-        assert_eq!(backoff.failures(), 10);
         // Far past the point where 2^n overflows, the cap still holds.
         for _ in 0..100 {
             assert!(backoff.next_wait() <= max);
