@@ -533,6 +533,7 @@ fn bad_trunk_values() {
         bad("outbound_proxy = \"sips:secure.example\"").contains("sips (TLS) is not supported")
     );
     assert!(bad("outbound_proxy = \"sip:a b\"").contains("expected a SIP URI"));
+    assert!(bad("outbound_proxy = \"sip:u@p.example\"").contains("the account goes in username"));
     assert!(bad("outbound_proxy = \"sip:host:0\"").contains("expected a SIP URI"));
     assert!(bad("outbound_proxy = \"sip:h;transport=sctp\"").contains("transport=sctp"));
     assert!(bad("auth_username = \"a@b\"").contains("[trunk] auth_username: expected a user name"));

@@ -480,8 +480,17 @@ fn read_password(path: &Path) -> Result<String, ConfigError> {
     Ok(secret.to_owned())
 }
 
+/// A server's URI: REGISTER's Request-URI names the domain, never a user (§10.2).
 fn sip_uri(value: toml::Value) -> Result<SipUri, String> {
-    text(value, SipUri::EXPECTED)?.parse()
+    let uri: SipUri = text(value, SipUri::EXPECTED)?.parse()?;
+    if uri.uri.contains('@') {
+        return Err(format!(
+            "expected the server's URI without a user, like \"sip:sip.example.com\" \
+             (the account goes in username), found {:?}",
+            uri.uri
+        ));
+    }
+    Ok(uri)
 }
 
 /// A SIP user part: no spaces or characters that would break the URI we build.
