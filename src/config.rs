@@ -20,7 +20,8 @@
 //! Addresses: `[sip] public_address` is what Contact, Via and SDP advertise. It defaults to
 //! the listen address, or to loopback (127.0.0.1 / ::1) when listening on all interfaces,
 //! since there is no right guess for a public address; set it whenever `listen` is
-//! `0.0.0.0` or `[::]`.
+//! `0.0.0.0` or `[::]`. With a trunk, the address the registrar sees (`received`/`rport`)
+//! or `[trunk] external_address` takes over; see `config/trunk.rs` and `registration`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,6 +31,13 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::media::Codec;
+
+mod trunk;
+use trunk::TrunkSettings;
+pub use trunk::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRES, DEFAULT_KEEPALIVE, IpNet, MIN_EXPIRES, Password, SipUri,
+    TrunkConfig, Untrusted,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,6 +73,13 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    #[error("cannot read the trunk password file {}: {source}", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the trunk password file {} is empty", path.display())]
+    EmptyPasswordFile { path: PathBuf },
     #[error("environment variable {variable} (for {key}): {message}")]
     BadEnv {
         variable: String,
@@ -112,6 +127,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub audio: AudioConfig,
     pub log: LogConfig,
+    /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
+    pub trunk: Option<TrunkConfig>,
 }
 #[derive(Debug, Clone)]
 pub struct SipConfig {
@@ -157,6 +174,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("source", &["schedule", "audio"]),
     ("audio", &["apology"]),
     ("log", &["level"]),
+    ("trunk", trunk::KEYS),
 ];
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5060";
@@ -218,6 +236,8 @@ impl Config {
             let Some(known_keys) = known_keys else {
                 return Err(unknown_section(origin, section));
             };
+            // Even an empty `[trunk]` asks for registration, so it must say where.
+            settings.trunk.present |= section == "trunk";
             for (key, value) in keys {
                 if !known_keys.contains(&key.as_str()) {
                     return Err(ConfigError::UnknownKey {
@@ -253,7 +273,7 @@ impl Config {
                     })?;
             }
         }
-        Ok(settings.finish(dir))
+        settings.finish(dir, origin)
     }
 }
 
@@ -285,6 +305,7 @@ struct Settings {
     audio: Option<PathBuf>,
     apology: Option<PathBuf>,
     level: Option<String>,
+    trunk: TrunkSettings,
 }
 
 impl Settings {
@@ -351,12 +372,14 @@ impl Settings {
                 })?;
                 self.level = Some(level);
             }
+            ("trunk", key) => self.trunk.set(key, value, base)?,
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
         Ok(())
     }
 
-    fn finish(self, config_dir: &Path) -> Config {
+    /// Applies defaults; `file` is named in errors about keys missing from `[trunk]`.
+    fn finish(self, config_dir: &Path, file: &Path) -> Result<Config, ConfigError> {
         let listen = self.listen.unwrap_or_else(|| {
             DEFAULT_LISTEN
                 .parse()
@@ -374,7 +397,8 @@ impl Settings {
         let audio = self
             .audio
             .unwrap_or_else(|| schedule.parent().unwrap_or(Path::new("")).join("audio"));
-        Config {
+        Ok(Config {
+            trunk: self.trunk.finish(file)?,
             sip: SipConfig {
                 listen,
                 public_address,
@@ -396,7 +420,7 @@ impl Settings {
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
             },
-        }
+        })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod content;
 pub mod driver;
 pub mod endpoint;
 pub mod media;
+pub mod registration;
 pub mod sdp;
 pub mod sip;
 pub mod source;

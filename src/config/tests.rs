@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::sip::Transport;
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -179,7 +180,7 @@ fn unknown_key_names_file_and_key() {
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),
-        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log)"
+        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, trunk)"
     );
     assert_eq!(
         error("listen = \"127.0.0.1:5060\"\n"),
@@ -317,4 +318,294 @@ fn shipped_example_config_loads_and_points_at_shipped_files() {
 #[test]
 fn env_names() {
     assert_eq!(env_name("media", "rtp_ports"), "DAS_MEDIA_RTP_PORTS");
+}
+
+const TRUNK: &str = r#"
+[trunk]
+registrar = "sip:sip.example.com"
+username = "stmarys"
+password = "s3cret"
+"#;
+
+#[test]
+fn no_trunk_section_means_no_registration() {
+    assert!(from("").unwrap().trunk.is_none());
+    // Unrelated variables do not conjure one up.
+    assert!(
+        with_env("", &[("DAS_SIP_T1", "1")])
+            .unwrap()
+            .trunk
+            .is_none()
+    );
+}
+
+#[test]
+fn trunk_defaults() {
+    let t = from(TRUNK).unwrap().trunk.unwrap();
+    assert_eq!(t.registrar.uri, "sip:sip.example.com");
+    assert_eq!(t.registrar.host, "sip.example.com");
+    assert_eq!(t.registrar.port, None);
+    assert_eq!(t.registrar.lookup_target(), "sip.example.com:5060");
+    assert_eq!(t.username, "stmarys");
+    assert_eq!(t.auth_username, "stmarys");
+    assert_eq!(t.password.expose(), "s3cret");
+    assert_eq!(t.outbound_proxy, None);
+    assert_eq!(t.next_hop(), &t.registrar);
+    assert_eq!(t.expires, Duration::from_secs(300));
+    assert_eq!(t.transport, Transport::Udp);
+    assert_eq!(t.keepalive, Duration::from_secs(25));
+    assert_eq!(t.external_address, None);
+    assert_eq!(t.trust, None);
+    assert!(t.is_trusted("198.51.100.1".parse().unwrap()));
+    assert_eq!(t.untrusted, Untrusted::Reject);
+    assert_eq!(t.backoff_max, Duration::from_secs(300));
+    // The secret never reaches a log through Debug.
+    assert!(!format!("{t:?}").contains("s3cret"));
+}
+
+#[test]
+fn trunk_file_values_are_read() {
+    let t = from(
+        r#"
+[trunk]
+registrar = "sip.example.com:5080"
+username = "stmarys"
+auth_username = "8832001"
+password = "s3cret"
+outbound_proxy = "sip:[2001:db8::1]:5070;lr"
+expires = "10m"
+transport = "TCP"
+keepalive = 0
+external_address = "203.0.113.7"
+trust = ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"]
+untrusted = "ignore"
+backoff_max = "90s"
+"#,
+    )
+    .unwrap()
+    .trunk
+    .unwrap();
+    // A bare host gets its scheme.
+    assert_eq!(t.registrar.uri, "sip:sip.example.com:5080");
+    assert_eq!(t.registrar.lookup_target(), "sip.example.com:5080");
+    assert_eq!(t.auth_username, "8832001");
+    let proxy = t.outbound_proxy.as_ref().unwrap();
+    assert_eq!(proxy.host, "2001:db8::1");
+    assert_eq!(proxy.lookup_target(), "[2001:db8::1]:5070");
+    assert_eq!(t.next_hop(), proxy);
+    assert_eq!(t.expires, Duration::from_secs(600));
+    assert_eq!(t.transport, Transport::Tcp);
+    assert_eq!(t.keepalive, Duration::ZERO);
+    assert_eq!(t.external_address, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(t.untrusted, Untrusted::Ignore);
+    assert_eq!(t.backoff_max, Duration::from_secs(90));
+    let trusted = |ip: &str| t.is_trusted(ip.parse().unwrap());
+    assert!(trusted("203.0.113.200"));
+    assert!(trusted("198.51.100.7"));
+    assert!(!trusted("198.51.100.8"));
+    assert!(trusted("2001:db8:ffff::5"));
+    assert!(!trusted("2001:db9::5"));
+    // A dual-stack socket reports IPv4 callers as mapped IPv6.
+    assert!(trusted("::ffff:203.0.113.9"));
+    assert!(!trusted("::ffff:192.0.2.1"));
+}
+
+#[test]
+fn trunk_env_overrides() {
+    let t = with_env(
+        "",
+        &[
+            ("DAS_TRUNK_REGISTRAR", "sip:trunk.example.net;transport=tcp"),
+            ("DAS_TRUNK_USERNAME", "line1"),
+            ("DAS_TRUNK_AUTH_USERNAME", "auth1"),
+            ("DAS_TRUNK_PASSWORD", "pw from env"),
+            ("DAS_TRUNK_OUTBOUND_PROXY", "proxy.example.net"),
+            ("DAS_TRUNK_EXPIRES", "120"),
+            ("DAS_TRUNK_KEEPALIVE", "15s"),
+            ("DAS_TRUNK_EXTERNAL_ADDRESS", "192.0.2.44"),
+            ("DAS_TRUNK_TRUST", "203.0.113.0/24, 10.0.0.0/8"),
+            ("DAS_TRUNK_UNTRUSTED", "ignore"),
+            ("DAS_TRUNK_BACKOFF_MAX", "1m"),
+        ],
+    )
+    .unwrap()
+    .trunk
+    .unwrap();
+    assert_eq!(t.registrar.host, "trunk.example.net");
+    // The registrar's transport parameter is the default transport.
+    assert_eq!(t.transport, Transport::Tcp);
+    assert_eq!(t.username, "line1");
+    assert_eq!(t.auth_username, "auth1");
+    assert_eq!(t.password.expose(), "pw from env");
+    assert_eq!(t.outbound_proxy.unwrap().uri, "sip:proxy.example.net");
+    assert_eq!(t.expires, Duration::from_secs(120));
+    assert_eq!(t.keepalive, Duration::from_secs(15));
+    assert_eq!(t.external_address, Some("192.0.2.44".parse().unwrap()));
+    assert_eq!(
+        t.trust.unwrap(),
+        [
+            "203.0.113.0/24".parse::<IpNet>().unwrap(),
+            "10.0.0.0/8".parse().unwrap()
+        ]
+    );
+    assert_eq!(t.untrusted, Untrusted::Ignore);
+    assert_eq!(t.backoff_max, Duration::from_secs(60));
+
+    // The environment wins over the file; the password need not be in the file.
+    let file = "[trunk]\nregistrar = \"sip:a.example\"\nusername = \"u\"\ntransport = \"udp\"\n";
+    let t = with_env(
+        file,
+        &[("DAS_TRUNK_PASSWORD", "x"), ("DAS_TRUNK_TRANSPORT", "tcp")],
+    )
+    .unwrap()
+    .trunk
+    .unwrap();
+    assert_eq!(t.transport, Transport::Tcp);
+    assert_eq!(t.password.expose(), "x");
+}
+
+#[test]
+fn trunk_requires_registrar_username_and_one_password() {
+    assert_eq!(
+        error("[trunk]\n"),
+        "/etc/das/das.toml: [trunk] registrar: required when the line registers with a trunk \
+         (a SIP URI like \"sip:sip.example.com\", or DAS_TRUNK_REGISTRAR)"
+    );
+    // Any trunk variable asks for a trunk.
+    let err = with_env("", &[("DAS_TRUNK_USERNAME", "u")]).unwrap_err();
+    assert!(
+        err.to_string().contains("[trunk] registrar: required"),
+        "{err}"
+    );
+    assert!(
+        error("[trunk]\nregistrar = \"sip:a.example\"\npassword = \"p\"")
+            .contains("[trunk] username: required")
+    );
+    let no_password = error("[trunk]\nregistrar = \"sip:a.example\"\nusername = \"u\"");
+    assert!(
+        no_password.contains("[trunk] password: required"),
+        "{no_password}"
+    );
+    assert!(no_password.contains("DAS_TRUNK_PASSWORD"), "{no_password}");
+    assert!(
+        error(&format!("{TRUNK}password_file = \"/run/secrets/pw\""))
+            .contains("either password or password_file, not both")
+    );
+}
+
+#[test]
+fn trunk_password_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "from a file\n").unwrap();
+    let config = dir.path().join("das.toml");
+    let text = "[trunk]\nregistrar = \"sip:a.example\"\nusername = \"u\"\npassword_file = \"pw\"";
+    std::fs::write(&config, text).unwrap();
+    // Relative to the config file's folder.
+    let t = Config::load_with_env(&config, no_env)
+        .unwrap()
+        .trunk
+        .unwrap();
+    assert_eq!(t.password.expose(), "from a file");
+
+    std::fs::write(dir.path().join("pw"), "\n").unwrap();
+    let err = Config::load_with_env(&config, no_env).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::EmptyPasswordFile { .. }),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("pw")).unwrap();
+    let err = Config::load_with_env(&config, no_env).unwrap_err();
+    assert!(matches!(err, ConfigError::PasswordFile { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot read the trunk password file {}",
+            dir.path().join("pw").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_trunk_values() {
+    let bad = |key_value: &str| error(&format!("{TRUNK}{key_value}"));
+    assert!(
+        bad("outbound_proxy = \"sips:secure.example\"").contains("sips (TLS) is not supported")
+    );
+    assert!(bad("outbound_proxy = \"sip:a b\"").contains("expected a SIP URI"));
+    assert!(bad("outbound_proxy = \"sip:u@p.example\"").contains("the account goes in username"));
+    assert!(bad("outbound_proxy = \"sip:host:0\"").contains("expected a SIP URI"));
+    assert!(bad("outbound_proxy = \"sip:h;transport=sctp\"").contains("transport=sctp"));
+    assert!(bad("auth_username = \"a@b\"").contains("[trunk] auth_username: expected a user name"));
+    assert!(bad("expires = 5").contains("[trunk] expires: expected a duration of at least 10"));
+    assert!(bad("transport = \"tls\"").contains("expected \"udp\" or \"tcp\", found \"tls\""));
+    assert!(bad("keepalive = \"100ms\"").contains("[trunk] keepalive: expected 0 (off)"));
+    assert!(bad("external_address = \"nat.example\"").contains("expected an IP address"));
+    assert!(bad("untrusted = \"drop\"").contains("expected \"reject\" or \"ignore\""));
+    assert!(bad("backoff_max = 0").contains("[trunk] backoff_max: expected a duration"));
+    assert!(bad("trust = []").contains("leave trust out to take calls from anywhere"));
+    assert!(bad("trust = [\"10.0.0.0/33\"]").contains("expected an IP address or network"));
+    assert!(bad("trust = [\"example.com\"]").contains("expected an IP address or network"));
+    assert!(bad("trust = [24]").contains("found the number 24"));
+    assert_eq!(
+        bad("trust = [\"203.0.113.5/24\"]"),
+        "/etc/das/das.toml: [trunk] trust: \"203.0.113.5/24\" has host bits set: write \
+         203.0.113.0/24 for the network, or 203.0.113.5 for the one address"
+    );
+    assert!(
+        error(
+            "[trunk]\nregistrar = \"sip:a.example;transport=tcp\"\nusername = \"u\"\n\
+             password = \"p\"\ntransport = \"udp\""
+        )
+        .contains("disagrees with the registrar's transport parameter")
+    );
+    // The secret is not echoed back even when it is the wrong type.
+    let err = error("[trunk]\nregistrar = \"sip:a\"\nusername = \"u\"\npassword = 1234");
+    assert!(
+        err.ends_with("[trunk] password: expected a password, found a number"),
+        "{err}"
+    );
+    assert!(error("[trunk]\nregistar = \"sip:a\"").contains("unknown key [trunk] registar"));
+}
+
+#[test]
+fn ip_networks() {
+    let net = |text: &str| text.parse::<IpNet>().unwrap();
+    let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+    assert!(net("0.0.0.0/0").contains(ip("198.51.100.1")));
+    assert!(!net("0.0.0.0/0").contains(ip("2001:db8::1")));
+    assert!(net("::/0").contains(ip("2001:db8::1")));
+    assert!(net("192.0.2.128/25").contains(ip("192.0.2.255")));
+    assert!(!net("192.0.2.128/25").contains(ip("192.0.2.127")));
+    assert!(net("2001:db8::1").contains(ip("2001:db8::1")));
+    assert!(!net("2001:db8::1").contains(ip("2001:db8::2")));
+    assert_eq!(net("10.0.0.0/8").to_string(), "10.0.0.0/8");
+    assert_eq!(net("10.1.2.3").prefix, 32);
+}
+
+#[test]
+fn shipped_trunk_example_parses_once_uncommented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/dial-a-service.toml")).unwrap();
+    let (_, example) = text.split_once("# [trunk]\n").unwrap();
+    let mut uncommented = String::from("[trunk]\n");
+    for line in example.lines().filter_map(|l| l.strip_prefix("# ")) {
+        let is_key = line.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        });
+        // password and password_file exclude each other; the example shows both.
+        if is_key && !line.starts_with("password_file") {
+            uncommented.push_str(line);
+            uncommented.push('\n');
+        }
+    }
+    let t = from(&uncommented).unwrap().trunk.unwrap();
+    assert_eq!(t.registrar.uri, "sip:sip.example.com");
+    // Every key is shown.
+    for key in trunk::KEYS {
+        assert!(
+            text.contains(&format!("# {key} = ")),
+            "{key} missing from the example"
+        );
+    }
 }
