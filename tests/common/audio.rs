@@ -71,7 +71,9 @@ pub fn convert(from: &Path, to: &Path, extra: &[&str]) {
 
 /// Mono samples at `rate_hz`, resampled by sox (an independent resampler).
 pub fn reference(path: &Path, rate_hz: u32) -> Vec<f32> {
-    let out = path.with_extension(format!("ref{rate_hz}.wav"));
+    // Written to a temp dir: the source may be a file of the repository.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join(format!("reference-{rate_hz}.wav"));
     run(
         "sox",
         &[
