@@ -16,11 +16,12 @@ use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::media::track::Playlist;
+use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
-use crate::sip::transport::{Received, SipTransport, TransportError};
+use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 
 /// How long a shutdown waits for the answers to its BYEs.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -85,8 +86,23 @@ pub async fn serve(
             ..Timers::default()
         },
         answer_delay: config.sip.answer_delay,
-        user_agent: format!("dial-a-service/{}", env!("CARGO_PKG_VERSION")),
+        user_agent: user_agent(),
+        trust: config.trunk.as_ref().and_then(|t| t.trust.clone()),
+        untrusted: config
+            .trunk
+            .as_ref()
+            .map(|t| t.untrusted)
+            .unwrap_or_default(),
     });
+    if let Some(external) = config.trunk.as_ref().and_then(|t| t.external_address) {
+        endpoint.set_public_address(SocketAddr::new(external, local.port()));
+    }
+    // The trunk's name is resolved off the loop, retried until it works:
+    // a DNS outage at start must not stop the line from taking direct calls.
+    let (resolved_tx, mut resolved) = mpsc::channel::<SocketAddr>(1);
+    if let Some(trunk) = &config.trunk {
+        tokio::spawn(resolve_trunk(trunk.next_hop().lookup_target(), resolved_tx));
+    }
     let content = Arc::new(Content::new(
         config.source.schedule.clone(),
         config.source.audio.clone(),
@@ -131,9 +147,35 @@ pub async fn serve(
                     Instant::now(),
                     &mut ports,
                 ),
-                Received::Event(event) => tracing::debug!(?event, "SIP transport"),
+                Received::Event(event) => {
+                    tracing::debug!(?event, "SIP transport");
+                    match event {
+                        TransportEvent::Closed { peer, .. } => endpoint.handle_transport_failure(peer, Instant::now()),
+                        TransportEvent::Failed { destination, .. } => {
+                            endpoint.handle_transport_failure(destination, Instant::now())
+                        }
+                        _ => {}
+                    }
+                }
             },
             () = sleep => endpoint.handle_timeout(Instant::now()),
+            Some(destination) = resolved.recv() => {
+                if let Some(trunk) = &config.trunk {
+                    let registration = Registration::new(
+                        RegistrationConfig::from_trunk(
+                            trunk,
+                            SocketAddr::new(config.sip.public_address, local.port()),
+                            destination,
+                            Timers { t1: config.sip.t1, ..Timers::default() },
+                            user_agent(),
+                        ),
+                        Box::new(Digest::from_trunk(trunk)),
+                        Instant::now(),
+                    );
+                    tracing::info!(registrar = %trunk.registrar.uri, %destination, transport = ?trunk.transport, "registering with the trunk");
+                    endpoint.set_registration(registration, Instant::now());
+                }
+            }
             Some(event) = events.recv() => match event {
                 MediaEvent::Finished { id } => endpoint.handle_media_finished(CallId(id.0), Instant::now()),
             },
@@ -174,6 +216,36 @@ pub async fn serve(
         transport.send(&transmit).await;
     }
     Ok(())
+}
+
+fn user_agent() -> String {
+    format!("dial-a-service/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Resolves the trunk's `host:port` (A/AAAA; SRV is not looked up yet),
+/// retrying every 30 s and logging the failure once.
+async fn resolve_trunk(target: String, resolved: mpsc::Sender<SocketAddr>) {
+    let mut logged = false;
+    loop {
+        match tokio::net::lookup_host(&target).await.map(|mut a| a.next()) {
+            Ok(Some(addr)) => {
+                let _ = resolved.send(addr).await;
+                return;
+            }
+            Ok(None) => {
+                if !logged {
+                    tracing::warn!(%target, "the trunk's name has no address; retrying every 30 s");
+                }
+            }
+            Err(error) => {
+                if !logged {
+                    tracing::warn!(%target, %error, "cannot resolve the trunk; retrying every 30 s");
+                }
+            }
+        }
+        logged = true;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
 }
 
 /// Carries out one media action of the endpoint.

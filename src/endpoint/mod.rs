@@ -30,7 +30,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::config::{IpNet, Untrusted};
 use crate::media::Codec;
+use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
 use crate::sdp::Negotiated;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
@@ -57,6 +59,10 @@ pub struct EndpointConfig {
     pub answer_delay: Duration,
     /// `Server` / `User-Agent` header value.
     pub user_agent: String,
+    /// `[trunk] trust`: only these sources may start calls (`None`: anyone).
+    pub trust: Option<Vec<IpNet>>,
+    /// What an untrusted caller gets: 403 or silence.
+    pub untrusted: Untrusted,
 }
 
 /// Reserves RTP ports when a call is offered. The driver binds real sockets;
@@ -136,6 +142,7 @@ enum WakeKey {
     Server(String),
     Client(String),
     Call(CallId),
+    Registration,
 }
 
 /// An INVITE server transaction and what it belongs to.
@@ -163,6 +170,8 @@ pub struct Endpoint {
     actions: VecDeque<Action>,
     next_call: u64,
     stats: EndpointStats,
+    /// The line's registration with its trunk, if it has one.
+    registration: Option<Registration>,
 }
 
 impl Endpoint {
@@ -179,6 +188,7 @@ impl Endpoint {
             actions: VecDeque::new(),
             next_call: 1,
             stats: EndpointStats::default(),
+            registration: None,
         }
     }
 
@@ -194,6 +204,38 @@ impl Endpoint {
         }
         self.config.contact_addr = public;
         self.config.media_ip = public.ip();
+    }
+
+    /// Starts registering with the trunk (the driver resolved its address).
+    pub fn set_registration(&mut self, registration: Registration, now: Instant) {
+        self.registration = Some(registration);
+        self.flush_registration(now);
+    }
+
+    /// Where the registration stands, for logs and the status page.
+    pub fn registration_status(&self) -> Option<&RegistrationStatus> {
+        self.registration.as_ref().map(Registration::status)
+    }
+
+    /// A TCP connection to `peer` closed or could not be opened: if it was
+    /// the registration's, register again (with backoff).
+    pub fn handle_transport_failure(&mut self, peer: SocketAddr, now: Instant) {
+        if let Some(registration) = &mut self.registration {
+            if registration.destination() == peer {
+                registration.handle_transport_error(now);
+                self.flush_registration(now);
+            }
+        }
+    }
+
+    /// Nothing left to finish: no calls, and the registration (if any)
+    /// unregistered. The driver exits after shutdown once this holds.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+            && self
+                .registration
+                .as_ref()
+                .is_none_or(Registration::is_finished)
     }
 
     pub fn stats(&self) -> &EndpointStats {
@@ -266,6 +308,12 @@ impl Endpoint {
                 }
                 WakeKey::Client(branch) => self.client_timeout(&branch, now),
                 WakeKey::Call(id) => self.call_timeout(id, now),
+                WakeKey::Registration => {
+                    if let Some(registration) = &mut self.registration {
+                        registration.handle_timeout(now);
+                        self.flush_registration(now);
+                    }
+                }
             }
         }
     }
@@ -277,8 +325,13 @@ impl Endpoint {
         }
     }
 
-    /// Hangs up every call (SIGTERM): BYE to answered ones, 480 to ringing ones.
+    /// Hangs up every call (SIGTERM): BYE to answered ones, 480 to ringing
+    /// ones; and unregisters from the trunk (`Expires: 0`).
     pub fn shutdown(&mut self, now: Instant) {
+        if let Some(registration) = &mut self.registration {
+            registration.unregister(now);
+            self.flush_registration(now);
+        }
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
             if self.calls.get(&id).is_some_and(|c| c.is_ringing()) {
@@ -378,7 +431,39 @@ impl Endpoint {
         }
     }
 
+    /// Sends what the registration queued, logs its changes of state (one
+    /// line each), adopts the public address it learned, and schedules it.
+    fn flush_registration(&mut self, now: Instant) {
+        let Some(registration) = &mut self.registration else {
+            return;
+        };
+        while let Some(transmit) = registration.poll_transmit() {
+            self.outbox.push_back(transmit);
+        }
+        let mut learned = None;
+        while let Some(event) = registration.poll_event() {
+            log_registration_event(&event, now);
+            if let RegistrationEvent::Registered {
+                public: Some(public),
+                ..
+            } = event
+            {
+                learned = Some(public);
+            }
+        }
+        let at = registration.poll_timeout();
+        self.wakeups.schedule(at, WakeKey::Registration);
+        if let Some(public) = learned {
+            self.set_public_address(public);
+        }
+    }
+
     fn handle_response(&mut self, response: rsip::Response, now: Instant) {
+        if let Some(registration) = &mut self.registration {
+            if registration.handle_response(&response, now) {
+                return self.flush_registration(now);
+            }
+        }
         let Ok(via) = message::top_via(&response.headers) else {
             self.stats.malformed_dropped += 1;
             return;
@@ -430,6 +515,37 @@ impl Endpoint {
     fn forget_call(&mut self, id: CallId) {
         if let Some(call) = self.calls.remove(&id) {
             self.dialogs.remove(&call.dialog.id);
+        }
+    }
+}
+
+/// One log line per change of registration state (the registration emits
+/// an event only when something changed).
+fn log_registration_event(event: &RegistrationEvent, now: Instant) {
+    match event {
+        RegistrationEvent::Registered {
+            until,
+            contact,
+            failing_since,
+            ..
+        } => {
+            let granted = until.saturating_duration_since(now).as_secs();
+            match failing_since {
+                Some(since) => tracing::info!(
+                    %contact,
+                    "registered with the trunk again after {} s of failures (for {granted} s)",
+                    now.saturating_duration_since(*since).as_secs()
+                ),
+                None => tracing::info!(%contact, "registered with the trunk (for {granted} s)"),
+            }
+        }
+        RegistrationEvent::Failing { failure, retry_at } => tracing::warn!(
+            code = failure.code(),
+            "registration with the trunk failing: {failure}; retrying in {} s",
+            retry_at.saturating_duration_since(now).as_secs()
+        ),
+        RegistrationEvent::Unregistered { confirmed } => {
+            tracing::info!(confirmed, "unregistered from the trunk")
         }
     }
 }

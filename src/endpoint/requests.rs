@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::call::{Call, CallState, InviteRef};
 use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
+use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::Transport;
 use crate::sip::dialog::Dialog;
@@ -125,6 +126,18 @@ impl Endpoint {
         let in_dialog = message::to_tag(&request.headers).is_some();
         match request.method {
             rsip::Method::Invite if in_dialog => self.handle_reinvite(&key, request, origin, now),
+            rsip::Method::Invite if !self.is_trusted(source) => {
+                self.stats.calls_rejected += 1;
+                match self.config.untrusted {
+                    Untrusted::Reject => {
+                        tracing::info!(%source, "call from a source outside [trunk] trust: 403");
+                        self.reply_once(&key, &request, origin, 403, &[], now)
+                    }
+                    Untrusted::Ignore => {
+                        tracing::debug!(%source, "call from an untrusted source ignored")
+                    }
+                }
+            }
             rsip::Method::Invite => self.handle_invite(&key, request, source, origin, now, ports),
             rsip::Method::Cancel => self.handle_cancel(&key, request, origin, now),
             rsip::Method::Options => {
@@ -154,6 +167,14 @@ impl Endpoint {
                 now,
             ),
         }
+    }
+
+    /// `[trunk] trust`: may this source start a call?
+    fn is_trusted(&self, source: SocketAddr) -> bool {
+        self.config
+            .trust
+            .as_ref()
+            .is_none_or(|nets| nets.iter().any(|net| net.contains(source.ip())))
     }
 
     /// Answers a non-INVITE request through its own server transaction, so a

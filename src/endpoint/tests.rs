@@ -31,6 +31,8 @@ fn endpoint(answer_delay: Duration) -> Endpoint {
         timers: Timers::default(),
         answer_delay,
         user_agent: "test".into(),
+        trust: None,
+        untrusted: crate::config::Untrusted::Reject,
     })
 }
 

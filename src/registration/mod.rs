@@ -240,6 +240,11 @@ impl Registration {
 
     /// The registrar's (or proxy's) address changed, e.g. the driver resolved its name
     /// again after failures: REGISTERs and keep-alives go there from the next one on.
+    /// Where REGISTERs go (the registrar or outbound proxy).
+    pub fn destination(&self) -> SocketAddr {
+        self.config.destination
+    }
+
     pub fn set_destination(&mut self, destination: SocketAddr) {
         self.config.destination = destination;
     }

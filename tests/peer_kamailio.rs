@@ -1,0 +1,218 @@
+//! The line behind a real SIP trunk: Kamailio (`tests/kamailio/trunk.cfg`)
+//! demands digest authentication for REGISTER and routes
+//! `INVITE sip:line@<kamailio>` to the registered contact.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dial_a_service::client::{CallOptions, HangUp, place_call};
+use dial_a_service::media::Codec;
+
+use common::kamailio::{Kamailio, free_udp_tcp_port, run_sipp, sipp_command};
+use common::{Line, audio, have_tool, write_schedule};
+
+const USER: &str = "line";
+const PASSWORD: &str = "s3cret-Passw0rd";
+
+fn tools() -> bool {
+    have_tool("kamailio")
+        && have_tool("sipp")
+        && have_tool("espeak-ng")
+        && have_tool("sox")
+        && have_tool("ffmpeg")
+}
+
+struct Parish {
+    dir: tempfile::TempDir,
+    service_wav: PathBuf,
+}
+
+fn parish() -> Parish {
+    let dir = tempfile::tempdir().unwrap();
+    let audio_dir = dir.path().join("audio");
+    std::fs::create_dir(&audio_dir).unwrap();
+    let service_wav = audio::make_service_wav(
+        &audio_dir,
+        "service",
+        "Welcome to the service, reached through the parish's telephone provider.",
+        4.0,
+    );
+    audio::convert(
+        &service_wav,
+        &audio_dir.join("service.mp3"),
+        &["-b:a", "128k"],
+    );
+    write_schedule(dir.path(), &[("Trunk service", "service.mp3")]);
+    Parish { dir, service_wav }
+}
+
+fn line_behind(
+    trunk: &Kamailio,
+    parish: &Parish,
+    transport: &str,
+    password: &str,
+    expires: &str,
+) -> Line {
+    let mut env = common::source_env(
+        &parish.dir.path().join("data.json"),
+        &parish.dir.path().join("audio"),
+    );
+    env.extend([
+        ("DAS_TRUNK_REGISTRAR", trunk.registrar_uri()),
+        ("DAS_TRUNK_USERNAME", USER.to_owned()),
+        ("DAS_TRUNK_PASSWORD", password.to_owned()),
+        ("DAS_TRUNK_TRANSPORT", transport.to_owned()),
+        ("DAS_TRUNK_EXPIRES", expires.to_owned()),
+    ]);
+    Line::start(&env)
+}
+
+/// Our test client calls `sip:line@kamailio` and must hear the service.
+async fn call_through(trunk: &Kamailio, parish: &Parish) {
+    let report = place_call(CallOptions::new(trunk.user_uri(USER), Codec::Pcmu))
+        .await
+        .expect("the call through the trunk completes");
+    assert_eq!(report.final_status, 200, "{}", report.summary());
+    assert!(
+        matches!(report.hung_up_by, HangUp::FarEnd),
+        "{}",
+        report.summary()
+    );
+    let played = audio::reference(&parish.service_wav, 8_000);
+    let score = audio::correlation(&report.samples, &played, 8_000, 0.2);
+    assert!(
+        score >= 0.9,
+        "what the caller heard through the trunk ({score:.3})"
+    );
+}
+
+fn sipp_call_through(trunk: &Kamailio, dir: &std::path::Path) {
+    let mut command = sipp_command(
+        dir,
+        "caller",
+        "uac_via_proxy.xml",
+        trunk.addr(),
+        free_udp_tcp_port(),
+    );
+    command.args(["-s", USER, "-mp", &(free_udp_tcp_port() & !1).to_string()]);
+    let run = run_sipp(command, dir, "caller");
+    assert!(run.success(), "sipp through the trunk:\n{}", run.report());
+}
+
+fn run_blocking<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn registers_over_udp_takes_calls_and_refreshes_on_time() {
+    if !tools() {
+        return;
+    }
+    let trunk = Kamailio::start(USER, PASSWORD);
+    let parish = parish();
+    let line = line_behind(&trunk, &parish, "udp", PASSWORD, "20s");
+    let first = trunk
+        .wait_for_contact(USER, Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "the line registered:\n{}\n{}",
+                line.log_text(),
+                trunk.log_text()
+            )
+        });
+    assert_eq!(first.transport(), "udp");
+
+    run_blocking(call_through(&trunk, &parish));
+    sipp_call_through(&trunk, parish.dir.path());
+
+    // Refreshed by 85 % of the 20 s granted: a later CSeq before it expires.
+    let refreshed = trunk.wait_for_contacts(USER, Duration::from_secs(19), |contacts| {
+        contacts.iter().any(|c| c.cseq > first.cseq)
+    });
+    assert!(
+        refreshed.is_some(),
+        "refreshed before expiry:\n{}",
+        line.log_text()
+    );
+}
+
+#[test]
+fn registers_over_tcp_and_takes_calls_on_that_connection() {
+    if !tools() {
+        return;
+    }
+    let trunk = Kamailio::start(USER, PASSWORD);
+    let parish = parish();
+    let line = line_behind(&trunk, &parish, "tcp", PASSWORD, "60s");
+    let contact = trunk
+        .wait_for_contact(USER, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the line registered over TCP:\n{}", line.log_text()));
+    assert_eq!(contact.transport(), "tcp");
+    run_blocking(call_through(&trunk, &parish));
+    let tcp_calls = line
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("incoming call") && l.contains("transport=Tcp"))
+        .count();
+    assert_eq!(tcp_calls, 1, "the call came over TCP:\n{}", line.log_text());
+}
+
+#[test]
+fn a_restarted_trunk_gets_the_registration_back() {
+    if !tools() {
+        return;
+    }
+    let mut trunk = Kamailio::start(USER, PASSWORD);
+    let parish = parish();
+    let _line = line_behind(&trunk, &parish, "udp", PASSWORD, "12s");
+    assert!(
+        trunk
+            .wait_for_contact(USER, Duration::from_secs(10))
+            .is_some()
+    );
+    trunk.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    trunk.start_again();
+    let started = Instant::now();
+    // The refresh (≤ 85 % of 12 s), or the backoff after failures, brings it back.
+    assert!(
+        trunk
+            .wait_for_contact(USER, Duration::from_secs(20))
+            .is_some(),
+        "registered again after the restart"
+    );
+    eprintln!("registered again {:?} after the restart", started.elapsed());
+}
+
+#[test]
+fn a_wrong_password_backs_off_with_one_clear_log_line() {
+    if !tools() {
+        return;
+    }
+    let trunk = Kamailio::start(USER, PASSWORD);
+    let parish = parish();
+    let line = line_behind(&trunk, &parish, "udp", "not-the-password", "60s");
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(trunk.contacts(USER).is_empty(), "never registered");
+    let attempts = trunk.log_count("wrong password");
+    // Backoff 2 s, 4 s, …: three tries in 8 s at most, each answering a
+    // cached challenge and then a fresh one.
+    assert!(
+        (1..=6).contains(&attempts),
+        "backing off, not hammering: {attempts} attempts"
+    );
+    assert_eq!(
+        line.log_count("trunk.auth_rejected"),
+        1,
+        "one clear log line:\n{}",
+        line.log_text()
+    );
+}
