@@ -220,11 +220,11 @@ impl Endpoint {
     /// A TCP connection to `peer` closed or could not be opened: if it was
     /// the registration's, register again (with backoff).
     pub fn handle_transport_failure(&mut self, peer: SocketAddr, now: Instant) {
-        if let Some(registration) = &mut self.registration {
-            if registration.destination() == peer {
-                registration.handle_transport_error(now);
-                self.flush_registration(now);
-            }
+        if let Some(registration) = &mut self.registration
+            && registration.destination() == peer
+        {
+            registration.handle_transport_error(now);
+            self.flush_registration(now);
         }
     }
 
@@ -459,10 +459,10 @@ impl Endpoint {
     }
 
     fn handle_response(&mut self, response: rsip::Response, now: Instant) {
-        if let Some(registration) = &mut self.registration {
-            if registration.handle_response(&response, now) {
-                return self.flush_registration(now);
-            }
+        if let Some(registration) = &mut self.registration
+            && registration.handle_response(&response, now)
+        {
+            return self.flush_registration(now);
         }
         let Ok(via) = message::top_via(&response.headers) else {
             self.stats.malformed_dropped += 1;
