@@ -140,6 +140,15 @@ fn registers_over_udp_takes_calls_and_refreshes_on_time() {
         "refreshed before expiry:\n{}",
         line.log_text()
     );
+
+    // SIGTERM: the line unregisters (Expires: 0) before it exits.
+    let mut line = line;
+    line.stop();
+    assert!(
+        trunk.contacts(USER).is_empty(),
+        "unregistered at shutdown:\n{}",
+        trunk.log_text()
+    );
 }
 
 #[test]
@@ -167,12 +176,22 @@ fn registers_over_tcp_and_takes_calls_on_that_connection() {
 
 #[test]
 fn a_restarted_trunk_gets_the_registration_back() {
+    restarted_trunk("udp");
+}
+
+/// Over TCP the dropped connection itself tells the line to register again.
+#[test]
+fn a_restarted_trunk_gets_the_registration_back_over_tcp() {
+    restarted_trunk("tcp");
+}
+
+fn restarted_trunk(transport: &str) {
     if !tools() {
         return;
     }
     let mut trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let _line = line_behind(&trunk, &parish, "udp", PASSWORD, "12s");
+    let _line = line_behind(&trunk, &parish, transport, PASSWORD, "12s");
     assert!(
         trunk
             .wait_for_contact(USER, Duration::from_secs(10))

@@ -455,3 +455,25 @@ fn garbage_is_counted_and_never_panics() {
     h.feed(&Uac::new("call-12").request("INVITE", "z9hG4bK-12", 1, &offer("0")));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
 }
+
+#[test]
+fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
+    let trusted: crate::config::IpNet = "10.9.0.0/16".parse().unwrap();
+    for (untrusted, expected) in [
+        (crate::config::Untrusted::Reject, vec![403]),
+        (crate::config::Untrusted::Ignore, vec![]),
+    ] {
+        let mut h = Harness::new(Duration::ZERO);
+        h.ep.config.trust = Some(vec![trusted]);
+        h.ep.config.untrusted = untrusted;
+        // CALLER is 127.0.0.1: outside 10.9.0.0/16.
+        h.feed(&Uac::new("call-13").request("INVITE", "z9hG4bK-13", 1, &offer("0")));
+        assert_eq!(Harness::statuses(&h.take_sent()), expected);
+        assert_eq!(h.ep.active_calls(), 0);
+        assert!(h.prepared.is_empty() && h.actions.is_empty());
+    }
+    let mut h = Harness::new(Duration::ZERO);
+    h.ep.config.trust = Some(vec!["127.0.0.0/8".parse().unwrap()]);
+    h.feed(&Uac::new("call-14").request("INVITE", "z9hG4bK-14", 1, &offer("0")));
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
+}
