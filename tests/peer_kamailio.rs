@@ -158,7 +158,7 @@ fn registers_over_tcp_and_takes_calls_on_that_connection() {
     }
     let trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let line = line_behind(&trunk, &parish, "tcp", PASSWORD, "60s");
+    let line = line_behind(&trunk, &parish, "tcp", PASSWORD, "20s");
     let contact = trunk
         .wait_for_contact(USER, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("the line registered over TCP:\n{}", line.log_text()));
@@ -172,6 +172,14 @@ fn registers_over_tcp_and_takes_calls_on_that_connection() {
         .filter(|l| l.contains("incoming call") && l.contains("transport=Tcp"))
         .count();
     assert_eq!(tcp_calls, 1, "the call came over TCP:\n{}", line.log_text());
+    let refreshed = trunk.wait_for_contacts(USER, Duration::from_secs(19), |contacts| {
+        contacts.iter().any(|c| c.cseq > contact.cseq)
+    });
+    assert!(
+        refreshed.is_some(),
+        "refreshed over TCP before expiry:\n{}",
+        line.log_text()
+    );
 }
 
 #[test]
@@ -213,12 +221,21 @@ fn restarted_trunk(transport: &str) {
 
 #[test]
 fn a_wrong_password_backs_off_with_one_clear_log_line() {
+    wrong_password("udp");
+}
+
+#[test]
+fn a_wrong_password_over_tcp_backs_off_too() {
+    wrong_password("tcp");
+}
+
+fn wrong_password(transport: &str) {
     if !tools() {
         return;
     }
     let trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let line = line_behind(&trunk, &parish, "udp", "not-the-password", "60s");
+    let line = line_behind(&trunk, &parish, transport, "not-the-password", "60s");
     std::thread::sleep(Duration::from_secs(8));
     assert!(trunk.contacts(USER).is_empty(), "never registered");
     let attempts = trunk.log_count("wrong password");
