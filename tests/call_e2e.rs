@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use dial_a_service::client::{CallOptions, CallReport, HangUp, place_call};
 use dial_a_service::media::Codec;
 
-use common::{Line, audio, have_tool, repo, write_schedule};
+use common::{Line, Parish, audio, have_tool, repo, write_schedule};
 
 const SERVICE_SECONDS: f32 = 5.0;
 
@@ -20,43 +20,12 @@ fn tools() -> bool {
     have_tool("espeak-ng") && have_tool("sox") && have_tool("ffmpeg")
 }
 
-/// A temp dir with `audio/service.mp3` and a schedule listing it.
-struct Parish {
-    dir: tempfile::TempDir,
-    service_wav: PathBuf,
-}
-
-impl Parish {
-    fn new() -> Parish {
-        let dir = tempfile::tempdir().unwrap();
-        let audio_dir = dir.path().join("audio");
-        std::fs::create_dir(&audio_dir).unwrap();
-        let service_wav = audio::make_service_wav(
-            &audio_dir,
-            "service",
-            "Good morning, and welcome to our service by telephone. The Lord be with you.",
-            SERVICE_SECONDS,
-        );
-        audio::convert(
-            &service_wav,
-            &audio_dir.join("service.mp3"),
-            &["-b:a", "128k"],
-        );
-        write_schedule(dir.path(), &[("Morning Prayer", "service.mp3")]);
-        Parish { dir, service_wav }
-    }
-
-    fn schedule(&self) -> PathBuf {
-        self.dir.path().join("data.json")
-    }
-
-    fn audio_dir(&self) -> PathBuf {
-        self.dir.path().join("audio")
-    }
-
-    fn line(&self) -> Line {
-        Line::start(&common::source_env(&self.schedule(), &self.audio_dir()))
-    }
+fn parish() -> Parish {
+    Parish::new(
+        "Morning Prayer",
+        "Good morning, and welcome to our service by telephone. The Lord be with you.",
+        SERVICE_SECONDS,
+    )
 }
 
 async fn call(line: &Line, codec: Codec, seconds: Option<f64>) -> CallReport {
@@ -101,7 +70,7 @@ async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let line = parish.line();
     for codec in [Codec::Pcmu, Codec::Pcma, Codec::Opus] {
         let report = call(&line, codec, None).await;
@@ -176,7 +145,7 @@ async fn schedule_missing_plays_the_apology_and_is_logged_once() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let good = std::fs::read(parish.schedule()).unwrap();
     std::fs::remove_file(parish.schedule()).unwrap();
     let line = parish.line();
@@ -200,7 +169,7 @@ async fn schedule_not_json_plays_the_apology() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let good = std::fs::read(parish.schedule()).unwrap();
     write(
         &parish.schedule(),
@@ -217,7 +186,7 @@ async fn audio_missing_plays_the_apology() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let service = parish.audio_dir().join("service.mp3");
     let moved = parish.dir.path().join("service.mp3.away");
     std::fs::rename(&service, &moved).unwrap();
@@ -232,7 +201,7 @@ async fn audio_truncated_plays_the_apology() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let service = parish.audio_dir().join("service.mp3");
     let good = std::fs::read(&service).unwrap();
     // A download cut short: the first 600 bytes (ID3 tag and a frame or two).
@@ -248,7 +217,7 @@ async fn audio_truncated_mid_file_switches_to_the_apology() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     // A WAV whose header promises more than the file holds.
     let service = parish.audio_dir().join("service.wav");
     let good = std::fs::read(&parish.service_wav).unwrap();
@@ -263,7 +232,7 @@ async fn audio_garbage_plays_the_apology() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     let service = parish.audio_dir().join("service.mp3");
     let good = std::fs::read(&service).unwrap();
     let mut seed = 0x9e37_79b9_u32;
@@ -287,9 +256,9 @@ async fn an_unusable_apology_clip_falls_back_to_gentle_tones() {
     if !tools() {
         return;
     }
-    let parish = Parish::new();
+    let parish = parish();
     std::fs::remove_file(parish.schedule()).unwrap();
-    let mut env = common::source_env(&parish.schedule(), &parish.audio_dir());
+    let mut env = parish.env();
     env.push((
         "DAS_AUDIO_APOLOGY",
         parish

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Line, audio, free_udp_port, have_tool, source_env, write_schedule};
+use common::{Parish, audio, free_udp_port, have_tool};
 
 #[test]
 fn baresip_calls_with_opus_and_hears_the_service() {
@@ -14,22 +14,14 @@ fn baresip_calls_with_opus_and_hears_the_service() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let audio_dir = dir.path().join("audio");
-    std::fs::create_dir(&audio_dir).unwrap();
-    let service = audio::make_service_wav(
-        &audio_dir,
-        "opus-service",
+    let parish = Parish::new(
+        "Opus test",
         "Welcome to this service. Let us pray for all who listen by telephone today.",
         6.0,
     );
-    audio::convert(
-        &service,
-        &audio_dir.join("opus-service.mp3"),
-        &["-b:a", "128k"],
-    );
-    let schedule = write_schedule(dir.path(), &[("Opus test", "opus-service.mp3")]);
-    let line = Line::start(&source_env(&schedule, &audio_dir));
+    let dir = &parish.dir;
+    let service = &parish.service_wav;
+    let line = parish.line();
 
     // baresip needs a sound source: a long silence (it hangs up when it ends).
     let home = dir.path().join("baresip");
@@ -100,7 +92,7 @@ fn baresip_calls_with_opus_and_hears_the_service() {
         .expect("baresip's recording of what it heard");
     let (heard, rate) = audio::read_wav(&recording);
     assert_eq!(rate, 48_000);
-    let played = audio::reference(&service, 48_000);
+    let played = audio::reference(service, 48_000);
     let score = audio::windowed_correlation(&heard, &played, rate, 1.5);
     eprintln!("baresip/Opus windowed correlation: {score:.3}");
     assert!(

@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dial_a_service::client::{CallOptions, HangUp, place_call};
 use dial_a_service::media::Codec;
 
 use common::kamailio::{Kamailio, free_udp_tcp_port, run_sipp, sipp_command};
-use common::{Line, audio, have_tool, write_schedule};
+use common::{Line, Parish, audio, have_tool};
 
 const USER: &str = "line";
 const PASSWORD: &str = "s3cret-Passw0rd";
@@ -24,28 +23,12 @@ fn tools() -> bool {
         && have_tool("ffmpeg")
 }
 
-struct Parish {
-    dir: tempfile::TempDir,
-    service_wav: PathBuf,
-}
-
 fn parish() -> Parish {
-    let dir = tempfile::tempdir().unwrap();
-    let audio_dir = dir.path().join("audio");
-    std::fs::create_dir(&audio_dir).unwrap();
-    let service_wav = audio::make_service_wav(
-        &audio_dir,
-        "service",
+    Parish::new(
+        "Trunk service",
         "Welcome to the service, reached through the parish's telephone provider.",
         4.0,
-    );
-    audio::convert(
-        &service_wav,
-        &audio_dir.join("service.mp3"),
-        &["-b:a", "128k"],
-    );
-    write_schedule(dir.path(), &[("Trunk service", "service.mp3")]);
-    Parish { dir, service_wav }
+    )
 }
 
 fn line_behind(
@@ -55,10 +38,7 @@ fn line_behind(
     password: &str,
     expires: &str,
 ) -> Line {
-    let mut env = common::source_env(
-        &parish.dir.path().join("data.json"),
-        &parish.dir.path().join("audio"),
-    );
+    let mut env = parish.env();
     env.extend([
         ("DAS_TRUNK_REGISTRAR", trunk.registrar_uri()),
         ("DAS_TRUNK_USERNAME", USER.to_owned()),

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::capture::{Capture, rtp_streams};
-use common::{Line, audio, free_udp_port, have_tool, repo, source_env, write_schedule};
+use common::{Parish, free_udp_port, have_tool, repo};
 
 #[test]
 fn sipp_calls_hears_one_clean_stream_and_gets_the_bye() {
@@ -25,13 +25,9 @@ fn sipp_call(transport_mode: &str) {
     if !have_tool("sipp") || !have_tool("tshark") || !have_tool("espeak-ng") || !have_tool("sox") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let audio_dir = dir.path().join("audio");
-    std::fs::create_dir(&audio_dir).unwrap();
-    let wav = audio::make_service_wav(&audio_dir, "short", "A short service for sipp.", 4.0);
-    audio::convert(&wav, &audio_dir.join("short.mp3"), &["-b:a", "64k"]);
-    let schedule = write_schedule(dir.path(), &[("Short", "short.mp3")]);
-    let line = Line::start(&source_env(&schedule, &audio_dir));
+    let parish = Parish::new("Short", "A short service for sipp.", 4.0);
+    let dir = &parish.dir;
+    let line = parish.line();
 
     let media_port = free_udp_port() & !1;
     let sipp_port = free_udp_port();

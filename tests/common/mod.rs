@@ -186,3 +186,45 @@ pub fn source_env(schedule: &Path, audio_dir: &Path) -> Vec<(&'static str, Strin
         ("DAS_SOURCE_AUDIO", audio_dir.display().to_string()),
     ]
 }
+
+/// A parish's content in a temp dir: `audio/service.mp3` (speech over a
+/// sweep, made by [`audio::make_service_wav`]) and a `data.json` listing it,
+/// as the parish's old site laid them out.
+pub struct Parish {
+    pub dir: tempfile::TempDir,
+    /// The source of the MP3, to compare what callers hear with.
+    pub service_wav: PathBuf,
+}
+
+impl Parish {
+    pub fn new(title: &str, text: &str, seconds: f32) -> Parish {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audio_dir = dir.path().join("audio");
+        std::fs::create_dir(&audio_dir).expect("audio dir");
+        let service_wav = audio::make_service_wav(&audio_dir, "service", text, seconds);
+        audio::convert(
+            &service_wav,
+            &audio_dir.join("service.mp3"),
+            &["-b:a", "128k"],
+        );
+        write_schedule(dir.path(), &[(title, "service.mp3")]);
+        Parish { dir, service_wav }
+    }
+
+    pub fn schedule(&self) -> PathBuf {
+        self.dir.path().join("data.json")
+    }
+
+    pub fn audio_dir(&self) -> PathBuf {
+        self.dir.path().join("audio")
+    }
+
+    /// `DAS_*` variables that point a line at this content.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        source_env(&self.schedule(), &self.audio_dir())
+    }
+
+    pub fn line(&self) -> Line {
+        Line::start(&self.env())
+    }
+}
