@@ -477,3 +477,15 @@ fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
     h.feed(&Uac::new("call-14").request("INVITE", "z9hG4bK-14", 1, &offer("0")));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
 }
+
+#[test]
+fn a_public_address_goes_into_contact_and_sdp() {
+    let mut h = Harness::new(Duration::ZERO);
+    // `[trunk] external_address`, or what the registrar saw (rport/received).
+    h.ep.set_public_address("203.0.113.7:5062".parse().unwrap());
+    h.feed(&Uac::new("call-15").request("INVITE", "z9hG4bK-15", 1, &offer("0")));
+    let sent = h.take_sent();
+    let ok = &sent[1];
+    assert!(ok.contains("<sip:dial-a-service@203.0.113.7:5062>"), "{ok}");
+    assert!(ok.contains("c=IN IP4 203.0.113.7"), "{ok}");
+}
