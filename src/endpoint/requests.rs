@@ -223,20 +223,7 @@ impl Endpoint {
         ports: &mut dyn MediaPorts,
     ) {
         self.stats.calls_offered += 1;
-        let mut tx = InviteServer::new(
-            origin.destination,
-            origin.transport.is_reliable(),
-            self.config.timers,
-            now,
-        );
-        tx.respond(
-            100,
-            self.build_response(&request, 100, None, &[], None),
-            now,
-        );
-        self.invites
-            .insert(key.to_owned(), InviteEntry { tx, call: None });
-        self.flush_invite(key);
+        self.start_invite(key, &request, origin, None, now);
 
         let reject = |this: &mut Self, status: u16, extra: &[(&str, String)]| {
             let payload =
@@ -525,20 +512,32 @@ impl Endpoint {
             &[("Contact", contact), ("Allow", ALLOW.to_owned())],
             Some(("application/sdp", local_sdp.into_bytes())),
         );
+        self.start_invite(key, &request, origin, Some(id), now);
+        if let Some(entry) = self.invites.get_mut(key) {
+            entry.tx.respond(200, payload, now);
+        }
+        self.flush_invite(key);
+    }
+
+    /// Opens the INVITE server transaction and says `100 Trying` at once
+    /// (RFC 3261 §8.2.6.1), so the caller stops retransmitting.
+    fn start_invite(
+        &mut self,
+        key: &str,
+        request: &rsip::Request,
+        origin: Origin,
+        call: Option<CallId>,
+        now: Instant,
+    ) {
         let mut tx = InviteServer::new(
             origin.destination,
             origin.transport.is_reliable(),
             self.config.timers,
             now,
         );
-        tx.respond(
-            100,
-            self.build_response(&request, 100, None, &[], None),
-            now,
-        );
-        tx.respond(200, payload, now);
+        tx.respond(100, self.build_response(request, 100, None, &[], None), now);
         self.invites
-            .insert(key.to_owned(), InviteEntry { tx, call: Some(id) });
+            .insert(key.to_owned(), InviteEntry { tx, call });
         self.flush_invite(key);
     }
 }
