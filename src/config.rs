@@ -127,6 +127,7 @@ pub struct Config {
     pub source: SourceConfig,
     pub audio: AudioConfig,
     pub log: LogConfig,
+    pub line: LineConfig,
     /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
     pub trunk: Option<TrunkConfig>,
 }
@@ -161,6 +162,11 @@ pub struct AudioConfig {
     pub apology: PathBuf,
 }
 #[derive(Debug, Clone)]
+pub struct LineConfig {
+    /// Where the parish is: schedule times without an offset are local times here.
+    pub timezone: chrono_tz::Tz,
+}
+#[derive(Debug, Clone)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, or directives like `info,dial_a_service::sip=debug`.
     pub level: String,
@@ -174,6 +180,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("source", &["schedule", "audio"]),
     ("audio", &["apology"]),
     ("log", &["level"]),
+    ("line", &["timezone"]),
     ("trunk", trunk::KEYS),
 ];
 
@@ -305,6 +312,7 @@ struct Settings {
     audio: Option<PathBuf>,
     apology: Option<PathBuf>,
     level: Option<String>,
+    timezone: Option<chrono_tz::Tz>,
     trunk: TrunkSettings,
 }
 
@@ -373,6 +381,12 @@ impl Settings {
                 self.level = Some(level);
             }
             ("trunk", key) => self.trunk.set(key, value, base)?,
+            ("line", "timezone") => {
+                self.timezone = Some(parsed(
+                    value,
+                    "expected a time zone name like \"Europe/London\" (from the IANA tz database)",
+                )?);
+            }
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
         Ok(())
@@ -419,6 +433,11 @@ impl Settings {
             },
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
+            },
+            line: LineConfig {
+                timezone: self
+                    .timezone
+                    .unwrap_or(crate::source::schedule::DEFAULT_TIMEZONE),
             },
         })
     }

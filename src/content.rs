@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use crate::media::Codec;
 use crate::media::track::{Playlist, Track, TrackCache};
@@ -43,6 +44,8 @@ pub struct Content {
     schedule: PathBuf,
     audio_dir: PathBuf,
     apology: PathBuf,
+    /// Schedule times without an offset are local times here.
+    timezone: Tz,
     tracks: TrackCache,
     tones: Mutex<HashMap<Codec, Arc<Track>>>,
     schedule_problem: ProblemLog,
@@ -56,12 +59,19 @@ impl Content {
             schedule,
             audio_dir,
             apology,
+            timezone: crate::source::schedule::DEFAULT_TIMEZONE,
             tracks: TrackCache::new(max_tracks),
             tones: Mutex::new(HashMap::new()),
             schedule_problem: ProblemLog::default(),
             audio_problem: ProblemLog::default(),
             apology_problem: ProblemLog::default(),
         }
+    }
+
+    /// Reads schedule times without an offset in `timezone` (`[line] timezone`).
+    pub fn with_timezone(mut self, timezone: Tz) -> Self {
+        self.timezone = timezone;
+        self
     }
 
     /// Checks the schedule and the apology clip once at start, so an
@@ -72,7 +82,7 @@ impl Content {
         for &codec in codecs {
             let _ = self.apology_track(codec);
         }
-        match Schedule::load(&self.schedule) {
+        match Schedule::load_in(&self.schedule, self.timezone) {
             Ok(schedule) => {
                 for problem in &schedule.problems {
                     tracing::warn!(schedule = %self.schedule.display(), "{problem}");
@@ -116,7 +126,7 @@ impl Content {
 
     /// The latest service's track, or `None` (logged) when there is none.
     fn service_track(&self, codec: Codec, now: DateTime<Utc>) -> Option<Arc<Track>> {
-        let schedule = match Schedule::load(&self.schedule) {
+        let schedule = match Schedule::load_in(&self.schedule, self.timezone) {
             Ok(schedule) => schedule,
             Err(error) => {
                 self.schedule_problem
@@ -275,7 +285,7 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
             "apology clip: {error} (callers would hear built-in tones)"
         )),
     }
-    let schedule = match Schedule::load(&config.source.schedule) {
+    let schedule = match Schedule::load_in(&config.source.schedule, config.line.timezone) {
         Ok(schedule) => schedule,
         Err(error) => {
             report.problem(format!("schedule: {error}"));

@@ -103,12 +103,15 @@ pub async fn serve(
     if let Some(trunk) = &config.trunk {
         tokio::spawn(resolve_trunk(trunk.next_hop().lookup_target(), resolved_tx));
     }
-    let content = Arc::new(Content::new(
-        config.source.schedule.clone(),
-        config.source.audio.clone(),
-        config.audio.apology.clone(),
-        config.media.max_cached_tracks,
-    ));
+    let content = Arc::new(
+        Content::new(
+            config.source.schedule.clone(),
+            config.source.audio.clone(),
+            config.audio.apology.clone(),
+            config.media.max_cached_tracks,
+        )
+        .with_timezone(config.line.timezone),
+    );
     content.check_at_start(&config.media.codecs, chrono::Utc::now());
 
     let (events_tx, mut events) = mpsc::unbounded_channel();

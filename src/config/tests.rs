@@ -118,6 +118,7 @@ fn every_key_has_an_env_override() {
             ("DAS_SOURCE_AUDIO", "/var/audio"),
             ("DAS_AUDIO_APOLOGY", "sorry.wav"),
             ("DAS_LOG_LEVEL", "warn"),
+            ("DAS_LINE_TIMEZONE", "Europe/Dublin"),
         ],
     )
     .unwrap();
@@ -142,6 +143,7 @@ fn every_key_has_an_env_override() {
     assert_eq!(c.source.audio, Path::new("/var/audio"));
     assert_eq!(c.audio.apology, Path::new("sorry.wav"));
     assert_eq!(c.log.level, "warn");
+    assert_eq!(c.line.timezone, chrono_tz::Europe::Dublin);
 
     // An empty variable is treated as unset.
     let c = with_env(file, &[("DAS_SIP_LISTEN", "")]).unwrap();
@@ -180,7 +182,7 @@ fn unknown_key_names_file_and_key() {
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),
-        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, trunk)"
+        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, trunk)"
     );
     assert_eq!(
         error("listen = \"127.0.0.1:5060\"\n"),
@@ -608,4 +610,16 @@ fn shipped_trunk_example_parses_once_uncommented() {
             "{key} missing from the example"
         );
     }
+}
+
+#[test]
+fn timezone_defaults_to_london_and_rejects_unknown_names() {
+    let c = with_env("", &[]).unwrap();
+    assert_eq!(c.line.timezone, chrono_tz::Europe::London);
+    let error = with_env("[line]\ntimezone = \"Europe/Londn\"\n", &[]).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("[line] timezone") && text.contains("Europe/London"),
+        "{text}"
+    );
 }

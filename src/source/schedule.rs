@@ -13,7 +13,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +59,18 @@ pub struct Schedule {
     pub problems: Vec<String>,
 }
 
+/// The time zone of the parish when none is configured.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Europe::London;
+
 impl Schedule {
+    /// Parses with date-times without an offset read in [`DEFAULT_TIMEZONE`].
     pub fn parse(json: &str) -> Result<Schedule, ScheduleError> {
+        Schedule::parse_in(json, DEFAULT_TIMEZONE)
+    }
+
+    /// Parses a `data.json`; a `datetime` without an offset is a local time
+    /// in `timezone`, so nobody writes summer-time offsets by hand.
+    pub fn parse_in(json: &str, timezone: Tz) -> Result<Schedule, ScheduleError> {
         let root: Value = serde_json::from_str(json)?;
         let Value::Object(root) = root else {
             return Err(ScheduleError::NotAnObject);
@@ -89,13 +100,30 @@ impl Schedule {
             }
         };
 
-        let mut services = Vec::new();
+        let mut services: Vec<Service> = Vec::new();
+        // Where each kept service was in the file, to name the original of a duplicate.
+        let mut positions: Vec<usize> = Vec::new();
         let mut problems = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             // Numbered from 1, as a person counts the entries in the file.
-            match parse_service(entry) {
-                Ok(service) => services.push(service),
-                Err(problem) => problems.push(format!("service {}: {problem}", index + 1)),
+            let position = index + 1;
+            match parse_service(entry, timezone) {
+                Ok(service) => {
+                    let same = services
+                        .iter()
+                        .position(|s| s.datetime == service.datetime && s.file == service.file);
+                    match same {
+                        Some(earlier) => problems.push(format!(
+                            "service {position}: a duplicate of service {} (same time and file)",
+                            positions[earlier]
+                        )),
+                        None => {
+                            services.push(service);
+                            positions.push(position);
+                        }
+                    }
+                }
+                Err(problem) => problems.push(format!("service {position}: {problem}")),
             }
         }
         Ok(Schedule {
@@ -106,11 +134,16 @@ impl Schedule {
     }
 
     pub fn load(path: &Path) -> Result<Schedule, ScheduleError> {
+        Schedule::load_in(path, DEFAULT_TIMEZONE)
+    }
+
+    /// Reads and parses the file, local times in `timezone`.
+    pub fn load_in(path: &Path, timezone: Tz) -> Result<Schedule, ScheduleError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScheduleError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Schedule::parse(&text).map_err(|source| ScheduleError::InFile {
+        Schedule::parse_in(&text, timezone).map_err(|source| ScheduleError::InFile {
             path: path.to_owned(),
             source: Box::new(source),
         })
@@ -131,15 +164,13 @@ impl Schedule {
 }
 
 /// One entry, or what is wrong with it.
-fn parse_service(entry: &Value) -> Result<Service, String> {
+fn parse_service(entry: &Value, timezone: Tz) -> Result<Service, String> {
     let Value::Object(entry) = entry else {
         return Err("is not an object with \"datetime\" and \"file\"".to_owned());
     };
     let datetime = match entry.get("datetime") {
         None | Some(Value::Null) => return Err("no \"datetime\"".to_owned()),
-        Some(Value::String(text)) => parse_datetime(text).ok_or_else(|| {
-            format!("datetime {text:?} is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"")
-        })?,
+        Some(Value::String(text)) => parse_datetime(text, timezone)?,
         Some(other) => return Err(format!("datetime {other} is not a string")),
     };
     let file = match entry.get("file") {
@@ -166,12 +197,42 @@ fn parse_service(entry: &Value) -> Result<Service, String> {
     })
 }
 
-/// RFC 3339 (`Z`, `+01:00`, fractional seconds), or the parish's `+0100` without a colon.
-fn parse_datetime(text: &str) -> Option<DateTime<FixedOffset>> {
+/// RFC 3339 (`Z`, `+01:00`, fractional seconds), the parish's `+0100`
+/// without a colon, or a local time with no offset, read in `timezone`.
+fn parse_datetime(text: &str, timezone: Tz) -> Result<DateTime<FixedOffset>, String> {
     let text = text.trim();
-    DateTime::parse_from_rfc3339(text)
+    if let Ok(datetime) = DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
+    {
+        return Ok(datetime);
+    }
+    let local = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .ok_or_else(|| {
+        format!(
+            "datetime {text:?} is not a date-time, like \"2022-05-01T10:00:00\" (local time) \
+                 or \"2022-05-01T10:00:00+0100\""
+        )
+    })?;
+    match timezone.from_local_datetime(&local) {
+        LocalResult::Single(datetime) => Ok(datetime.fixed_offset()),
+        // The hour the clocks skip in spring.
+        LocalResult::None => Err(format!(
+            "datetime {text:?} does not exist in {timezone}: the clocks go forward then"
+        )),
+        // The hour that happens twice in autumn.
+        LocalResult::Ambiguous(first, second) => Err(format!(
+            "datetime {text:?} happens twice in {timezone} as the clocks go back: write {} or {}",
+            first.fixed_offset().format("%Y-%m-%dT%H:%M:%S%z"),
+            second.fixed_offset().format("%Y-%m-%dT%H:%M:%S%z")
+        )),
+    }
 }
 
 /// A non-empty relative path of plain names: no `..`, no root, no drive, no backslash.
@@ -290,13 +351,64 @@ mod tests {
         assert_eq!(instants[4], nine);
     }
 
+    fn offset_of(schedule: &Schedule, file: &str) -> i32 {
+        let service = schedule.services.iter().find(|s| s.file == file).unwrap();
+        service.datetime.offset().local_minus_utc() / 3600
+    }
+
+    #[test]
+    fn local_times_take_the_offset_of_the_parish_time_zone() {
+        // Europe/London: clocks go forward at 01:00 GMT on 29 March 2026 and
+        // back at 02:00 BST on 25 October 2026.
+        let json = r#"{ "church_name": "St Example's", "services": [
+            { "datetime": "2026-03-29T00:30:00", "file": "before-spring.mp3" },
+            { "datetime": "2026-03-29T01:30:00", "file": "spring-gap.mp3" },
+            { "datetime": "2026-03-29T10:00:00", "file": "after-spring.mp3" },
+            { "datetime": "2026-10-25T00:30:00", "file": "before-autumn.mp3" },
+            { "datetime": "2026-10-25T01:30:00", "file": "autumn-twice.mp3" },
+            { "datetime": "2026-10-25T10:00", "file": "after-autumn.mp3" },
+            { "datetime": "2026-10-25T01:30:00+0000", "file": "autumn-explicit.mp3" }
+        ]}"#;
+        let schedule = Schedule::parse_in(json, chrono_tz::Europe::London).unwrap();
+        assert_eq!(offset_of(&schedule, "before-spring.mp3"), 0);
+        assert_eq!(offset_of(&schedule, "after-spring.mp3"), 1);
+        assert_eq!(offset_of(&schedule, "before-autumn.mp3"), 1);
+        assert_eq!(offset_of(&schedule, "after-autumn.mp3"), 0);
+        assert_eq!(offset_of(&schedule, "autumn-explicit.mp3"), 0);
+        assert_eq!(
+            schedule.problems,
+            [
+                "service 2: datetime \"2026-03-29T01:30:00\" does not exist in Europe/London: the clocks go forward then",
+                "service 5: datetime \"2026-10-25T01:30:00\" happens twice in Europe/London as the clocks go back: write 2026-10-25T01:30:00+0100 or 2026-10-25T01:30:00+0000",
+            ]
+        );
+        // Another zone reads the same text differently.
+        let new_york = Schedule::parse_in(json, chrono_tz::America::New_York).unwrap();
+        assert_eq!(offset_of(&new_york, "before-spring.mp3"), -4);
+    }
+
+    #[test]
+    fn duplicates_are_reported_with_their_position_and_skipped() {
+        let json = r#"{ "church_name": "St Example's", "services": [
+            { "datetime": "2026-05-03T10:00:00", "file": "a.mp3" },
+            { "datetime": "2026-05-03T10:00:00+0100", "file": "a.mp3", "title": "Again" },
+            { "datetime": "2026-05-03T18:00:00", "file": "a.mp3" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        assert_eq!(schedule.services.len(), 2);
+        assert_eq!(
+            schedule.problems,
+            ["service 2: a duplicate of service 1 (same time and file)"]
+        );
+    }
+
     #[test]
     fn broken_entries_are_skipped_and_reported() {
         let json = r#"{ "church_name": "St Example's", "extra": true, "services": [
             { "datetime": "2022-05-01T10:00:00+0100", "file": "good.mp3", "duration": 3600 },
             { "datetime": "2022-05-01T10:00:00+0100" },
             { "datetime": "2022-13-01T10:00:00+0100", "file": "bad-month.mp3" },
-            { "datetime": "2022-05-01T10:00:00", "file": "no-offset.mp3" },
+            { "datetime": "1st May 2022", "file": "not-a-date.mp3" },
             { "datetime": 20220501, "file": "number.mp3" },
             { "datetime": "2022-05-01T10:00:00+0100", "file": 7 },
             { "datetime": "2022-05-01T10:00:00+0100", "file": "../../etc/passwd" },
@@ -310,8 +422,8 @@ mod tests {
             schedule.problems,
             [
                 "service 2: no \"file\"",
-                "service 3: datetime \"2022-13-01T10:00:00+0100\" is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"",
-                "service 4: datetime \"2022-05-01T10:00:00\" is not a date-time with an offset, like \"2022-05-01T10:00:00+0100\"",
+                "service 3: datetime \"2022-13-01T10:00:00+0100\" is not a date-time, like \"2022-05-01T10:00:00\" (local time) or \"2022-05-01T10:00:00+0100\"",
+                "service 4: datetime \"1st May 2022\" is not a date-time, like \"2022-05-01T10:00:00\" (local time) or \"2022-05-01T10:00:00+0100\"",
                 "service 5: datetime 20220501 is not a string",
                 "service 6: file 7 is not a string",
                 "service 7: file \"../../etc/passwd\" is not a file name inside the audio folder",

@@ -459,7 +459,10 @@ fn sender_reports_arrive_on_the_rtcp_port() {
     let ahead = sr_ts.wrapping_sub(last_ts);
     // Within a frame or two: a loaded machine may build the report a little
     // after the packet's slot.
-    assert!(ahead < 3 * 160, "sr ts {sr_ts} vs the last packet's {last_ts}");
+    assert!(
+        ahead < 3 * 160,
+        "sr ts {sr_ts} vs the last packet's {last_ts}"
+    );
     // The NTP time is now-ish.
     let ntp = u32::from_be_bytes(sr[8..12].try_into().unwrap());
     let wall = rtcp::NtpTimestamp::now().seconds();
