@@ -42,6 +42,16 @@ pub enum Command {
         #[arg(long, default_value = "pcmu", value_parser = parse_codec)]
         codec: Codec,
     },
+    /// Print, as text, what a caller would hear at a moment (now by default),
+    /// and every problem found in the schedule.
+    Menu {
+        /// The moment, e.g. 2026-06-07T09:00:00 (local time) or with an offset.
+        #[arg(long)]
+        at: Option<String>,
+        /// The config file.
+        #[arg(long, default_value = "config/dial-a-service.toml")]
+        config: PathBuf,
+    },
     /// Check the config, the schedule and every audio file, as a caller would hear them.
     Check {
         /// The config file.
@@ -81,6 +91,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Menu { at, config } => menu(config, at),
         Command::Call {
             uri,
             record,
@@ -237,4 +248,59 @@ fn call(uri: String, record: Option<PathBuf>, seconds: Option<f64>, codec: Codec
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dial-a-service menu`: the menu as text at a moment, then the schedule's problems.
+fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dial-a-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let timezone = config.line.timezone;
+    let now = match at.as_deref().map(|text| parse_moment(text, timezone)) {
+        None => chrono::Utc::now(),
+        Some(Ok(moment)) => moment,
+        Some(Err(problem)) => {
+            eprintln!("dial-a-service menu: --at: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let schedule =
+        match crate::source::schedule::Schedule::load_in(&config.source.schedule, timezone) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                println!(
+                    "The schedule cannot be read, so callers hear the apology clip:\n  {error}"
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+    let menu = crate::call::menu::Menu::at(&schedule, now, timezone);
+    println!(
+        "At {}:",
+        now.with_timezone(&timezone)
+            .format("%A %-d %B %Y, %H:%M %Z")
+    );
+    println!("{}", menu.text());
+    if schedule.problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("\nProblems in {}:", config.source.schedule.display());
+    for problem in &schedule.problems {
+        println!("  {problem}");
+    }
+    ExitCode::FAILURE
+}
+
+/// A moment given on the command line: with an offset, or local in
+/// `timezone` (the schedule's own rules, clock changes included).
+fn parse_moment(
+    text: &str,
+    timezone: chrono_tz::Tz,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::source::schedule::parse_datetime(text, timezone)
+        .map(|moment| moment.with_timezone(&chrono::Utc))
 }

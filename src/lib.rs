@@ -6,6 +6,7 @@
 //! `driver`, `sip::transport`, `media::pacer` and the CLI touch sockets and clocks.
 
 pub mod bench;
+pub mod call;
 pub mod cli;
 pub mod client;
 pub mod config;

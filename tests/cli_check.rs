@@ -56,3 +56,59 @@ fn a_bad_config_value_names_the_key() {
         "{text}"
     );
 }
+
+fn menu(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
+    command.current_dir(common::repo()).arg("menu").args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run dial-a-service menu");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn menu_prints_what_a_caller_hears_at_a_moment_and_the_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = dir.path().join("data.json");
+    std::fs::write(
+        &schedule,
+        r#"{ "church_name": "St Mary's Church, Whitkirk", "services": [
+            { "title": "Choral Evensong", "datetime": "2022-05-01T18:00:00", "file": "e.mp3" },
+            { "datetime": "2022-05-01T10:00:00+0100", "file": "m.mp3" },
+            { "title": "Trinity Sunday", "datetime": "2022-06-12T10:00:00", "file": "t.mp3" },
+            { "datetime": "2022-03-27T01:30:00", "file": "gap.mp3" } ] }"#,
+    )
+    .unwrap();
+    let env = common::source_env(&schedule, dir.path());
+    let (ok, text) = menu(&["--at", "2022-06-01T12:00:00"], &env);
+    assert!(!ok, "the schedule has a problem: {text}");
+    assert!(
+        text.contains("Thanks for calling St Mary's Church, Whitkirk."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Press 1 for the service from Choral Evensong, Sunday the 1st of May."),
+        "{text}"
+    );
+    assert!(
+        text.contains("For Sunday the 1st of May, press 2."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Trinity"),
+        "a future service stays hidden: {text}"
+    );
+    assert!(
+        text.contains("service 4:") && text.contains("clocks go forward"),
+        "{text}"
+    );
+
+    let (_, text) = menu(&["--at", "2022-06-12T10:00:00"], &env);
+    assert!(
+        text.contains("Press 1 for the service from Trinity Sunday, Sunday the 12th of June."),
+        "{text}"
+    );
+}

@@ -199,7 +199,7 @@ fn parse_service(entry: &Value, timezone: Tz) -> Result<Service, String> {
 
 /// RFC 3339 (`Z`, `+01:00`, fractional seconds), the parish's `+0100`
 /// without a colon, or a local time with no offset, read in `timezone`.
-fn parse_datetime(text: &str, timezone: Tz) -> Result<DateTime<FixedOffset>, String> {
+pub fn parse_datetime(text: &str, timezone: Tz) -> Result<DateTime<FixedOffset>, String> {
     let text = text.trim();
     if let Ok(datetime) = DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))

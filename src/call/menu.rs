@@ -1,0 +1,235 @@
+//! The spoken menu: which services are offered, with which key, and the
+//! words that say so (the seed's wording: "Press 1 for the service from
+//! Choral Evensong, Sunday the 1st of May. For Sunday the 1st of May,
+//! press 2.").
+//!
+//! The menu is a list of sentences made of [`Phrase`]s. Each phrase is one
+//! prompt of the prompt library (a recorded word or phrase) or a piece of
+//! text for speech synthesis (church name, titles), so the same structure
+//! prints as text (`dial-a-service menu`) and plays as audio.
+
+use chrono::{DateTime, Datelike, Utc, Weekday};
+use chrono_tz::Tz;
+
+use crate::source::schedule::{Schedule, Service};
+
+/// One key per service: the old line said nine, so nine it is.
+pub const MAX_ITEMS: usize = 9;
+
+/// One prompt: a fixed word or phrase, or text to be spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phrase {
+    ThanksForCalling,
+    /// The church name, spoken from text (or its recording).
+    ChurchName(String),
+    StayOnTheLine,
+    Press,
+    /// "press", lower case after "For …,".
+    PressAfter,
+    ForTheServiceFrom,
+    For,
+    /// A service title, spoken from text (or its recording).
+    Title(String),
+    Digit(u8),
+    Weekday(Weekday),
+    The,
+    /// Day of the month, 1–31, spoken as an ordinal ("1st").
+    Ordinal(u32),
+    Of,
+    /// Month, 1–12.
+    Month(u32),
+    StarReturns,
+}
+
+impl Phrase {
+    /// The words, for printing and for speech synthesis.
+    pub fn text(&self) -> String {
+        match self {
+            Phrase::ThanksForCalling => "Thanks for calling".to_owned(),
+            Phrase::ChurchName(name) | Phrase::Title(name) => name.clone(),
+            Phrase::StayOnTheLine => {
+                "To hear the latest service, just stay on the line.".to_owned()
+            }
+            Phrase::Press => "Press".to_owned(),
+            Phrase::PressAfter => "press".to_owned(),
+            Phrase::ForTheServiceFrom => "for the service from".to_owned(),
+            Phrase::For => "For".to_owned(),
+            Phrase::Digit(d) => d.to_string(),
+            Phrase::Weekday(day) => weekday_name(*day).to_owned(),
+            Phrase::The => "the".to_owned(),
+            Phrase::Ordinal(day) => ordinal(*day),
+            Phrase::Of => "of".to_owned(),
+            Phrase::Month(month) => month_name(*month).to_owned(),
+            Phrase::StarReturns => {
+                "While a service is playing, press star to come back to this menu.".to_owned()
+            }
+        }
+    }
+}
+
+/// "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "31st".
+pub fn ordinal(day: u32) -> String {
+    let suffix = match (day % 10, day % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{day}{suffix}")
+}
+
+fn weekday_name(day: Weekday) -> &'static str {
+    match day {
+        Weekday::Mon => "Monday",
+        Weekday::Tue => "Tuesday",
+        Weekday::Wed => "Wednesday",
+        Weekday::Thu => "Thursday",
+        Weekday::Fri => "Friday",
+        Weekday::Sat => "Saturday",
+        Weekday::Sun => "Sunday",
+    }
+}
+
+fn month_name(month: u32) -> &'static str {
+    const NAMES: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    NAMES
+        .get(month.wrapping_sub(1) as usize)
+        .copied()
+        .unwrap_or("")
+}
+
+/// "Sunday the 1st of May", in the parish's time zone (the year is not said).
+pub fn spoken_date(service: &Service, timezone: Tz) -> Vec<Phrase> {
+    let local = service.datetime.with_timezone(&timezone);
+    vec![
+        Phrase::Weekday(local.weekday()),
+        Phrase::The,
+        Phrase::Ordinal(local.day()),
+        Phrase::Of,
+        Phrase::Month(local.month()),
+    ]
+}
+
+/// One offered service and its key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MenuItem {
+    pub digit: u8,
+    pub service: Service,
+}
+
+/// The menu as answered at one moment: fixed for the whole call, so the
+/// key pressed plays the service that was announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Menu {
+    pub church_name: Option<String>,
+    pub items: Vec<MenuItem>,
+    timezone: Tz,
+}
+
+impl Menu {
+    /// The newest services whose time has come, nine at most, key 1 newest.
+    pub fn at(schedule: &Schedule, now: DateTime<Utc>, timezone: Tz) -> Menu {
+        let items = schedule
+            .available(now)
+            .into_iter()
+            .take(MAX_ITEMS)
+            .zip(1u8..)
+            .map(|(service, digit)| MenuItem {
+                digit,
+                service: service.clone(),
+            })
+            .collect();
+        Menu {
+            church_name: Some(schedule.church_name.clone()).filter(|n| !n.is_empty()),
+            items,
+            timezone,
+        }
+    }
+
+    /// The service a key chooses, if it is on the menu.
+    pub fn choose(&self, digit: u8) -> Option<&Service> {
+        self.items
+            .iter()
+            .find(|item| item.digit == digit)
+            .map(|item| &item.service)
+    }
+
+    /// "Thanks for calling St Mary's Church, Whitkirk."
+    pub fn greeting(&self) -> Vec<Phrase> {
+        let mut sentence = vec![Phrase::ThanksForCalling];
+        if let Some(name) = &self.church_name {
+            sentence.push(Phrase::ChurchName(name.clone()));
+        }
+        sentence
+    }
+
+    /// The menu's sentences, in the order they are spoken.
+    pub fn sentences(&self) -> Vec<Vec<Phrase>> {
+        let mut sentences = vec![vec![Phrase::StayOnTheLine]];
+        for item in &self.items {
+            let date = spoken_date(&item.service, self.timezone);
+            let sentence = match &item.service.title {
+                Some(title) => {
+                    let mut s = vec![
+                        Phrase::Press,
+                        Phrase::Digit(item.digit),
+                        Phrase::ForTheServiceFrom,
+                        Phrase::Title(title.clone()),
+                    ];
+                    s.extend(date);
+                    s
+                }
+                None => {
+                    let mut s = vec![Phrase::For];
+                    s.extend(date);
+                    s.extend([Phrase::PressAfter, Phrase::Digit(item.digit)]);
+                    s
+                }
+            };
+            sentences.push(sentence);
+        }
+        sentences.push(vec![Phrase::StarReturns]);
+        sentences
+    }
+
+    /// Everything a caller hears before choosing, as text.
+    pub fn text(&self) -> String {
+        let mut lines = vec![sentence_text(&self.greeting())];
+        lines.extend(self.sentences().iter().map(|s| sentence_text(s)));
+        lines.join("\n")
+    }
+}
+
+/// A sentence as it reads: commas after a title and before "press", a full stop at the end.
+pub fn sentence_text(sentence: &[Phrase]) -> String {
+    let mut out = String::new();
+    for (i, phrase) in sentence.iter().enumerate() {
+        if i > 0 {
+            let comma = matches!(sentence[i - 1], Phrase::Title(_) | Phrase::Month(_))
+                && !matches!(phrase, Phrase::Digit(_));
+            out.push_str(if comma { ", " } else { " " });
+        }
+        out.push_str(&phrase.text());
+    }
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

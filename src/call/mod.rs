@@ -1,0 +1,4 @@
+//! The caller's side of a call: what the line says and how the keypad
+//! steers it.
+
+pub mod menu;
