@@ -1,4 +1,5 @@
 //! The caller's side of a call: what the line says and how the keypad
 //! steers it.
 
+pub mod dtmf;
 pub mod menu;
