@@ -2,4 +2,5 @@
 //! steers it.
 
 pub mod dtmf;
+pub mod inband;
 pub mod menu;
