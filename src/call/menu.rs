@@ -39,6 +39,8 @@ pub enum Phrase {
     /// Month, 1–12.
     Month(u32),
     StarReturns,
+    NotAnOption,
+    Goodbye,
 }
 
 impl Phrase {
@@ -63,6 +65,8 @@ impl Phrase {
             Phrase::StarReturns => {
                 "While a service is playing, press star to come back to this menu.".to_owned()
             }
+            Phrase::NotAnOption => "Sorry, that's not one of the options.".to_owned(),
+            Phrase::Goodbye => "Thank you for listening. Goodbye.".to_owned(),
         }
     }
 }

@@ -2,5 +2,6 @@
 //! steers it.
 
 pub mod dtmf;
+pub mod flow;
 pub mod inband;
 pub mod menu;

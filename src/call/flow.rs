@@ -1,0 +1,371 @@
+//! The call flow, sans-IO: what the line says and plays, and how the keypad
+//! steers it, for one call.
+//!
+//! Inputs are a key press, the end of what was playing, and the clock; the
+//! output is a queue of [`FlowAction`]s (play, seek, pause, hang up) and the
+//! next instant to be woken at. Nothing here does I/O or reads a clock, so
+//! the whole flow is tested under a virtual clock.
+//!
+//! ```text
+//!  Greeting+menu ──key 1-9──────────────────────────► Service ──end──► Goodbye ──► hang up
+//!     │  ▲  │ end                                      │ ▲   4/6 ±30 s, 5 pause,
+//!     │  │  ▼                                          │ │   0 from the start
+//!     │  │ Waiting ──10 s──► menu again ──10 s──► latest service
+//!     │  └──*/0── any state of the menu; ──other key──► "Sorry…" ──► menu
+//!     └──────────── * while a service plays ◄──────────┘
+//! ```
+//!
+//! Every [`FlowAction::Play`] carries a new tag; the end of a programme is
+//! reported with its tag, so an end that crossed a key press is ignored.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::dtmf::Key;
+use super::menu::{Menu, Phrase};
+use crate::source::schedule::Service;
+
+/// How the flow behaves; [`Default`] is what the issue and callers expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Silence after the menu before it is said again, and after the second
+    /// time before the latest service plays.
+    pub menu_timeout: Duration,
+    /// How far `4` and `6` move in a service.
+    pub seek_step: Duration,
+    /// A pause (`5`) ends by itself after this.
+    pub pause_limit: Duration,
+    /// With one service only, play it straight after the greeting.
+    pub skip_single_menu: bool,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            menu_timeout: Duration::from_secs(10),
+            seek_step: Duration::from_secs(30),
+            pause_limit: Duration::from_secs(5 * 60),
+            skip_single_menu: true,
+        }
+    }
+}
+
+/// What to play.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Programme {
+    /// Sentences assembled from prompts (and the church name and titles).
+    Speech(Vec<Vec<Phrase>>),
+    /// A service from its start; its audio failing plays the apology.
+    Service(Service),
+    /// The apology clip: the schedule offers nothing that can be played.
+    Apology,
+}
+
+/// How a programme ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Played to its end.
+    Completed,
+    /// Its audio failed and the apology was played instead.
+    Failed,
+}
+
+/// Where a seek goes, within the service playing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek {
+    Back(Duration),
+    Forward(Duration),
+    Start,
+}
+
+/// What the flow asks of the media and the call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowAction {
+    /// Stop what is playing, at once, and play this.
+    Play {
+        tag: u32,
+        programme: Programme,
+    },
+    Seek(Seek),
+    Pause,
+    Resume,
+    /// End the call (BYE).
+    HangUp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// Saying the greeting, the menu or "sorry" (tag `speaking`); a key
+    /// press barges in.
+    Speaking {
+        what: Speaking,
+    },
+    /// The menu has been said `round` times; waiting for a key.
+    Waiting {
+        round: u8,
+        until: Instant,
+    },
+    /// A service plays; `paused_until` while `5` holds it.
+    Service {
+        paused_until: Option<Instant>,
+    },
+    /// "Thank you for listening. Goodbye."
+    Goodbye,
+    /// The apology, then hang up.
+    Apology,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaking {
+    /// The greeting, and the menu after it unless it is skipped.
+    Greeting,
+    /// The menu, said for the `round`th time since the last key.
+    Menu {
+        round: u8,
+    },
+    NotAnOption,
+}
+
+/// One call's flow.
+#[derive(Debug)]
+pub struct CallFlow {
+    /// Fixed when the call is answered: a key always plays what was said.
+    menu: Option<Menu>,
+    config: FlowConfig,
+    state: State,
+    /// Tag of the programme playing now.
+    tag: u32,
+    /// The "press star" hint is said the first time only.
+    star_hint_said: bool,
+    actions: VecDeque<FlowAction>,
+}
+
+impl CallFlow {
+    /// A flow for a call answered with `menu`; `None` (no usable schedule or
+    /// no service yet) plays the apology and hangs up.
+    pub fn new(menu: Option<Menu>, config: FlowConfig) -> CallFlow {
+        let menu = menu.filter(|m| !m.items.is_empty());
+        let mut flow = CallFlow {
+            menu,
+            config,
+            state: State::Ended,
+            tag: 0,
+            star_hint_said: false,
+            actions: VecDeque::new(),
+        };
+        match &flow.menu {
+            None => {
+                flow.play(Programme::Apology);
+                flow.state = State::Apology;
+            }
+            Some(menu) => {
+                let mut speech = vec![menu.greeting()];
+                if !flow.skips_menu() {
+                    speech.extend(flow.menu_sentences());
+                }
+                flow.play(Programme::Speech(speech));
+                flow.state = State::Speaking {
+                    what: Speaking::Greeting,
+                };
+            }
+        }
+        flow
+    }
+
+    pub fn menu(&self) -> Option<&Menu> {
+        self.menu.as_ref()
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_action(&mut self) -> Option<FlowAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`CallFlow::handle_timeout`] wants to be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { until, .. } => Some(until),
+            State::Service { paused_until } => paused_until,
+            _ => None,
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// A key the caller pressed (already deduplicated across the ways it
+    /// can arrive).
+    pub fn handle_key(&mut self, key: Key, now: Instant) {
+        match self.state.clone() {
+            State::Speaking { .. } | State::Waiting { .. } => self.menu_key(key),
+            State::Service { paused_until } => self.service_key(key, paused_until, now),
+            // Back to the menu from the goodbye, for a caller who wants
+            // another service; anything else lets the call end.
+            State::Goodbye if key == Key::Star => self.say_menu(1),
+            State::Goodbye | State::Apology | State::Ended => {}
+        }
+    }
+
+    /// The programme tagged `tag` has ended.
+    pub fn handle_played(&mut self, tag: u32, outcome: Outcome, now: Instant) {
+        if tag != self.tag {
+            return; // it was cut off by a key; its end crossed the press
+        }
+        match self.state.clone() {
+            State::Speaking { what } => match what {
+                Speaking::Greeting if self.skips_menu() => self.play_service(0),
+                Speaking::Greeting => self.wait(1, now),
+                Speaking::Menu { round } => self.wait(round, now),
+                Speaking::NotAnOption => self.say_menu(1),
+            },
+            State::Service { .. } => match outcome {
+                Outcome::Completed => {
+                    self.play(Programme::Speech(vec![vec![Phrase::Goodbye]]));
+                    self.state = State::Goodbye;
+                }
+                // The apology has been said in its place.
+                Outcome::Failed => self.hang_up(),
+            },
+            State::Goodbye | State::Apology => self.hang_up(),
+            State::Waiting { .. } | State::Ended => {}
+        }
+    }
+
+    /// The clock reached [`CallFlow::poll_timeout`] (or passed it).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Waiting { round, until } if now >= until => {
+                if round >= 2 {
+                    // A caller who presses nothing still hears church.
+                    self.play_service(0);
+                } else {
+                    self.say_menu(round + 1);
+                }
+            }
+            State::Service {
+                paused_until: Some(until),
+            } if now >= until => {
+                self.actions.push_back(FlowAction::Resume);
+                self.state = State::Service { paused_until: None };
+            }
+            _ => {}
+        }
+    }
+
+    fn menu_key(&mut self, key: Key) {
+        match key {
+            Key::Star | Key::Digit(0) => self.say_menu(1),
+            Key::Digit(digit) if self.index_of(digit).is_some() => {
+                if let Some(index) = self.index_of(digit) {
+                    self.play_service(index);
+                }
+            }
+            _ => {
+                self.play(Programme::Speech(vec![vec![Phrase::NotAnOption]]));
+                self.state = State::Speaking {
+                    what: Speaking::NotAnOption,
+                };
+            }
+        }
+    }
+
+    fn service_key(&mut self, key: Key, paused_until: Option<Instant>, now: Instant) {
+        let seek = match key {
+            Key::Star => return self.say_menu(1),
+            Key::Digit(5) => {
+                if paused_until.is_some() {
+                    self.actions.push_back(FlowAction::Resume);
+                    self.state = State::Service { paused_until: None };
+                } else {
+                    self.actions.push_back(FlowAction::Pause);
+                    self.state = State::Service {
+                        paused_until: Some(now + self.config.pause_limit),
+                    };
+                }
+                return;
+            }
+            Key::Digit(4) => Seek::Back(self.config.seek_step),
+            Key::Digit(6) => Seek::Forward(self.config.seek_step),
+            Key::Digit(0) => Seek::Start,
+            // Other keys must not disturb the service.
+            _ => return,
+        };
+        if paused_until.is_some() {
+            // A caller who moves wants to hear where they moved to.
+            self.actions.push_back(FlowAction::Resume);
+            self.state = State::Service { paused_until: None };
+        }
+        self.actions.push_back(FlowAction::Seek(seek));
+    }
+
+    fn index_of(&self, digit: u8) -> Option<usize> {
+        self.menu
+            .as_ref()?
+            .items
+            .iter()
+            .position(|item| item.digit == digit)
+    }
+
+    fn skips_menu(&self) -> bool {
+        self.config.skip_single_menu && self.menu.as_ref().is_some_and(|m| m.items.len() == 1)
+    }
+
+    /// The menu's sentences; the "press star" hint only the first time.
+    fn menu_sentences(&mut self) -> Vec<Vec<Phrase>> {
+        let Some(menu) = &self.menu else {
+            return Vec::new();
+        };
+        let mut sentences = menu.sentences();
+        if self.star_hint_said {
+            sentences.retain(|s| s.as_slice() != [Phrase::StarReturns]);
+        }
+        self.star_hint_said = true;
+        sentences
+    }
+
+    fn say_menu(&mut self, round: u8) {
+        let sentences = self.menu_sentences();
+        self.play(Programme::Speech(sentences));
+        self.state = State::Speaking {
+            what: Speaking::Menu { round },
+        };
+    }
+
+    fn wait(&mut self, round: u8, now: Instant) {
+        self.state = State::Waiting {
+            round,
+            until: now + self.config.menu_timeout,
+        };
+    }
+
+    fn play_service(&mut self, index: usize) {
+        let Some(service) = self
+            .menu
+            .as_ref()
+            .and_then(|m| m.items.get(index))
+            .map(|item| item.service.clone())
+        else {
+            return;
+        };
+        self.play(Programme::Service(service));
+        self.state = State::Service { paused_until: None };
+    }
+
+    fn play(&mut self, programme: Programme) {
+        self.tag = self.tag.wrapping_add(1);
+        self.actions.push_back(FlowAction::Play {
+            tag: self.tag,
+            programme,
+        });
+    }
+
+    fn hang_up(&mut self) {
+        self.actions.push_back(FlowAction::HangUp);
+        self.state = State::Ended;
+    }
+}
+
+#[cfg(test)]
+mod tests;
