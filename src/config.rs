@@ -32,7 +32,10 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::media::Codec;
 
+mod call;
 mod trunk;
+use call::CallSettings;
+pub use call::{CacheConfig, DtmfConfig, LineConfig, SpeechConfig};
 use trunk::TrunkSettings;
 pub use trunk::{
     DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRES, DEFAULT_KEEPALIVE, IpNet, MIN_EXPIRES, Password, SipUri,
@@ -128,6 +131,9 @@ pub struct Config {
     pub audio: AudioConfig,
     pub log: LogConfig,
     pub line: LineConfig,
+    pub dtmf: DtmfConfig,
+    pub speech: SpeechConfig,
+    pub cache: CacheConfig,
     /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
     pub trunk: Option<TrunkConfig>,
 }
@@ -160,11 +166,8 @@ pub struct SourceConfig {
 pub struct AudioConfig {
     /// Played when a service cannot be.
     pub apology: PathBuf,
-}
-#[derive(Debug, Clone)]
-pub struct LineConfig {
-    /// Where the parish is: schedule times without an offset are local times here.
-    pub timezone: chrono_tz::Tz,
+    /// The prompt library: one file per word or phrase (see `audio/README.md`).
+    pub prompts: PathBuf,
 }
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -178,9 +181,12 @@ const KEYS: &[(&str, &[&str])] = &[
     ("sip", &["listen", "public_address", "t1", "answer_delay"]),
     ("media", &["rtp_ports", "codecs", "max_cached_tracks"]),
     ("source", &["schedule", "audio"]),
-    ("audio", &["apology"]),
+    ("audio", &["apology", "prompts"]),
     ("log", &["level"]),
-    ("line", &["timezone"]),
+    ("line", call::LINE_KEYS),
+    ("dtmf", call::DTMF_KEYS),
+    ("speech", call::SPEECH_KEYS),
+    ("cache", call::CACHE_KEYS),
     ("trunk", trunk::KEYS),
 ];
 
@@ -311,8 +317,9 @@ struct Settings {
     schedule: Option<PathBuf>,
     audio: Option<PathBuf>,
     apology: Option<PathBuf>,
+    prompts: Option<PathBuf>,
     level: Option<String>,
-    timezone: Option<chrono_tz::Tz>,
+    call: CallSettings,
     trunk: TrunkSettings,
 }
 
@@ -373,6 +380,7 @@ impl Settings {
             ("source", "schedule") => self.schedule = Some(path(value)?),
             ("source", "audio") => self.audio = Some(path(value)?),
             ("audio", "apology") => self.apology = Some(path(value)?),
+            ("audio", "prompts") => self.prompts = Some(path(value)?),
             ("log", "level") => {
                 let level = text(value, "expected a log level like \"info\"")?;
                 tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
@@ -381,11 +389,8 @@ impl Settings {
                 self.level = Some(level);
             }
             ("trunk", key) => self.trunk.set(key, value, base)?,
-            ("line", "timezone") => {
-                self.timezone = Some(parsed(
-                    value,
-                    "expected a time zone name like \"Europe/London\" (from the IANA tz database)",
-                )?);
+            ("line" | "dtmf" | "speech" | "cache", key) => {
+                self.call.set(section, key, value, base)?
             }
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
@@ -411,8 +416,13 @@ impl Settings {
         let audio = self
             .audio
             .unwrap_or_else(|| schedule.parent().unwrap_or(Path::new("")).join("audio"));
+        let (line, dtmf, speech, cache) = self.call.finish(config_dir);
         Ok(Config {
             trunk: self.trunk.finish(file)?,
+            line,
+            dtmf,
+            speech,
+            cache,
             sip: SipConfig {
                 listen,
                 public_address,
@@ -430,14 +440,12 @@ impl Settings {
                 apology: self
                     .apology
                     .unwrap_or_else(|| config_dir.join("../audio/apology.wav")),
+                prompts: self
+                    .prompts
+                    .unwrap_or_else(|| config_dir.join("../audio/prompts")),
             },
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
-            },
-            line: LineConfig {
-                timezone: self
-                    .timezone
-                    .unwrap_or(crate::source::schedule::DEFAULT_TIMEZONE),
             },
         })
     }

@@ -14,8 +14,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::call::flow;
+use crate::call::menu::Menu;
 use crate::media::Codec;
-use crate::media::track::{Playlist, Track, TrackCache};
+use crate::media::pacer::{FrameSource, Programme, Unplayable};
+use crate::media::track::{Track, TrackCache};
+use crate::prompts::Prompts;
 use crate::source::schedule::Schedule;
 
 /// Remembers the last problem of one kind so it is logged once per change.
@@ -47,6 +51,8 @@ pub struct Content {
     /// Schedule times without an offset are local times here.
     timezone: Tz,
     tracks: TrackCache,
+    /// The spoken words: prompt library, names and titles.
+    prompts: Prompts,
     tones: Mutex<HashMap<Codec, Arc<Track>>>,
     schedule_problem: ProblemLog,
     audio_problem: ProblemLog,
@@ -54,13 +60,20 @@ pub struct Content {
 }
 
 impl Content {
-    pub fn new(schedule: PathBuf, audio_dir: PathBuf, apology: PathBuf, max_tracks: usize) -> Self {
+    pub fn new(
+        schedule: PathBuf,
+        audio_dir: PathBuf,
+        apology: PathBuf,
+        max_tracks: usize,
+        prompts: Prompts,
+    ) -> Self {
         Content {
             schedule,
             audio_dir,
             apology,
             timezone: crate::source::schedule::DEFAULT_TIMEZONE,
             tracks: TrackCache::new(max_tracks),
+            prompts,
             tones: Mutex::new(HashMap::new()),
             schedule_problem: ProblemLog::default(),
             audio_problem: ProblemLog::default(),
@@ -109,23 +122,10 @@ impl Content {
         }
     }
 
-    /// What a call answered with `codec` at `now` plays.
-    pub fn playlist(&self, codec: Codec, now: DateTime<Utc>) -> Playlist {
-        let apology = self.apology_track(codec);
-        match self.service_track(codec, now) {
-            Some(track) => Playlist {
-                items: vec![track],
-                on_failure: Some(apology),
-            },
-            None => Playlist {
-                items: vec![apology],
-                on_failure: None,
-            },
-        }
-    }
-
-    /// The latest service's track, or `None` (logged) when there is none.
-    fn service_track(&self, codec: Codec, now: DateTime<Utc>) -> Option<Arc<Track>> {
+    /// The menu a call answered at `now` is offered (fixed for the call);
+    /// `None`, logged, when the schedule is unusable or offers nothing yet:
+    /// the caller hears the apology.
+    pub fn menu(&self, now: DateTime<Utc>) -> Option<Menu> {
         let schedule = match Schedule::load_in(&self.schedule, self.timezone) {
             Ok(schedule) => schedule,
             Err(error) => {
@@ -134,26 +134,59 @@ impl Content {
                 return None;
             }
         };
-        let Some(service) = schedule.latest(now) else {
+        let menu = Menu::at(&schedule, now, self.timezone);
+        if menu.items.is_empty() {
             let reason = format!(
                 "{} lists no service that has started yet",
                 self.schedule.display()
             );
             self.schedule_problem.record("schedule", Some(reason));
             return None;
-        };
+        }
         self.schedule_problem.record("schedule", None);
-        let path = self.audio_path(&service.file);
-        match self.tracks.open(&path, codec) {
-            Ok(track) => {
-                self.audio_problem.record("service audio", None);
-                Some(track)
+        // Names and titles new to the speech cache are rendered now, in
+        // the background, for the callers after this one.
+        self.prompts.prepare(&menu);
+        Some(menu)
+    }
+
+    /// The audio of what the call flow asked for, in `codec`. Never fails:
+    /// a service whose audio cannot be opened plays the apology (and is
+    /// reported to the flow as failed).
+    pub fn programme(&self, what: &flow::Programme, codec: Codec) -> Programme {
+        match what {
+            flow::Programme::Speech(sentences) => Programme {
+                items: self
+                    .prompts
+                    .render(sentences, codec, &self.audio_dir)
+                    .into_iter()
+                    .map(|t| t as Arc<dyn FrameSource>)
+                    .collect(),
+                on_failure: None,
+            },
+            flow::Programme::Service(service) => {
+                let apology: Arc<dyn FrameSource> = self.apology_track(codec);
+                let path = self.audio_path(&service.file);
+                let item: Arc<dyn FrameSource> = match self.tracks.open(&path, codec) {
+                    Ok(track) => {
+                        self.audio_problem.record("service audio", None);
+                        track
+                    }
+                    Err(error) => {
+                        self.audio_problem
+                            .record("service audio", Some(error.to_string()));
+                        Arc::new(Unplayable)
+                    }
+                };
+                Programme {
+                    items: vec![item],
+                    on_failure: Some(apology),
+                }
             }
-            Err(error) => {
-                self.audio_problem
-                    .record("service audio", Some(error.to_string()));
-                None
-            }
+            flow::Programme::Apology => Programme {
+                items: vec![self.apology_track(codec)],
+                on_failure: None,
+            },
         }
     }
 
@@ -345,7 +378,13 @@ mod tests {
 
     #[test]
     fn audio_path_stays_inside_the_folder() {
-        let content = Content::new("s.json".into(), "/srv/audio".into(), "a.wav".into(), 4);
+        let content = Content::new(
+            "s.json".into(),
+            "/srv/audio".into(),
+            "a.wav".into(),
+            4,
+            crate::prompts::Prompts,
+        );
         assert_eq!(content.audio_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
         assert_eq!(
             content.audio_path("sub/x.mp3"),

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::call::flow::FlowConfig;
+use crate::calls::Calls;
 use crate::config::Config;
 use crate::content::Content;
-use crate::endpoint::{Action, CallId, Endpoint, EndpointConfig, MediaPorts};
-use crate::media::pacer::{MediaEngine, MediaEvent, StreamId, StreamSpec};
+use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
+use crate::media::pacer::{MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
-use crate::media::track::Playlist;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
@@ -37,8 +38,6 @@ pub enum DriverError {
 struct BoundPorts {
     allocator: PortAllocator,
     reserved: HashMap<u16, RtpSockets>,
-    /// Content opened when the call was answered, waiting for the ACK.
-    prepared: HashMap<CallId, Playlist>,
 }
 
 impl MediaPorts for BoundPorts {
@@ -109,6 +108,7 @@ pub async fn serve(
             config.source.audio.clone(),
             config.audio.apology.clone(),
             config.media.max_cached_tracks,
+            crate::prompts::Prompts,
         )
         .with_timezone(config.line.timezone),
     );
@@ -120,21 +120,40 @@ pub async fn serve(
     let mut ports = BoundPorts {
         allocator: PortAllocator::new(local.ip(), config.media.rtp_ports),
         reserved: HashMap::new(),
-        prepared: HashMap::new(),
     };
+    let mut calls = Calls::new(
+        FlowConfig {
+            menu_timeout: config.line.menu_timeout,
+            skip_single_menu: config.line.skip_single_menu,
+            ..FlowConfig::default()
+        },
+        config.dtmf,
+    );
     tracing::info!(sip = %local, advertised = %contact_addr, codecs = ?config.media.codecs, "the line is listening");
 
     tokio::pin!(shutdown);
     loop {
         // Media first: content prepared for a call is ready before its 200
         // OK leaves, so the caller's ACK finds it and RTP starts at once.
-        while let Some(action) = endpoint.poll_action() {
-            perform(action, &engine, &mut ports, &content);
+        loop {
+            while let Some(action) = endpoint.poll_action() {
+                perform(action, &engine, &mut ports, &content, &mut calls);
+            }
+            let hang_ups = calls.take_hang_ups();
+            if hang_ups.is_empty() {
+                break;
+            }
+            for call in hang_ups {
+                endpoint.handle_media_finished(call, Instant::now());
+            }
         }
         while let Some(transmit) = endpoint.poll_transmit() {
             transport.send(&transmit).await;
         }
-        let wake = endpoint.poll_timeout();
+        let wake = match (endpoint.poll_timeout(), calls.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -161,7 +180,11 @@ pub async fn serve(
                     }
                 }
             },
-            () = sleep => endpoint.handle_timeout(Instant::now()),
+            () = sleep => {
+                let now = Instant::now();
+                endpoint.handle_timeout(now);
+                calls.handle_timeout(now, &engine, &content);
+            }
             Some(destination) = resolved.recv() => {
                 if let Some(trunk) = &config.trunk {
                     let registration = Registration::new(
@@ -179,9 +202,7 @@ pub async fn serve(
                     endpoint.set_registration(registration, Instant::now());
                 }
             }
-            Some(event) = events.recv() => match event {
-                MediaEvent::Finished { id } => endpoint.handle_media_finished(CallId(id.0), Instant::now()),
-            },
+            Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine, &content),
             () = &mut shutdown => break,
         }
     }
@@ -197,7 +218,7 @@ pub async fn serve(
             transport.send(&transmit).await;
         }
         while let Some(action) = endpoint.poll_action() {
-            perform(action, &engine, &mut ports, &content);
+            perform(action, &engine, &mut ports, &content, &mut calls);
         }
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
@@ -252,13 +273,18 @@ async fn resolve_trunk(target: String, resolved: mpsc::Sender<SocketAddr>) {
 }
 
 /// Carries out one media action of the endpoint.
-fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content: &Content) {
+fn perform(
+    action: Action,
+    engine: &MediaEngine,
+    ports: &mut BoundPorts,
+    content: &Content,
+    calls: &mut Calls,
+) {
     match action {
         Action::PrepareMedia { call, codec } => {
             let started = Instant::now();
-            let playlist = content.playlist(codec, chrono::Utc::now());
+            calls.prepare(call, codec, content);
             tracing::debug!(%call, %codec, took = ?started.elapsed(), "content prepared");
-            ports.prepared.insert(call, playlist);
         }
         Action::StartMedia {
             call,
@@ -270,40 +296,15 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
                 tracing::error!(%call, rtp_port, "RTP sockets vanished before media started");
                 return;
             };
-            let playlist = match ports.prepared.remove(&call) {
-                Some(playlist)
-                    if playlist
-                        .items
-                        .first()
-                        .is_some_and(|t| t.codec() == media.codec) =>
-                {
-                    playlist
-                }
-                _ => content.playlist(media.codec, chrono::Utc::now()),
-            };
-            let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
-            let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
-            let remote_rtcp = media.remote_rtcp.unwrap_or_else(|| {
-                SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1))
-            });
             tracing::info!(
                 %call,
                 %caller,
                 codec = %media.codec,
-                remote = %remote_rtp,
-                playing = %playlist.items.first().map(|t| t.label().to_owned()).unwrap_or_default(),
+                remote = ?media.remote_rtp,
+                telephone_event = ?media.telephone_event,
                 "call answered"
             );
-            engine.add(StreamSpec {
-                id: StreamId(call.0),
-                sockets,
-                remote_rtp,
-                remote_rtcp,
-                codec: media.codec,
-                payload_type: media.payload_type,
-                playlist,
-                sending: media.local_direction.sends() && media.remote_rtp.is_some(),
-            });
+            calls.start(call, sockets, &media, engine, content);
         }
         Action::UpdateMedia { call, media } => {
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
@@ -317,11 +318,15 @@ fn perform(action: Action, engine: &MediaEngine, ports: &mut BoundPorts, content
         }
         Action::StopMedia { call, rtp_port } => {
             ports.release(rtp_port);
-            ports.prepared.remove(&call);
+            calls.stop(call);
             engine.remove(StreamId(call.0));
         }
         Action::CallEnded { call, reason } => {
+            calls.stop(call);
             tracing::info!(%call, ?reason, "call ended");
+        }
+        Action::Key { call, key } => {
+            calls.handle_info_key(call, key, Instant::now(), engine, content);
         }
     }
 }

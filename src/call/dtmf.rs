@@ -91,6 +91,38 @@ impl Rfc4733Detector {
     }
 }
 
+/// The key in a SIP INFO body: `application/dtmf-relay` (`Signal=5`, the
+/// Cisco form most trunks send) or `application/dtmf` (the bare key, as
+/// draft-kaplan-dispatch-info-dtmf-package describes). `None` for any
+/// other content or an unreadable body.
+pub fn key_from_info(content_type: &str, body: &[u8]) -> Option<Key> {
+    let media_type = content_type.split(';').next()?.trim();
+    let body = std::str::from_utf8(body).ok()?;
+    if media_type.eq_ignore_ascii_case("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("signal") {
+                return None;
+            }
+            key_from_signal(value.trim())
+        })
+    } else if media_type.eq_ignore_ascii_case("application/dtmf") {
+        key_from_signal(body.trim())
+    } else {
+        None
+    }
+}
+
+/// One key as a signal value: the character, or its RFC 4733 event code
+/// (some gateways send `Signal=10` for star and `11` for hash).
+fn key_from_signal(value: &str) -> Option<Key> {
+    let mut chars = value.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Key::from_char(c),
+        _ => value.parse::<u8>().ok().and_then(Key::from_event),
+    }
+}
+
 /// Which way a press arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -212,6 +244,29 @@ mod tests {
             keys.handle_key(Key::Digit(2), Via::InBand, t3),
             Some(Key::Digit(2))
         );
+    }
+
+    #[test]
+    fn keys_from_info_bodies() {
+        let relay = "application/dtmf-relay";
+        assert_eq!(
+            key_from_info(relay, b"Signal=5\r\nDuration=160\r\n"),
+            Some(Key::Digit(5))
+        );
+        assert_eq!(
+            key_from_info("Application/DTMF-Relay; x=y", b"signal = *\nduration=100"),
+            Some(Key::Star)
+        );
+        assert_eq!(key_from_info(relay, b"Signal=11\r\n"), Some(Key::Hash));
+        assert_eq!(key_from_info(relay, b"Duration=160\r\n"), None);
+        assert_eq!(key_from_info(relay, b"Signal=x\r\n"), None);
+        assert_eq!(key_from_info(relay, &[0xff, 0xfe]), None);
+        assert_eq!(
+            key_from_info("application/dtmf", b"2\r\n"),
+            Some(Key::Digit(2))
+        );
+        assert_eq!(key_from_info("application/dtmf", b"#"), Some(Key::Hash));
+        assert_eq!(key_from_info("application/sdp", b"Signal=5"), None);
     }
 
     #[test]

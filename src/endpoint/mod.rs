@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::call::dtmf::Key;
 use crate::config::{IpNet, Untrusted};
 use crate::media::Codec;
 use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
@@ -121,6 +122,8 @@ pub enum Action {
     StopMedia { call: CallId, rtp_port: u16 },
     /// For the call log.
     CallEnded { call: CallId, reason: EndReason },
+    /// The caller pressed a key, sent in a SIP INFO.
+    Key { call: CallId, key: Key },
 }
 
 /// Counters kept for operators and tests.

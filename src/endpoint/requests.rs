@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::call::{Call, CallState, InviteRef};
 use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
+use crate::call::dtmf;
 use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::Transport;
@@ -443,6 +444,14 @@ impl Endpoint {
             return;
         };
         self.reply_once(key, &request, origin, 200, &[], now);
+        if request.method == rsip::Method::Info {
+            let key = message::content_type(&request.headers)
+                .and_then(|content_type| dtmf::key_from_info(content_type, &request.body));
+            match key {
+                Some(key) => self.actions.push_back(Action::Key { call: id, key }),
+                None => tracing::debug!(call = %id, "INFO without a key; answered 200"),
+            }
+        }
         if request.method == rsip::Method::Bye {
             tracing::debug!(call = %id, "caller hung up");
             self.end_call(id, EndReason::CallerHungUp);

@@ -21,6 +21,7 @@
 //! The per-stream logic (clock, playlist position, hold, catch-up) is the
 //! sans-IO [`playout::Playout`]; the worker only does I/O and bookkeeping.
 
+mod keys;
 mod playout;
 mod stats;
 #[cfg(test)]
@@ -35,11 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use keys::KeyListening;
 pub use stats::{EngineStats, Lateness};
 
 use super::Codec;
 use super::ports::RtpSockets;
 use super::track::{FrameRead, Playlist, Track};
+use crate::call::dtmf::{Key, Via};
 use worker::{Command, NewStream, WAKER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +67,77 @@ pub enum MediaEvent {
     /// with nothing to fall back on; the stream is gone. Not sent after
     /// [`MediaEngine::remove`].
     Finished { id: StreamId },
+    /// A steered stream's programme `tag` has played out (`failed`: an
+    /// item failed and `on_failure` played instead). The stream stays,
+    /// sending comfort frames, until told what next.
+    Played {
+        id: StreamId,
+        tag: u32,
+        failed: bool,
+    },
+    /// The caller pressed a key (each way it arrived is reported).
+    Key { id: StreamId, key: Key, via: Via },
+}
+
+/// A change to a steered stream's playback, applied at its next slot.
+#[derive(Clone)]
+pub enum Control {
+    /// Stop what plays and play this instead.
+    Play {
+        tag: u32,
+        programme: Programme,
+    },
+    /// Move by this many frames within the item playing (back if negative).
+    SeekBy(i64),
+    /// Back to the start of the item playing.
+    Restart,
+    Pause,
+    Resume,
+}
+
+/// For a stream the call flow steers (see [`Control`]).
+#[derive(Clone)]
+pub struct Steering {
+    /// The tag of the first programme, reported in [`MediaEvent::Played`].
+    pub tag: u32,
+    /// Sent while paused or between programmes.
+    pub comfort: Arc<dyn FrameSource>,
+}
+
+/// The same silent frame for every slot: G.711 silence, or the Opus
+/// 20 ms CELT silence frame (TOC 0xF8, as WebRTC stacks send).
+pub struct Comfort {
+    frame: Vec<u8>,
+}
+
+impl Comfort {
+    pub fn new(codec: Codec) -> Comfort {
+        let frame = match codec {
+            // Both laws' codes for a zero sample.
+            Codec::Pcmu => vec![0xff; codec.samples_per_frame() as usize],
+            Codec::Pcma => vec![0xd5; codec.samples_per_frame() as usize],
+            Codec::Opus => vec![0xf8, 0xff, 0xfe],
+        };
+        Comfort { frame }
+    }
+}
+
+impl FrameSource for Comfort {
+    fn read_frame(&self, _index: usize, out: &mut Vec<u8>) -> FrameRead {
+        out.clear();
+        out.extend_from_slice(&self.frame);
+        FrameRead::Ready
+    }
+}
+
+/// An item that can never play: its `on_failure` (the apology) plays and
+/// the end is reported as failed, as for a file that breaks mid-way.
+pub struct Unplayable;
+
+impl FrameSource for Unplayable {
+    fn read_frame(&self, _index: usize, _out: &mut Vec<u8>) -> FrameRead {
+        FrameRead::Failed
+    }
 }
 
 /// Where a stream's frames come from: [`Track`] in production, in-memory
@@ -85,6 +159,16 @@ impl FrameSource for Track {
 pub struct Programme {
     pub items: Vec<Arc<dyn FrameSource>>,
     pub on_failure: Option<Arc<dyn FrameSource>>,
+}
+
+impl Programme {
+    /// Nothing to play: a steered stream sends comfort frames.
+    pub fn empty() -> Programme {
+        Programme {
+            items: Vec::new(),
+            on_failure: None,
+        }
+    }
 }
 
 impl From<Playlist> for Programme {
@@ -109,6 +193,13 @@ pub struct StreamParams {
     pub codec: Codec,
     pub payload_type: u8,
     pub sending: bool,
+    /// `Some` for a stream steered with [`MediaEngine::control`]; `None`
+    /// plays the programme once and ends with [`MediaEvent::Finished`].
+    pub steering: Option<Steering>,
+    /// The caller's telephone-event payload type, if negotiated.
+    pub telephone_event: Option<u8>,
+    /// Which ways to listen for the caller's keys.
+    pub keys: KeyListening,
 }
 
 /// Tuning of the engine; [`Default`] is what production uses.
@@ -236,6 +327,9 @@ impl MediaEngine {
             codec,
             payload_type,
             sending,
+            steering: None,
+            telephone_event: None,
+            keys: KeyListening::default(),
         };
         self.add_programme(params, Programme::from(playlist));
     }
@@ -289,6 +383,15 @@ impl MediaEngine {
                 sending,
             },
         );
+    }
+
+    /// Steers a stream added with [`StreamParams::steering`].
+    pub fn control(&self, id: StreamId, control: Control) {
+        let Some(index) = self.shared.routes().get(&id).copied() else {
+            tracing::debug!(stream = id.0, "control for a stream that has ended");
+            return;
+        };
+        self.send(index, Command::Control { id, control });
     }
 
     /// Stops the stream within one loop turn and sends RTCP BYE. No

@@ -51,6 +51,16 @@ pub(super) struct Tick {
     /// The slot wanted a frame the decoder has not produced yet (or one
     /// too large to packetise).
     pub underrun: bool,
+    /// A controlled stream's programme has just played out.
+    pub ended: Option<Ended>,
+}
+
+/// The end of a controlled stream's programme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ended {
+    pub tag: u32,
+    /// An item failed and `on_failure` played instead.
+    pub failed: bool,
 }
 
 impl Tick {
@@ -60,6 +70,7 @@ impl Tick {
             lateness: Duration::ZERO,
             caught_up: false,
             underrun: false,
+            ended: None,
         }
     }
 }
@@ -98,6 +109,16 @@ pub(super) struct Playout {
     sending: bool,
     catch_up_window: Duration,
     next_wake: Instant,
+    /// Set for a stream the call flow steers: when the programme ends the
+    /// stream stays, sending these comfort frames until told what next
+    /// (a silent stream would let a trunk's RTP timeout end the call).
+    comfort: Option<Arc<dyn FrameSource>>,
+    /// Tag of the programme, reported when it ends.
+    tag: u32,
+    /// The programme has ended; comfort frames play.
+    idle: bool,
+    /// Paused by the caller: comfort frames play and the position holds.
+    paused: bool,
 }
 
 impl Playout {
@@ -120,7 +141,55 @@ impl Playout {
             sending,
             catch_up_window,
             next_wake: now,
+            comfort: None,
+            tag: 0,
+            idle: false,
+            paused: false,
         }
+    }
+
+    /// Makes the stream controlled: programme ends are reported and filled
+    /// with `comfort` frames. `tag` names the first programme.
+    pub fn with_comfort(mut self, comfort: Arc<dyn FrameSource>, tag: u32) -> Playout {
+        self.comfort = Some(comfort);
+        self.tag = tag;
+        self
+    }
+
+    /// Replaces the programme at the next slot: a key press cuts a prompt
+    /// off at once. Sequence and timestamps run on; the next packet is
+    /// marked, as after a silence.
+    pub fn play(&mut self, programme: Programme, tag: u32) {
+        self.programme = programme;
+        self.tag = tag;
+        self.item = 0;
+        self.frame = 0;
+        self.fallback = false;
+        self.idle = false;
+        self.paused = false;
+        self.packetizer.mark_next();
+    }
+
+    /// Moves within the item playing by `frames` (back when negative),
+    /// clamped at its start; past its end the item is over. `None` goes
+    /// back to the start. Nothing moves in the apology or when idle.
+    pub fn seek(&mut self, frames: Option<i64>) {
+        if self.fallback || self.idle {
+            return;
+        }
+        self.frame = match frames {
+            None => 0,
+            Some(delta) => self.frame.saturating_add_signed(delta as isize),
+        };
+        self.packetizer.mark_next();
+    }
+
+    /// Pauses (comfort frames, position kept) or resumes.
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.paused && !paused {
+            self.packetizer.mark_next();
+        }
+        self.paused = paused;
     }
 
     pub fn next_wake(&self) -> Instant {
@@ -151,9 +220,10 @@ impl Playout {
                     self.next_wake = now + START_POLL;
                     return Tick::new(Action::Waiting);
                 }
-                Read::Over => return Tick::new(Action::Finished),
-                // t0: the first frame is ready now.
-                Read::Ready => Clock {
+                Read::Over if self.comfort.is_none() => return Tick::new(Action::Finished),
+                // t0: the first frame is ready now (or, for a controlled
+                // stream with nothing to play, its comfort frames start).
+                Read::Ready | Read::Over => Clock {
                     anchor: now,
                     anchor_slot: 0,
                     slot: 0,
@@ -171,16 +241,17 @@ impl Playout {
             tick.caught_up = true;
         }
         if self.sending {
-            match self.read(frame) {
+            let (read, advance) = self.next_frame(frame, &mut tick);
+            match read {
                 Read::Ready => match self.packetizer.write_packet(frame, packet) {
                     Ok(len) => {
-                        self.frame += 1;
+                        self.frame += advance;
                         tick.action = Action::Send { len };
                     }
                     // A frame larger than a datagram is skipped rather than
                     // stalling the call on it.
                     Err(_) => {
-                        self.frame += 1;
+                        self.frame += advance;
                         self.silent_slot();
                         tick.underrun = true;
                     }
@@ -193,6 +264,11 @@ impl Playout {
             }
         } else {
             self.packetizer.skip_frames(1);
+            if !self.paused && !self.idle {
+                // On hold the position keeps, but a programme that has
+                // ended is still reported so the flow moves on.
+                self.note_end(frame, &mut tick);
+            }
         }
         clock.slot += 1;
         self.next_wake = clock.due();
@@ -205,6 +281,43 @@ impl Playout {
     fn silent_slot(&mut self) {
         self.packetizer.skip_frames(1);
         self.packetizer.mark_next();
+    }
+
+    /// The frame for this slot and how far the position moves: the
+    /// programme's (1), or a comfort frame while paused or idle (0).
+    fn next_frame(&mut self, out: &mut Vec<u8>, tick: &mut Tick) -> (Read, usize) {
+        if !self.paused && !self.idle {
+            match self.read(out) {
+                Read::Over if self.comfort.is_some() => self.end(tick),
+                read => return (read, 1),
+            }
+        }
+        match &self.comfort {
+            Some(comfort) => (Self::read_comfort(comfort, out), 0),
+            None => (Read::Over, 0),
+        }
+    }
+
+    /// On hold: checks whether the programme has ended, without moving.
+    fn note_end(&mut self, out: &mut Vec<u8>, tick: &mut Tick) {
+        if self.comfort.is_some() && matches!(self.read(out), Read::Over) {
+            self.end(tick);
+        }
+    }
+
+    fn end(&mut self, tick: &mut Tick) {
+        self.idle = true;
+        tick.ended = Some(Ended {
+            tag: self.tag,
+            failed: self.fallback,
+        });
+    }
+
+    fn read_comfort(comfort: &Arc<dyn FrameSource>, out: &mut Vec<u8>) -> Read {
+        match comfort.read_frame(0, out) {
+            FrameRead::Ready => Read::Ready,
+            _ => Read::Pending,
+        }
     }
 
     /// Reads the frame at the current position into `out`, moving to the
@@ -261,231 +374,4 @@ impl Playout {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::super::super::rtp::{PayloadType, Ssrc, parse};
-    use super::*;
-
-    /// Frames `0..n` of one byte each, valued `base + i`; `pending` frames
-    /// from `ready` on are not decoded yet; `fail` fails instead of ending.
-    struct Scripted {
-        base: u8,
-        n: usize,
-        ready: Mutex<usize>,
-        fail: bool,
-    }
-
-    impl FrameSource for Scripted {
-        fn read_frame(&self, index: usize, out: &mut Vec<u8>) -> FrameRead {
-            let ready = *self.ready.lock().unwrap();
-            if index >= ready.min(self.n) {
-                return match (index >= self.n, self.fail) {
-                    (true, true) => FrameRead::Failed,
-                    (true, false) => FrameRead::End,
-                    _ => FrameRead::Pending,
-                };
-            }
-            out.clear();
-            out.push(self.base + index as u8);
-            FrameRead::Ready
-        }
-    }
-
-    fn source(base: u8, n: usize) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            base,
-            n,
-            ready: Mutex::new(n),
-            fail: false,
-        })
-    }
-
-    const MS: Duration = Duration::from_millis(1);
-
-    struct Harness {
-        playout: Playout,
-        now: Instant,
-        frame: Vec<u8>,
-        packet: [u8; 64],
-    }
-
-    impl Harness {
-        fn new(items: Vec<Arc<dyn FrameSource>>, on_failure: Option<Arc<dyn FrameSource>>) -> Self {
-            let now = Instant::now();
-            let packetizer = Packetizer::with_initial(PayloadType(0), 160, Ssrc(1), 100, 1000);
-            Harness {
-                playout: Playout::new(
-                    Programme { items, on_failure },
-                    packetizer,
-                    8000,
-                    true,
-                    100 * MS,
-                    now,
-                ),
-                now,
-                frame: Vec::new(),
-                packet: [0; 64],
-            }
-        }
-
-        /// Runs the stream on time until it finishes; returns per slot the
-        /// (payload, seq, ts, marker) sent, or None for silence.
-        fn run(&mut self) -> Vec<Option<(u8, u16, u32, bool)>> {
-            let mut out = Vec::new();
-            for _ in 0..1000 {
-                let tick = self.step(Duration::ZERO);
-                match tick.action {
-                    Action::Finished => return out,
-                    Action::Waiting => {}
-                    Action::Silent => out.push(None),
-                    Action::Send { len } => {
-                        let h = parse(&self.packet[..len]).unwrap();
-                        out.push(Some((h.payload[0], h.sequence, h.timestamp, h.marker)));
-                    }
-                }
-            }
-            panic!("playout never finished");
-        }
-
-        /// Jumps to the next wake plus `late` and handles it.
-        fn step(&mut self, late: Duration) -> Tick {
-            self.now = self.playout.next_wake() + late;
-            self.playout
-                .handle_timeout(self.now, &mut self.frame, &mut self.packet)
-        }
-    }
-
-    #[test]
-    fn items_play_in_order_with_continuous_sequence_and_timestamps() {
-        let mut h = Harness::new(vec![source(10, 2), source(0, 0), source(20, 2)], None);
-        let start = h.now;
-        let sent = h.run();
-        assert_eq!(
-            sent,
-            vec![
-                Some((10, 100, 1000, true)),
-                Some((11, 101, 1160, false)),
-                Some((20, 102, 1320, false)),
-                Some((21, 103, 1480, false)),
-            ]
-        );
-        // Finished in the slot after the last frame.
-        assert_eq!(h.now, start + 80 * MS);
-    }
-
-    #[test]
-    fn a_failure_switches_to_on_failure_from_its_first_frame() {
-        let failing = Arc::new(Scripted {
-            base: 10,
-            n: 2,
-            ready: Mutex::new(2),
-            fail: true,
-        });
-        let mut h = Harness::new(vec![failing, source(20, 3)], Some(source(90, 2)));
-        let payloads: Vec<_> = h.run().into_iter().map(|p| p.unwrap().0).collect();
-        // The rest of the playlist is skipped: the apology ends the call.
-        assert_eq!(payloads, vec![10, 11, 90, 91]);
-
-        let mut h = Harness::new(
-            vec![Arc::new(Scripted {
-                base: 0,
-                n: 0,
-                ready: Mutex::new(0),
-                fail: true,
-            })],
-            None,
-        );
-        assert_eq!(h.run(), vec![]);
-    }
-
-    #[test]
-    fn waits_for_the_first_frame_then_underruns_mid_stream() {
-        let s = Arc::new(Scripted {
-            base: 0,
-            n: 4,
-            ready: Mutex::new(0),
-            fail: false,
-        });
-        let mut h = Harness::new(vec![s.clone()], None);
-        let start = h.now;
-        assert_eq!(h.step(Duration::ZERO).action, Action::Waiting);
-        assert_eq!(h.playout.next_wake(), start + START_POLL);
-        *s.ready.lock().unwrap() = 2;
-        let t = h.step(Duration::ZERO);
-        assert_eq!(t.action, Action::Send { len: 13 });
-        // t0 is when the first frame was ready.
-        assert_eq!(h.playout.next_wake(), start + START_POLL + 20 * MS);
-        h.step(Duration::ZERO);
-        let t = h.step(Duration::ZERO);
-        assert_eq!((t.action, t.underrun), (Action::Silent, true));
-        *s.ready.lock().unwrap() = 4;
-        let sent = h.run();
-        let (payload, seq, ts, marker) = sent[0].unwrap();
-        assert_eq!(
-            (payload, seq, marker),
-            (2, 102, true),
-            "resumes marked, no seq gap"
-        );
-        assert_eq!(ts, 1000 + 3 * 160, "the silent slot advanced the timestamp");
-    }
-
-    #[test]
-    fn hold_keeps_the_clock_and_the_position() {
-        let mut h = Harness::new(vec![source(0, 3)], None);
-        h.step(Duration::ZERO);
-        h.playout.set_sending(false);
-        for _ in 0..5 {
-            assert_eq!(h.step(Duration::ZERO).action, Action::Silent);
-        }
-        h.playout.set_sending(true);
-        let sent = h.run();
-        assert_eq!(
-            sent,
-            vec![
-                Some((1, 101, 1000 + 6 * 160, true)),
-                Some((2, 102, 1000 + 7 * 160, false))
-            ]
-        );
-    }
-
-    #[test]
-    fn small_delays_catch_up_and_long_stalls_re_anchor() {
-        let mut h = Harness::new(vec![source(0, 100)], None);
-        h.step(Duration::ZERO);
-        let due = h.playout.next_wake();
-        // 60 ms late: within the window; the next slots are already due.
-        let t = h.step(60 * MS);
-        assert!(!t.caught_up);
-        assert_eq!(t.lateness, 60 * MS);
-        assert_eq!(
-            h.playout.next_wake(),
-            due + 20 * MS,
-            "timing keeps its anchor"
-        );
-        // A 500 ms stall: re-anchor, no burst of 25 packets.
-        let due = h.playout.next_wake();
-        h.now = due + 500 * MS;
-        let t = h.playout.handle_timeout(h.now, &mut h.frame, &mut h.packet);
-        assert!(t.caught_up);
-        assert_eq!(t.lateness, 500 * MS);
-        assert_eq!(h.playout.next_wake(), h.now + 20 * MS);
-    }
-
-    #[test]
-    fn sender_info_extrapolates_the_rtp_clock() {
-        let mut h = Harness::new(vec![source(0, 10)], None);
-        h.step(Duration::ZERO);
-        h.step(Duration::ZERO);
-        // Two packets sent; slot 2 (ts 1320) is due at next_wake.
-        let wall = NtpTimestamp(42);
-        let info = h.playout.sender_info(h.playout.next_wake() - 5 * MS, wall);
-        assert_eq!(info.rtp_timestamp, 1320 - 40);
-        assert_eq!(
-            (info.packet_count, info.octet_count, info.ntp),
-            (2, 2, wall)
-        );
-        let info = h.playout.sender_info(h.playout.next_wake() + 10 * MS, wall);
-        assert_eq!(info.rtp_timestamp, 1320 + 80);
-    }
-}
+mod tests;

@@ -97,6 +97,9 @@ impl Caller {
             codec,
             payload_type,
             sending: true,
+            steering: None,
+            telephone_event: None,
+            keys: KeyListening::default(),
         }
     }
 }

@@ -20,9 +20,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::super::rtcp::{self, NtpTimestamp};
 use super::super::rtp::{self, PayloadType, RtpHeader};
+use super::keys::KeyListener;
 use super::playout::{Action, Playout};
 use super::stats::WorkerStats;
-use super::{MediaEvent, Programme, Shared, StreamId, StreamParams};
+use super::{Control, MediaEvent, Programme, Shared, StreamId, StreamParams};
+use crate::call::dtmf::{Key, Via};
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 
@@ -53,6 +55,10 @@ pub(super) enum Command {
         remote_rtcp: SocketAddr,
         sending: bool,
     },
+    Control {
+        id: StreamId,
+        control: Control,
+    },
     Remove(StreamId),
     Shutdown,
 }
@@ -72,12 +78,23 @@ struct Stream {
     /// RFC 7022 random CNAME: `das-` and 12 hex digits.
     cname: [u8; 16],
     next_report: Instant,
+    /// `None` when the call listens for no keys.
+    keys: Option<Box<KeyListener>>,
 }
 
 impl Stream {
-    /// Handles one RTP packet from the caller. Only latching for now; RFC
-    /// 4733 DTMF will be read here.
-    fn handle_rtp(&mut self, _header: &RtpHeader<'_>, from: SocketAddr, stats: &WorkerStats) {
+    /// Handles one RTP packet from the caller: latching, and key presses
+    /// (pushed onto `keys`).
+    fn handle_rtp(
+        &mut self,
+        header: &RtpHeader<'_>,
+        from: SocketAddr,
+        stats: &WorkerStats,
+        keys: &mut Vec<(Key, Via)>,
+    ) {
+        if let Some(listener) = &mut self.keys {
+            listener.handle(header, keys);
+        }
         if from != self.remote_rtp {
             // Symmetric RTP: a caller behind NAT sends from the address it
             // can receive on, whatever its SDP said.
@@ -112,6 +129,8 @@ pub(super) struct Worker {
     frame: Vec<u8>,
     packet: Box<[u8]>,
     datagram: Box<[u8]>,
+    /// Keys heard in one datagram (scratch).
+    keys: Vec<(Key, Via)>,
 }
 
 impl Worker {
@@ -138,6 +157,7 @@ impl Worker {
             frame: Vec::with_capacity(DATAGRAM_MAX),
             packet: vec![0; DATAGRAM_MAX].into_boxed_slice(),
             datagram: vec![0; DATAGRAM_MAX].into_boxed_slice(),
+            keys: Vec::new(),
         }
     }
 
@@ -226,6 +246,13 @@ impl Worker {
         if tick.underrun {
             WorkerStats::count(&self.stats.underruns);
         }
+        if let Some(ended) = tick.ended {
+            let _ = self.events.send(MediaEvent::Played {
+                id: stream.id,
+                tag: ended.tag,
+                failed: ended.failed,
+            });
+        }
         match tick.action {
             Action::Finished => {
                 self.finish(slot, true);
@@ -279,7 +306,11 @@ impl Worker {
                     continue;
                 }
                 if let Ok(header) = rtp::parse(datagram) {
-                    stream.handle_rtp(&header, from, &self.stats);
+                    stream.handle_rtp(&header, from, &self.stats, &mut self.keys);
+                    for (key, via) in self.keys.drain(..) {
+                        let id = stream.id;
+                        let _ = self.events.send(MediaEvent::Key { id, key, via });
+                    }
                 }
             }
             true
@@ -310,6 +341,18 @@ impl Worker {
                             stream.remote_rtcp = remote_rtcp;
                         }
                         stream.playout.set_sending(sending);
+                    }
+                }
+                Ok(Command::Control { id, control }) => {
+                    if let Some(stream) = self.ids.get(&id).and_then(|&s| self.slots[s].as_mut()) {
+                        let playout = &mut stream.playout;
+                        match control {
+                            Control::Play { tag, programme } => playout.play(programme, tag),
+                            Control::SeekBy(frames) => playout.seek(Some(frames)),
+                            Control::Restart => playout.seek(None),
+                            Control::Pause => playout.set_paused(true),
+                            Control::Resume => playout.set_paused(false),
+                        }
                     }
                 }
                 Ok(Command::Remove(id)) => {
@@ -363,6 +406,9 @@ impl Worker {
             codec,
             payload_type,
             sending,
+            steering,
+            telephone_event,
+            keys,
         } = params;
         sockets.rtp.set_nonblocking(true)?;
         sockets.rtcp.set_nonblocking(true)?;
@@ -373,6 +419,17 @@ impl Worker {
         registry.register(&mut rtcp, Token(2 * slot + 1), Interest::READABLE)?;
         let packetizer = rtp::Packetizer::new(PayloadType(payload_type), codec.samples_per_frame());
         let interval = self.shared.config.report_interval;
+        let mut playout = Playout::new(
+            programme,
+            packetizer,
+            codec.clock_rate_hz(),
+            sending,
+            self.shared.config.catch_up_window,
+            now,
+        );
+        if let Some(steering) = steering {
+            playout = playout.with_comfort(steering.comfort, steering.tag);
+        }
         Ok(Stream {
             id,
             rtp,
@@ -381,14 +438,8 @@ impl Worker {
             remote_rtcp,
             sdp_rtp: remote_rtp,
             sdp_rtcp: remote_rtcp,
-            playout: Playout::new(
-                programme,
-                packetizer,
-                codec.clock_rate_hz(),
-                sending,
-                self.shared.config.catch_up_window,
-                now,
-            ),
+            playout,
+            keys: KeyListener::new(keys, codec, payload_type, telephone_event).map(Box::new),
             cname: random_cname(),
             // RFC 3550 §6.2: the first report after half an interval.
             next_report: now + report_interval(interval) / 2,

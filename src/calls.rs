@@ -1,0 +1,285 @@
+//! Each answered call's [`CallFlow`], joined to its media stream: keys and
+//! programme ends from the media threads (and INFO keys from SIP) go into
+//! the flow; what the flow asks for becomes media controls or a hang-up.
+//!
+//! Like the endpoint it does no I/O of its own: the driver feeds it events
+//! and the time, and performs the hang-ups it returns.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use crate::call::dtmf::{Key, KeyDeduplicator, Via};
+use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::config::DtmfConfig;
+use crate::content::Content;
+use crate::endpoint::CallId;
+use crate::media::pacer::{
+    Comfort, Control, KeyListening, MediaEngine, MediaEvent, Programme, Steering, StreamId,
+    StreamParams,
+};
+use crate::media::ports::RtpSockets;
+use crate::media::{Codec, FRAME_DURATION};
+use crate::sdp::Negotiated;
+
+/// A call between its answer and its end.
+struct Entry {
+    flow: CallFlow,
+    /// The codec the content is prepared in; fixed for the call.
+    codec: Codec,
+    /// The first programme, prepared before the 200 OK left.
+    first: Option<(u32, Programme)>,
+    keys: KeyDeduplicator,
+    started: bool,
+    /// The deadline queued in `timers` for this call, if any.
+    armed: Option<Instant>,
+}
+
+/// The flows of every call, and when each wants waking.
+pub struct Calls {
+    entries: HashMap<CallId, Entry>,
+    /// (deadline, call); stale entries are skipped when popped.
+    timers: BinaryHeap<Reverse<(Instant, CallId)>>,
+    flow_config: FlowConfig,
+    dtmf: DtmfConfig,
+    hang_ups: Vec<CallId>,
+}
+
+impl Calls {
+    pub fn new(flow_config: FlowConfig, dtmf: DtmfConfig) -> Calls {
+        Calls {
+            entries: HashMap::new(),
+            timers: BinaryHeap::new(),
+            flow_config,
+            dtmf,
+            hang_ups: Vec::new(),
+        }
+    }
+
+    /// The call is about to be answered with `codec`: fix its menu and get
+    /// its first programme (greeting and menu, or the apology) ready.
+    pub fn prepare(&mut self, call: CallId, codec: Codec, content: &Content) {
+        let now = chrono::Utc::now();
+        let mut flow = CallFlow::new(content.menu(now), self.flow_config.clone());
+        let mut first = None;
+        while let Some(action) = flow.poll_action() {
+            match action {
+                FlowAction::Play { tag, programme } => {
+                    first = Some((tag, content.programme(&programme, codec)));
+                }
+                other => tracing::debug!(%call, ?other, "flow action before media; ignored"),
+            }
+        }
+        self.entries.insert(
+            call,
+            Entry {
+                flow,
+                codec,
+                first,
+                keys: KeyDeduplicator::default(),
+                started: false,
+                armed: None,
+            },
+        );
+    }
+
+    /// The ACK has come: start the stream with the prepared programme
+    /// (prepared again if the codec changed or it was never prepared).
+    pub fn start(
+        &mut self,
+        call: CallId,
+        sockets: RtpSockets,
+        media: &Negotiated,
+        engine: &MediaEngine,
+        content: &Content,
+    ) {
+        if self
+            .entries
+            .get(&call)
+            .is_none_or(|e| e.codec != media.codec)
+        {
+            self.prepare(call, media.codec, content);
+        }
+        let Some(entry) = self.entries.get_mut(&call) else {
+            return;
+        };
+        let (tag, programme) = entry
+            .first
+            .take()
+            .unwrap_or_else(|| (0, Programme::empty()));
+        entry.started = true;
+        let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
+        let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
+        let remote_rtcp = media
+            .remote_rtcp
+            .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
+        let params = StreamParams {
+            id: StreamId(call.0),
+            sockets,
+            remote_rtp,
+            remote_rtcp,
+            codec: media.codec,
+            payload_type: media.payload_type,
+            sending: media.local_direction.sends() && media.remote_rtp.is_some(),
+            steering: Some(Steering {
+                tag,
+                comfort: std::sync::Arc::new(Comfort::new(media.codec)),
+            }),
+            telephone_event: media.telephone_event,
+            keys: KeyListening {
+                rfc4733: self.dtmf.rfc4733,
+                inband: self.dtmf.inband,
+            },
+        };
+        engine.add_programme(params, programme);
+        let now = Instant::now();
+        // Anything the flow queued meanwhile (nothing, normally).
+        self.drain(call, now, engine, content);
+    }
+
+    /// The call is over: forget its flow.
+    pub fn stop(&mut self, call: CallId) {
+        self.entries.remove(&call);
+    }
+
+    /// A key sent in a SIP INFO.
+    pub fn handle_info_key(
+        &mut self,
+        call: CallId,
+        key: Key,
+        now: Instant,
+        engine: &MediaEngine,
+        content: &Content,
+    ) {
+        if self.dtmf.info {
+            self.handle_key(call, key, Via::SipInfo, now, engine, content);
+        } else {
+            tracing::debug!(%call, key = %key.as_char(), "INFO key ignored: [dtmf] methods leaves out info");
+        }
+    }
+
+    pub fn handle_media_event(
+        &mut self,
+        event: MediaEvent,
+        now: Instant,
+        engine: &MediaEngine,
+        content: &Content,
+    ) {
+        match event {
+            MediaEvent::Finished { id } => {
+                // The stream could not start or its worker stopped: the
+                // call cannot go on.
+                self.entries.remove(&CallId(id.0));
+                self.hang_ups.push(CallId(id.0));
+            }
+            MediaEvent::Played { id, tag, failed } => {
+                let call = CallId(id.0);
+                let Some(entry) = self.entries.get_mut(&call) else {
+                    return;
+                };
+                let outcome = if failed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Completed
+                };
+                entry.flow.handle_played(tag, outcome, now);
+                self.drain(call, now, engine, content);
+            }
+            MediaEvent::Key { id, key, via } => {
+                self.handle_key(CallId(id.0), key, via, now, engine, content)
+            }
+        }
+    }
+
+    fn handle_key(
+        &mut self,
+        call: CallId,
+        key: Key,
+        via: Via,
+        now: Instant,
+        engine: &MediaEngine,
+        content: &Content,
+    ) {
+        let Some(entry) = self.entries.get_mut(&call) else {
+            return;
+        };
+        let Some(key) = entry.keys.handle_key(key, via, now) else {
+            tracing::debug!(%call, key = %key.as_char(), ?via, "same press another way; counted once");
+            return;
+        };
+        tracing::info!(%call, key = %key.as_char(), ?via, "caller pressed a key");
+        entry.flow.handle_key(key, now);
+        self.drain(call, now, engine, content);
+    }
+
+    /// When [`Calls::handle_timeout`] wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, engine: &MediaEngine, content: &Content) {
+        while let Some(&Reverse((at, call))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.entries.get_mut(&call) else {
+                continue;
+            };
+            if entry.armed != Some(at) {
+                continue; // superseded by a later arming
+            }
+            entry.armed = None;
+            entry.flow.handle_timeout(now);
+            self.drain(call, now, engine, content);
+        }
+    }
+
+    /// Calls whose flow has ended them, for the endpoint to hang up.
+    pub fn take_hang_ups(&mut self) -> Vec<CallId> {
+        std::mem::take(&mut self.hang_ups)
+    }
+
+    /// Carries out what the flow asked for, and re-arms its timer.
+    fn drain(&mut self, call: CallId, _now: Instant, engine: &MediaEngine, content: &Content) {
+        let Some(entry) = self.entries.get_mut(&call) else {
+            return;
+        };
+        let id = StreamId(call.0);
+        while let Some(action) = entry.flow.poll_action() {
+            let control = match action {
+                FlowAction::Play { tag, programme } => {
+                    let started = Instant::now();
+                    let programme = content.programme(&programme, entry.codec);
+                    tracing::debug!(%call, tag, took = ?started.elapsed(), "playing");
+                    Control::Play { tag, programme }
+                }
+                FlowAction::Seek(Seek::Back(by)) => Control::SeekBy(-frames(by)),
+                FlowAction::Seek(Seek::Forward(by)) => Control::SeekBy(frames(by)),
+                FlowAction::Seek(Seek::Start) => Control::Restart,
+                FlowAction::Pause => Control::Pause,
+                FlowAction::Resume => Control::Resume,
+                FlowAction::HangUp => {
+                    self.hang_ups.push(call);
+                    continue;
+                }
+            };
+            if entry.started {
+                engine.control(id, control);
+            }
+        }
+        let wake = entry.flow.poll_timeout();
+        if wake != entry.armed {
+            entry.armed = wake;
+            if let Some(at) = wake {
+                self.timers.push(Reverse((at, call)));
+            }
+        }
+    }
+}
+
+/// Whole 20 ms frames in `duration`.
+fn frames(duration: std::time::Duration) -> i64 {
+    (duration.as_nanos() / FRAME_DURATION.as_nanos()) as i64
+}

@@ -1,0 +1,298 @@
+//! What a caller meets: `[line]` (time zone, menu timing), `[dtmf]` (which
+//! ways keys are heard), `[speech]` (text to speech for names and titles)
+//! and `[cache]` (where rendered speech is kept). Kept apart from
+//! `config.rs` for size; it uses the same per-key parsers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{describe, deserialize_duration, parsed, text};
+
+pub(super) const LINE_KEYS: &[&str] = &["timezone", "menu_timeout", "skip_single_menu"];
+pub(super) const DTMF_KEYS: &[&str] = &["methods"];
+pub(super) const SPEECH_KEYS: &[&str] = &["command", "voice", "rate"];
+pub(super) const CACHE_KEYS: &[&str] = &["dir"];
+
+/// The "no key within 10 s after the menu".
+pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(10);
+/// espeak-ng's voice and pace for the shipped prompts (`audio/make-prompts.sh`),
+/// so synthesised names match them.
+pub const DEFAULT_VOICE: &str = "en-gb";
+pub const DEFAULT_RATE: u32 = 140;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineConfig {
+    /// Where the parish is: schedule times without an offset are local times here.
+    pub timezone: chrono_tz::Tz,
+    /// Silence after the menu before it is said again (and, the second
+    /// time, before the latest service plays).
+    pub menu_timeout: Duration,
+    /// With a single service, play it straight after the greeting.
+    pub skip_single_menu: bool,
+}
+
+/// Which ways the line listens for the caller's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfConfig {
+    pub rfc4733: bool,
+    pub info: bool,
+    pub inband: bool,
+}
+
+impl DtmfConfig {
+    const EXPECTED: &'static str =
+        "expected a list of ways to hear keys: \"rfc4733\", \"info\", \"inband\"";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeechConfig {
+    /// The espeak-ng program (a name on PATH or a path).
+    pub command: PathBuf,
+    pub voice: String,
+    /// Words per minute.
+    pub rate: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Rendered speech (and, later, downloaded services) live here.
+    pub dir: PathBuf,
+}
+
+/// What the file and environment said about these sections, before defaults.
+#[derive(Default)]
+pub(super) struct CallSettings {
+    timezone: Option<chrono_tz::Tz>,
+    menu_timeout: Option<Duration>,
+    skip_single_menu: Option<bool>,
+    dtmf: Option<DtmfConfig>,
+    command: Option<PathBuf>,
+    voice: Option<String>,
+    rate: Option<u32>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl CallSettings {
+    pub(super) fn set(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: toml::Value,
+        base: Option<&Path>,
+    ) -> Result<(), String> {
+        match (section, key) {
+            ("line", "timezone") => {
+                self.timezone = Some(parsed(
+                    value,
+                    "expected a time zone name like \"Europe/London\" (from the IANA tz database)",
+                )?);
+            }
+            ("line", "menu_timeout") => {
+                let timeout = deserialize_duration(value)
+                    .map_err(|e: toml::de::Error| e.message().to_owned())?;
+                if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(120) {
+                    // Shorter cuts a slow caller off; longer leaves them in silence.
+                    return Err("expected a duration from 1 s to 2 minutes, like \"10s\"".into());
+                }
+                self.menu_timeout = Some(timeout);
+            }
+            ("line", "skip_single_menu") => self.skip_single_menu = Some(boolean(value)?),
+            ("dtmf", "methods") => self.dtmf = Some(methods(value)?),
+            ("speech", "command") => {
+                // A bare name is looked up on PATH, so it is not made relative.
+                let command = PathBuf::from(text(value, "expected a program name or path")?);
+                self.command = Some(match base {
+                    Some(dir) if command.components().count() > 1 && command.is_relative() => {
+                        dir.join(command)
+                    }
+                    _ => command,
+                });
+            }
+            ("speech", "voice") => {
+                self.voice = Some(text(value, "expected an espeak-ng voice like \"en-gb\"")?)
+            }
+            ("speech", "rate") => {
+                let expected = "expected words per minute from 80 to 450, like 140";
+                let rate: u32 = match &value {
+                    toml::Value::Integer(n) => {
+                        u32::try_from(*n).map_err(|_| expected.to_owned())?
+                    }
+                    _ => parsed(value, expected)?,
+                };
+                if !(80..=450).contains(&rate) {
+                    return Err(expected.to_owned());
+                }
+                self.rate = Some(rate);
+            }
+            ("cache", "dir") => {
+                let dir = PathBuf::from(text(value, "expected a path")?);
+                self.cache_dir = Some(match base {
+                    Some(base) if dir.is_relative() => base.join(dir),
+                    _ => dir,
+                });
+            }
+            _ => unreachable!("the key tables list only keys that CallSettings::set handles"),
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(
+        self,
+        config_dir: &Path,
+    ) -> (LineConfig, DtmfConfig, SpeechConfig, CacheConfig) {
+        let line = LineConfig {
+            timezone: self
+                .timezone
+                .unwrap_or(crate::source::schedule::DEFAULT_TIMEZONE),
+            menu_timeout: self.menu_timeout.unwrap_or(DEFAULT_MENU_TIMEOUT),
+            skip_single_menu: self.skip_single_menu.unwrap_or(true),
+        };
+        let dtmf = self.dtmf.unwrap_or(DtmfConfig {
+            rfc4733: true,
+            info: true,
+            inband: true,
+        });
+        let speech = SpeechConfig {
+            command: self.command.unwrap_or_else(|| PathBuf::from("espeak-ng")),
+            voice: self.voice.unwrap_or_else(|| DEFAULT_VOICE.to_owned()),
+            rate: self.rate.unwrap_or(DEFAULT_RATE),
+        };
+        let cache = CacheConfig {
+            // The shipped layout: `config/` and `cache/` side by side.
+            dir: self
+                .cache_dir
+                .unwrap_or_else(|| config_dir.join("../cache")),
+        };
+        (line, dtmf, speech, cache)
+    }
+}
+
+/// `true`/`false`, or their text (`"yes"`, `"no"`, `"1"`, `"0"`) from the environment.
+fn boolean(value: toml::Value) -> Result<bool, String> {
+    let expected = "expected true or false";
+    match &value {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(format!("{expected}, found {}", describe(&value))),
+        },
+        _ => Err(format!("{expected}, found {}", describe(&value))),
+    }
+}
+
+/// An array of names or one comma-separated string; an empty list turns
+/// every way off (keys are then ignored and every caller hears the latest
+/// service after the menu).
+fn methods(value: toml::Value) -> Result<DtmfConfig, String> {
+    let names: Vec<String> = match value {
+        toml::Value::String(text) => text.split(',').map(str::to_owned).collect(),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(name) => Ok(name),
+                other => Err(format!(
+                    "{}, found {}",
+                    DtmfConfig::EXPECTED,
+                    describe(&other)
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "{}, found {}",
+                DtmfConfig::EXPECTED,
+                describe(&other)
+            ));
+        }
+    };
+    let mut dtmf = DtmfConfig {
+        rfc4733: false,
+        info: false,
+        inband: false,
+    };
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match name.to_ascii_lowercase().as_str() {
+            "rfc4733" | "rfc2833" => dtmf.rfc4733 = true,
+            "info" => dtmf.info = true,
+            "inband" | "in-band" => dtmf.inband = true,
+            _ => return Err(format!("unknown way {name:?}; {}", DtmfConfig::EXPECTED)),
+        }
+    }
+    Ok(dtmf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(section: &str, key: &str, value: toml::Value) -> Result<CallSettings, String> {
+        let mut settings = CallSettings::default();
+        settings.set(section, key, value, Some(Path::new("/etc/das")))?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn defaults_listen_every_way_and_wait_ten_seconds() {
+        let (line, dtmf, speech, cache) = CallSettings::default().finish(Path::new("/srv/config"));
+        assert_eq!(line.menu_timeout, Duration::from_secs(10));
+        assert!(line.skip_single_menu);
+        assert!(dtmf.rfc4733 && dtmf.info && dtmf.inband);
+        assert_eq!(speech.command, PathBuf::from("espeak-ng"));
+        assert_eq!((speech.voice.as_str(), speech.rate), ("en-gb", 140));
+        assert_eq!(cache.dir, PathBuf::from("/srv/config/../cache"));
+    }
+
+    #[test]
+    fn dtmf_methods_from_a_list_or_text() {
+        let list = toml::Value::Array(vec!["rfc4733".into(), "inband".into()]);
+        let (_, dtmf, _, _) = set("dtmf", "methods", list).unwrap().finish(Path::new(""));
+        assert_eq!(
+            dtmf,
+            DtmfConfig {
+                rfc4733: true,
+                info: false,
+                inband: true
+            }
+        );
+        let (_, dtmf, _, _) = set("dtmf", "methods", "info".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert!(dtmf.info && !dtmf.rfc4733 && !dtmf.inband);
+        let error = set("dtmf", "methods", "sms".into()).err().unwrap();
+        assert!(error.contains("unknown way \"sms\""), "{error}");
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        let error = set("line", "menu_timeout", "0s".into()).err().unwrap();
+        assert!(error.contains("from 1 s to 2 minutes"), "{error}");
+        let error = set("line", "skip_single_menu", "maybe".into())
+            .err()
+            .unwrap();
+        assert!(error.contains("true or false"), "{error}");
+        let error = set("speech", "rate", toml::Value::Integer(9))
+            .err()
+            .unwrap();
+        assert!(error.contains("words per minute"), "{error}");
+        assert!(set("line", "skip_single_menu", "no".into()).is_ok());
+        assert!(set("speech", "rate", "160".into()).is_ok());
+    }
+
+    #[test]
+    fn paths_resolve_against_the_file_but_program_names_stay_bare() {
+        let (_, _, speech, cache) = set("speech", "command", "espeak-ng".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert_eq!(speech.command, PathBuf::from("espeak-ng"));
+        assert_eq!(cache.dir, PathBuf::from("../cache"));
+        let (_, _, speech, _) = set("speech", "command", "bin/say".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert_eq!(speech.command, PathBuf::from("/etc/das/bin/say"));
+        let (_, _, _, cache) = set("cache", "dir", "cache".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert_eq!(cache.dir, PathBuf::from("/etc/das/cache"));
+    }
+}
