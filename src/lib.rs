@@ -18,3 +18,4 @@ pub mod registration;
 pub mod sdp;
 pub mod sip;
 pub mod source;
+pub mod speech;
