@@ -14,6 +14,7 @@ pub mod content;
 pub mod driver;
 pub mod endpoint;
 pub mod media;
+pub mod prompts;
 pub mod registration;
 pub mod sdp;
 pub mod sip;

@@ -306,9 +306,7 @@ pub fn sentence_text(sentence: &[Phrase]) -> String {
     let mut out = String::new();
     for (i, phrase) in sentence.iter().enumerate() {
         if i > 0 {
-            let comma = matches!(sentence[i - 1], Phrase::Title(_) | Phrase::Month(_))
-                && !matches!(phrase, Phrase::Digit(_));
-            out.push_str(if comma { ", " } else { " " });
+            out.push_str(if comma_before(sentence, i) { ", " } else { " " });
         }
         out.push_str(&phrase.text());
     }
@@ -316,6 +314,14 @@ pub fn sentence_text(sentence: &[Phrase]) -> String {
         out.push('.');
     }
     out
+}
+
+/// Whether a comma (in text; a longer pause in audio) comes before
+/// `sentence[i]`: after a title or a date, unless the key follows.
+pub fn comma_before(sentence: &[Phrase], i: usize) -> bool {
+    i > 0
+        && matches!(sentence[i - 1], Phrase::Title(_) | Phrase::Month(_))
+        && !matches!(sentence.get(i), Some(Phrase::Digit(_)))
 }
 
 #[cfg(test)]
