@@ -16,20 +16,39 @@ use crate::source::schedule::{Schedule, Service};
 /// One key per service: the old line said nine, so nine it is.
 pub const MAX_ITEMS: usize = 9;
 
+/// Words the schedule gives as text, with the parish's recording of them if
+/// it made one (`church_name_audio`, `title_audio`): the recording wins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spoken {
+    pub text: String,
+    /// A file name inside the audio folder, checked by the schedule.
+    pub audio: Option<String>,
+}
+
+impl Spoken {
+    /// Text only, for synthesis.
+    pub fn text(text: impl Into<String>) -> Spoken {
+        Spoken {
+            text: text.into(),
+            audio: None,
+        }
+    }
+}
+
 /// One prompt: a fixed word or phrase, or text to be spoken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Phrase {
     ThanksForCalling,
-    /// The church name, spoken from text (or its recording).
-    ChurchName(String),
+    /// The church name, spoken from its recording or from text.
+    ChurchName(Spoken),
     StayOnTheLine,
     Press,
     /// "press", lower case after "For …,".
     PressAfter,
     ForTheServiceFrom,
     For,
-    /// A service title, spoken from text (or its recording).
-    Title(String),
+    /// A service title, spoken from its recording or from text.
+    Title(Spoken),
     Digit(u8),
     Weekday(Weekday),
     The,
@@ -39,7 +58,9 @@ pub enum Phrase {
     /// Month, 1–12.
     Month(u32),
     StarReturns,
+    /// After a key that chooses nothing.
     NotAnOption,
+    /// Before hanging up at the end of a service.
     Goodbye,
 }
 
@@ -48,7 +69,7 @@ impl Phrase {
     pub fn text(&self) -> String {
         match self {
             Phrase::ThanksForCalling => "Thanks for calling".to_owned(),
-            Phrase::ChurchName(name) | Phrase::Title(name) => name.clone(),
+            Phrase::ChurchName(spoken) | Phrase::Title(spoken) => spoken.text.clone(),
             Phrase::StayOnTheLine => {
                 "To hear the latest service, just stay on the line.".to_owned()
             }
@@ -68,6 +89,59 @@ impl Phrase {
             Phrase::NotAnOption => "Sorry, that's not one of the options.".to_owned(),
             Phrase::Goodbye => "Thank you for listening. Goodbye.".to_owned(),
         }
+    }
+
+    /// The file name (without extension) of this phrase in the prompt
+    /// library, e.g. `for-the-service-from`, `digit-1`, `sunday`, `21st`.
+    /// `None` for words from the schedule (church name, titles) and for
+    /// values no prompt exists for (a digit above 9, day 32, month 13).
+    pub fn prompt_name(&self) -> Option<String> {
+        let fixed = match self {
+            Phrase::ChurchName(_) | Phrase::Title(_) => return None,
+            Phrase::ThanksForCalling => "thanks-for-calling",
+            Phrase::StayOnTheLine => "stay-on-the-line",
+            Phrase::Press => "press",
+            Phrase::PressAfter => "press-lower",
+            Phrase::ForTheServiceFrom => "for-the-service-from",
+            Phrase::For => "for",
+            Phrase::The => "the",
+            Phrase::Of => "of",
+            Phrase::StarReturns => "star-returns",
+            Phrase::NotAnOption => "not-an-option",
+            Phrase::Goodbye => "goodbye",
+            Phrase::Digit(d @ 0..=9) => return Some(format!("digit-{d}")),
+            Phrase::Ordinal(day @ 1..=31) => return Some(ordinal(*day)),
+            Phrase::Month(month @ 1..=12) => return Some(month_name(*month).to_lowercase()),
+            Phrase::Weekday(day) => return Some(weekday_name(*day).to_lowercase()),
+            Phrase::Digit(_) | Phrase::Ordinal(_) | Phrase::Month(_) => return None,
+        };
+        Some(fixed.to_owned())
+    }
+
+    /// Every phrase of the prompt library, once each, in a stable order.
+    pub fn library() -> Vec<Phrase> {
+        let mut all = vec![
+            Phrase::ThanksForCalling,
+            Phrase::StayOnTheLine,
+            Phrase::Press,
+            Phrase::PressAfter,
+            Phrase::ForTheServiceFrom,
+            Phrase::For,
+            Phrase::The,
+            Phrase::Of,
+            Phrase::StarReturns,
+            Phrase::NotAnOption,
+            Phrase::Goodbye,
+        ];
+        all.extend((0..=9).map(Phrase::Digit));
+        let mut day = Weekday::Mon;
+        for _ in 0..7 {
+            all.push(Phrase::Weekday(day));
+            day = day.succ();
+        }
+        all.extend((1..=31).map(Phrase::Ordinal));
+        all.extend((1..=12).map(Phrase::Month));
+        all
     }
 }
 
@@ -139,7 +213,7 @@ pub struct MenuItem {
 /// key pressed plays the service that was announced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Menu {
-    pub church_name: Option<String>,
+    pub church_name: Option<Spoken>,
     pub items: Vec<MenuItem>,
     timezone: Tz,
 }
@@ -158,7 +232,12 @@ impl Menu {
             })
             .collect();
         Menu {
-            church_name: Some(schedule.church_name.clone()).filter(|n| !n.is_empty()),
+            church_name: Some(schedule.church_name.clone())
+                .filter(|n| !n.is_empty())
+                .map(|text| Spoken {
+                    text,
+                    audio: schedule.church_name_audio.clone(),
+                }),
             items,
             timezone,
         }
@@ -188,11 +267,15 @@ impl Menu {
             let date = spoken_date(&item.service, self.timezone);
             let sentence = match &item.service.title {
                 Some(title) => {
+                    let title = Spoken {
+                        text: title.clone(),
+                        audio: item.service.title_audio.clone(),
+                    };
                     let mut s = vec![
                         Phrase::Press,
                         Phrase::Digit(item.digit),
                         Phrase::ForTheServiceFrom,
-                        Phrase::Title(title.clone()),
+                        Phrase::Title(title),
                     ];
                     s.extend(date);
                     s
@@ -223,9 +306,7 @@ pub fn sentence_text(sentence: &[Phrase]) -> String {
     let mut out = String::new();
     for (i, phrase) in sentence.iter().enumerate() {
         if i > 0 {
-            let comma = matches!(sentence[i - 1], Phrase::Title(_) | Phrase::Month(_))
-                && !matches!(phrase, Phrase::Digit(_));
-            out.push_str(if comma { ", " } else { " " });
+            out.push_str(if comma_before(sentence, i) { ", " } else { " " });
         }
         out.push_str(&phrase.text());
     }
@@ -233,6 +314,14 @@ pub fn sentence_text(sentence: &[Phrase]) -> String {
         out.push('.');
     }
     out
+}
+
+/// Whether a comma (in text; a longer pause in audio) comes before
+/// `sentence[i]`: after a title or a date, unless the key follows.
+pub fn comma_before(sentence: &[Phrase], i: usize) -> bool {
+    i > 0
+        && matches!(sentence[i - 1], Phrase::Title(_) | Phrase::Month(_))
+        && !matches!(sentence.get(i), Some(Phrase::Digit(_)))
 }
 
 #[cfg(test)]

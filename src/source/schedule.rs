@@ -2,6 +2,10 @@
 //! line, unchanged: `church_name`, and `services` of `{ datetime, file, title? }` (unknown
 //! fields ignored, order of services irrelevant).
 //!
+//! Two optional fields let a parish give its own recordings of the words otherwise spoken by
+//! speech synthesis: `church_name_audio` at the top and `title_audio` per service, file names
+//! inside the audio folder like `file`.
+//!
 //! One broken service must not take the line down: an entry with a missing file, a bad
 //! date or a wrong type is skipped and described in [`Schedule::problems`] (for the logs and
 //! `check`), and callers still get every other service. Only a file that is not a schedule
@@ -48,11 +52,15 @@ pub struct Service {
     pub datetime: DateTime<FixedOffset>,
     /// A relative path under the audio folder, checked to stay inside it.
     pub file: String,
+    /// A recording of the title, under the audio folder like `file`.
+    pub title_audio: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub church_name: String,
+    /// A recording of the church name, under the audio folder.
+    pub church_name_audio: Option<String>,
     /// In the order of the file; see [`Schedule::available`] for callers' order.
     pub services: Vec<Service>,
     /// One line per skipped entry, e.g. `service 3: no "file"`.
@@ -89,6 +97,15 @@ impl Schedule {
                 });
             }
         };
+        let mut problems = Vec::new();
+        let church_name_audio =
+            match audio_field(root.get("church_name_audio"), "church_name_audio") {
+                Ok(audio) => audio,
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            };
         let entries = match root.get("services") {
             None | Some(Value::Null) => return Err(ScheduleError::Missing { field: "services" }),
             Some(Value::Array(entries)) => entries,
@@ -103,12 +120,14 @@ impl Schedule {
         let mut services: Vec<Service> = Vec::new();
         // Where each kept service was in the file, to name the original of a duplicate.
         let mut positions: Vec<usize> = Vec::new();
-        let mut problems = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             // Numbered from 1, as a person counts the entries in the file.
             let position = index + 1;
             match parse_service(entry, timezone) {
-                Ok(service) => {
+                Ok((service, warning)) => {
+                    if let Some(warning) = warning {
+                        problems.push(format!("service {position}: {warning}"));
+                    }
                     let same = services
                         .iter()
                         .position(|s| s.datetime == service.datetime && s.file == service.file);
@@ -128,6 +147,7 @@ impl Schedule {
         }
         Ok(Schedule {
             church_name,
+            church_name_audio,
             services,
             problems,
         })
@@ -163,8 +183,8 @@ impl Schedule {
     }
 }
 
-/// One entry, or what is wrong with it.
-fn parse_service(entry: &Value, timezone: Tz) -> Result<Service, String> {
+/// One entry and what is wrong with an optional part of it, or what is wrong with it.
+fn parse_service(entry: &Value, timezone: Tz) -> Result<(Service, Option<String>), String> {
     let Value::Object(entry) = entry else {
         return Err("is not an object with \"datetime\" and \"file\"".to_owned());
     };
@@ -190,11 +210,32 @@ fn parse_service(entry: &Value, timezone: Tz) -> Result<Service, String> {
         Some(Value::String(title)) => Some(title.trim().to_owned()).filter(|t| !t.is_empty()),
         Some(other) => return Err(format!("title {other} is not a string")),
     };
-    Ok(Service {
+    // A bad recording of the title loses only the recording: the service itself is
+    // fine, and its title is still spoken by synthesis (or the date alone is said).
+    let (title_audio, warning) = match audio_field(entry.get("title_audio"), "title_audio") {
+        Ok(audio) => (audio, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    let service = Service {
         title,
         datetime,
         file,
-    })
+        title_audio,
+    };
+    Ok((service, warning))
+}
+
+/// An optional recording's file name, checked like `file`; empty is none.
+fn audio_field(value: Option<&Value>, field: &str) -> Result<Option<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(file)) if file.trim().is_empty() => Ok(None),
+        Some(Value::String(file)) if is_inside(file) => Ok(Some(file.clone())),
+        Some(Value::String(file)) => Err(format!(
+            "{field} {file:?} is not a file name inside the audio folder"
+        )),
+        Some(other) => Err(format!("{field} {other} is not a string")),
+    }
 }
 
 /// RFC 3339 (`Z`, `+01:00`, fractional seconds), the parish's `+0100`
@@ -439,6 +480,48 @@ mod tests {
         );
         // An empty title is no title.
         assert_eq!(schedule.latest(now).unwrap().title, None);
+    }
+
+    #[test]
+    fn recorded_names_and_titles_are_read_and_checked() {
+        let json = r#"{ "church_name": "St Example's", "church_name_audio": "names/church.mp3",
+          "services": [
+            { "datetime": "2026-05-03T10:00:00", "file": "a.mp3", "title": "Matins",
+              "title_audio": "titles/matins.wav" },
+            { "datetime": "2026-05-04T10:00:00", "file": "b.mp3", "title": "Evensong",
+              "title_audio": "../evensong.wav" },
+            { "datetime": "2026-05-05T10:00:00", "file": "c.mp3", "title_audio": 3 },
+            { "datetime": "2026-05-06T10:00:00", "file": "d.mp3", "title_audio": "" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        assert_eq!(
+            schedule.church_name_audio.as_deref(),
+            Some("names/church.mp3")
+        );
+        let audio: Vec<Option<&str>> = schedule
+            .services
+            .iter()
+            .map(|s| s.title_audio.as_deref())
+            .collect();
+        // Bad recordings are dropped, the services kept.
+        assert_eq!(audio, [Some("titles/matins.wav"), None, None, None]);
+        assert_eq!(
+            schedule.problems,
+            [
+                "service 2: title_audio \"../evensong.wav\" is not a file name inside the audio folder",
+                "service 3: title_audio 3 is not a string",
+            ]
+        );
+        assert_eq!(schedule.services[1].title.as_deref(), Some("Evensong"));
+
+        let bad_name = r#"{ "church_name": "St X", "church_name_audio": "/etc/passwd",
+            "services": [] }"#;
+        let schedule = Schedule::parse(bad_name).unwrap();
+        assert_eq!(schedule.church_name_audio, None);
+        assert_eq!(
+            schedule.problems,
+            ["church_name_audio \"/etc/passwd\" is not a file name inside the audio folder"]
+        );
     }
 
     #[test]

@@ -109,10 +109,82 @@ fn no_church_name_no_services() {
     assert!(Schedule::parse(json).is_err());
     let schedule = Schedule {
         church_name: String::new(),
+        church_name_audio: None,
         services: Vec::new(),
         problems: Vec::new(),
     };
     let menu = Menu::at(&schedule, utc("2026-01-01T00:00:00Z"), LONDON);
     assert_eq!(sentence_text(&menu.greeting()), "Thanks for calling.");
     assert!(menu.items.is_empty());
+}
+
+#[test]
+fn recordings_from_the_schedule_ride_along_with_the_text() {
+    let json = r#"{ "church_name": "St Test's", "church_name_audio": "church.wav", "services": [
+        { "title": "Matins", "title_audio": "matins.wav",
+          "datetime": "2026-01-04T10:00:00", "file": "a.mp3" } ] }"#;
+    let schedule = Schedule::parse(json).unwrap();
+    let menu = Menu::at(&schedule, utc("2026-02-01T00:00:00Z"), LONDON);
+    assert_eq!(
+        menu.greeting()[1],
+        Phrase::ChurchName(Spoken {
+            text: "St Test's".into(),
+            audio: Some("church.wav".into())
+        })
+    );
+    assert!(menu.sentences()[1].contains(&Phrase::Title(Spoken {
+        text: "Matins".into(),
+        audio: Some("matins.wav".into())
+    })));
+    // The text is unchanged by a recording.
+    assert_eq!(
+        sentence_text(&menu.sentences()[1]),
+        "Press 1 for the service from Matins, Sunday the 4th of January."
+    );
+}
+
+#[test]
+fn every_fixed_phrase_has_its_own_prompt_name() {
+    let library = Phrase::library();
+    let names: Vec<String> = library.iter().map(|p| p.prompt_name().unwrap()).collect();
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+    // 11 phrases, 10 digits, 7 days, 31 ordinals, 12 months.
+    assert_eq!(names.len(), 71);
+    for name in [
+        "thanks-for-calling",
+        "press",
+        "press-lower",
+        "for-the-service-from",
+        "for",
+        "digit-0",
+        "digit-9",
+        "sunday",
+        "the",
+        "1st",
+        "22nd",
+        "31st",
+        "of",
+        "january",
+        "december",
+        "stay-on-the-line",
+        "star-returns",
+        "not-an-option",
+        "goodbye",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} missing");
+    }
+    assert_eq!(Phrase::Title(Spoken::text("Matins")).prompt_name(), None);
+    assert_eq!(Phrase::ChurchName(Spoken::text("St X")).prompt_name(), None);
+    assert_eq!(Phrase::Digit(10).prompt_name(), None);
+    assert_eq!(Phrase::Ordinal(32).prompt_name(), None);
+    assert_eq!(Phrase::Month(0).prompt_name(), None);
+    assert_eq!(
+        sentence_text(&[Phrase::NotAnOption]),
+        "Sorry, that's not one of the options."
+    );
+    assert_eq!(
+        sentence_text(&[Phrase::Goodbye]),
+        "Thank you for listening. Goodbye."
+    );
 }
