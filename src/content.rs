@@ -146,7 +146,9 @@ impl Content {
         self.schedule_problem.record("schedule", None);
         // Names and titles new to the speech cache are rendered now, in
         // the background, for the callers after this one.
-        self.prompts.prepare(&menu);
+        let mut sentences = vec![menu.greeting()];
+        sentences.extend(menu.sentences());
+        self.prompts.prepare(&sentences);
         Some(menu)
     }
 
@@ -383,7 +385,7 @@ mod tests {
             "/srv/audio".into(),
             "a.wav".into(),
             4,
-            crate::prompts::Prompts,
+            Prompts::load(Path::new("/nonexistent"), &[], None),
         );
         assert_eq!(content.audio_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
         assert_eq!(

@@ -17,8 +17,10 @@ use crate::content::Content;
 use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
+use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
+use crate::speech::{Speech, SpeechConfig};
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 
 /// How long a shutdown waits for the answers to its BYEs.
@@ -108,7 +110,7 @@ pub async fn serve(
             config.source.audio.clone(),
             config.audio.apology.clone(),
             config.media.max_cached_tracks,
-            crate::prompts::Prompts,
+            voice(&config),
         )
         .with_timezone(config.line.timezone),
     );
@@ -240,6 +242,21 @@ pub async fn serve(
         transport.send(&transmit).await;
     }
     Ok(())
+}
+
+/// The prompt library, with espeak-ng behind it for names and titles.
+fn voice(config: &Config) -> Prompts {
+    let speech = Speech::new(SpeechConfig {
+        command: config.speech.command.clone(),
+        voice: config.speech.voice.clone(),
+        rate: config.speech.rate,
+        cache_dir: config.cache.dir.join("speech"),
+    });
+    Prompts::load(
+        &config.audio.prompts,
+        &config.media.codecs,
+        Some(Arc::new(speech)),
+    )
 }
 
 fn user_agent() -> String {
