@@ -280,8 +280,8 @@ impl Prompts {
     /// A recording or synthesised file, decoded once per version and rate.
     fn file_pcm(&self, path: &Path, rate_hz: u32) -> Option<(Source, Pcm)> {
         let Ok(meta) = std::fs::metadata(path) else {
-            // Logged only once per file would need a cache entry per
-            // missing name; a missing recording is rare and `check` names it.
+            // Looked up on every call, so not a warning each time; the
+            // schedule's recordings are for `check` to report (not yet done).
             tracing::debug!(path = %path.display(), "recording not found");
             return None;
         };

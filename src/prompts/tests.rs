@@ -266,7 +266,7 @@ fn names_and_missing_prompts_are_spoken_once_synthesised() {
             .iter()
             .all(|p| matches!(p.source, Source::File { .. }))
     );
-    let first = prompts.render(&[greeting.clone()], Codec::Pcmu, dir.path());
+    let first = prompts.render(std::slice::from_ref(&greeting), Codec::Pcmu, dir.path());
     let again = prompts.render(&[greeting], Codec::Pcmu, dir.path());
     assert!(Arc::ptr_eq(&first[0], &again[0]));
 }
