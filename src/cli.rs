@@ -129,9 +129,13 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The decoder crates log each Ogg stream they open at info; that is our
+/// business to report (once, with the file), not theirs per prompt.
+const QUIET_CRATES: &str = "symphonia_core=warn,symphonia_format_ogg=warn,symphonia_bundle_mp3=warn,symphonia_format_isomp4=warn,symphonia_format_riff=warn";
+
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{QUIET_CRATES},{level}")));
     // Colours only on a terminal: log files and `docker logs` stay greppable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt()

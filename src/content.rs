@@ -100,6 +100,7 @@ impl Content {
                 for problem in &schedule.problems {
                     tracing::warn!(schedule = %self.schedule.display(), "{problem}");
                 }
+                self.prepare_speech(&Menu::at(&schedule, now, self.timezone));
                 match schedule.latest(now) {
                     Some(service) => tracing::info!(
                         church = %schedule.church_name,
@@ -144,12 +145,23 @@ impl Content {
             return None;
         }
         self.schedule_problem.record("schedule", None);
-        // Names and titles new to the speech cache are rendered now, in
-        // the background, for the callers after this one.
+        self.prepare_speech(&menu);
+        Some(menu)
+    }
+
+    /// Reads the schedule as a caller would, ahead of them: names and
+    /// titles new to it are rendered, and problems logged, before anyone
+    /// calls. The driver runs this every minute.
+    pub fn refresh(&self, now: DateTime<Utc>) {
+        let _ = self.menu(now);
+    }
+
+    /// Queues speech for names and titles not yet rendered (in the
+    /// background, for the callers after this one).
+    fn prepare_speech(&self, menu: &Menu) {
         let mut sentences = vec![menu.greeting()];
         sentences.extend(menu.sentences());
         self.prompts.prepare(&sentences);
-        Some(menu)
     }
 
     /// The audio of what the call flow asked for, in `codec`. Never fails:

@@ -23,6 +23,8 @@ use crate::sip::transaction::Timers;
 use crate::speech::{Speech, SpeechConfig};
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 
+/// How often the schedule is read between calls.
+const CONTENT_REFRESH: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for the answers to its BYEs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -133,6 +135,10 @@ pub async fn serve(
     );
     tracing::info!(sip = %local, advertised = %contact_addr, codecs = ?config.media.codecs, "the line is listening");
 
+    // The schedule is read ahead of callers, so new names are rendered
+    // and problems logged before anyone meets them.
+    let mut refresh = tokio::time::interval(CONTENT_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         // Media first: content prepared for a call is ready before its 200
@@ -205,6 +211,7 @@ pub async fn serve(
                 }
             }
             Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine, &content),
+            _ = refresh.tick() => content.refresh(chrono::Utc::now()),
             () = &mut shutdown => break,
         }
     }
