@@ -66,6 +66,7 @@ impl Calls {
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Play { tag, programme } => {
+                    tracing::info!(%call, tag, "playing {}", programme.label());
                     first = Some((tag, content.programme(&programme, codec)));
                 }
                 other => tracing::debug!(%call, ?other, "flow action before media; ignored"),
@@ -251,8 +252,9 @@ impl Calls {
             let control = match action {
                 FlowAction::Play { tag, programme } => {
                     let started = Instant::now();
+                    let label = programme.label();
                     let programme = content.programme(&programme, entry.codec);
-                    tracing::debug!(%call, tag, took = ?started.elapsed(), "playing");
+                    tracing::info!(%call, tag, took = ?started.elapsed(), "playing {label}");
                     Control::Play { tag, programme }
                 }
                 FlowAction::Seek(Seek::Back(by)) => Control::SeekBy(-frames(by)),

@@ -332,6 +332,7 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
             "apology clip: {error} (callers would hear built-in tones)"
         )),
     }
+    check_voice(config, &mut report);
     let schedule = match Schedule::load_in(&config.source.schedule, config.line.timezone) {
         Ok(schedule) => schedule,
         Err(error) => {
@@ -372,6 +373,40 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
         }
     }
     report
+}
+
+/// The prompt library, and whether names and titles can be spoken.
+fn check_voice(config: &crate::config::Config, report: &mut CheckReport) {
+    let prompts = Prompts::load(&config.audio.prompts, &[Codec::Pcmu], None);
+    match prompts.missing() {
+        [] => report.ok(format!("prompt library {}", config.audio.prompts.display())),
+        missing => {
+            for prompt in missing {
+                report.problem(format!(
+                    "prompt {:?}: {} (the word is spoken by espeak-ng instead, or left out)",
+                    prompt.name, prompt.reason
+                ));
+            }
+        }
+    }
+    let runs = std::process::Command::new(&config.speech.command)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if runs {
+        report.ok(format!(
+            "speech: {} speaks names and titles",
+            config.speech.command.display()
+        ));
+    } else {
+        // Not a failure: recordings (title_audio) or dates alone still work.
+        report.ok(format!(
+            "speech: {} cannot be run, so names and titles without a recording are left out",
+            config.speech.command.display()
+        ));
+    }
 }
 
 #[cfg(test)]

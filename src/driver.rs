@@ -20,8 +20,8 @@ use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
-use crate::speech::{Speech, SpeechConfig};
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
+use crate::speech::{Speech, SpeechConfig};
 
 /// How often the schedule is read between calls.
 const CONTENT_REFRESH: Duration = Duration::from_secs(60);

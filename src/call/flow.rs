@@ -61,6 +61,24 @@ pub enum Programme {
     Apology,
 }
 
+impl Programme {
+    /// A short name for the log: `greeting`, `menu`, `not an option`,
+    /// `goodbye`, `service <file>` or `apology`.
+    pub fn label(&self) -> String {
+        match self {
+            Programme::Speech(sentences) => match sentences.first().and_then(|s| s.first()) {
+                Some(Phrase::ThanksForCalling) => "greeting".to_owned(),
+                Some(Phrase::StayOnTheLine) => "menu".to_owned(),
+                Some(Phrase::NotAnOption) => "not an option".to_owned(),
+                Some(Phrase::Goodbye) => "goodbye".to_owned(),
+                _ => "speech".to_owned(),
+            },
+            Programme::Service(service) => format!("service {}", service.file),
+            Programme::Apology => "apology".to_owned(),
+        }
+    }
+}
+
 /// How a programme ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -63,6 +63,8 @@ pub struct Line {
     child: Child,
     pub sip: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Each line's own speech cache, so tests never share renders.
+    _cache: tempfile::TempDir,
 }
 
 impl Line {
@@ -70,10 +72,12 @@ impl Line {
     pub fn start(env: &[(&str, String)]) -> Line {
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("socket addr");
+        let cache = tempfile::tempdir().expect("cache dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
         command
             .current_dir(repo())
             .args(["run", "--config", "config/dial-a-service.toml"])
+            .env("DAS_CACHE_DIR", cache.path())
             .env("DAS_SIP_LISTEN", sip.to_string())
             .env("DAS_MEDIA_RTP_PORTS", rtp_range())
             .env("RUST_LOG", "debug")
@@ -100,7 +104,12 @@ impl Line {
                 }
             });
         }
-        let mut line = Line { child, sip, log };
+        let mut line = Line {
+            child,
+            sip,
+            log,
+            _cache: cache,
+        };
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = line.child.kill();
             panic!("the line did not start:\n{}", line.log_text());
