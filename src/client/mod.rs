@@ -25,6 +25,8 @@
 mod call;
 mod dtmf;
 #[cfg(test)]
+mod dtmf_tests;
+#[cfg(test)]
 mod loopback_tests;
 mod record;
 mod request;
