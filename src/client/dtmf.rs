@@ -112,6 +112,18 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, DtmfError> {
     Ok(keys)
 }
 
+/// Keys to press, parsed from text such as `"2*5"` ([`parse_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySequence(pub Vec<Key>);
+
+impl std::str::FromStr for KeySequence {
+    type Err = DtmfError;
+
+    fn from_str(text: &str) -> Result<Self, DtmfError> {
+        parse_keys(text).map(KeySequence)
+    }
+}
+
 /// A way to send presses by its command-line name.
 pub fn parse_via(name: &str) -> Result<Via, DtmfError> {
     match name.trim().to_ascii_lowercase().as_str() {

@@ -23,6 +23,8 @@
 //! up as a difference instead of cancelling out.
 
 mod call;
+#[cfg(test)]
+mod cli_tests;
 mod dtmf;
 #[cfg(test)]
 mod dtmf_tests;
@@ -44,8 +46,8 @@ use crate::sip::transaction::Timers;
 
 pub use call::place_call;
 pub use dtmf::{
-    DtmfError, DtmfPress, DtmfSent, InfoType, Key, Via, parse_info_type, parse_keys, parse_via,
-    schedule,
+    DtmfError, DtmfPress, DtmfSent, InfoType, Key, KeySequence, Via, parse_info_type, parse_keys,
+    parse_via, schedule,
 };
 pub use record::{FrameDecoder, MAX_SKEW, Recording};
 pub use send::{AudioSource, FrameEncoder, RtpPress, RtpSender, Silence};
