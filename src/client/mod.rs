@@ -79,7 +79,7 @@ pub struct CallOptions {
     /// Keys to press, each at its time after our ACK, in order.
     pub dtmf: Vec<DtmfPress>,
     /// How each press is sent; several send every press each way at once
-    /// (to test that the line counts it once).
+    /// (to test that the line counts it once); empty sends nothing.
     pub dtmf_via: Vec<Via>,
     /// How long each tone or event lasts.
     pub dtmf_duration: Duration,
