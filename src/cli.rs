@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::client::{InfoType, KeySequence, Via};
 use crate::config::{Config, PortRange};
 use crate::media::Codec;
 
@@ -41,6 +43,8 @@ pub enum Command {
         /// pcmu, pcma or opus.
         #[arg(long, default_value = "pcmu", value_parser = parse_codec)]
         codec: Codec,
+        #[command(flatten)]
+        dtmf: DtmfArgs,
     },
     /// Print, as text, what a caller would hear at a moment (now by default),
     /// and every problem found in the schedule.
@@ -81,6 +85,59 @@ pub enum Command {
     },
 }
 
+/// Key presses for `call`.
+#[derive(Debug, Clone, Args)]
+pub struct DtmfArgs {
+    /// Keys to press after the answer, e.g. 2 or 2*5 (0-9, *, #, A-D).
+    #[arg(long = "dtmf", value_name = "KEYS")]
+    pub keys: Option<KeySequence>,
+    /// The first press, after the answer: 3s, 500ms, or seconds.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub dtmf_delay: Duration,
+    /// Between presses.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub dtmf_interval: Duration,
+    /// How each press goes: rfc4733, info or inband. Repeat or list
+    /// (rfc4733,info) to send each press every way at once.
+    #[arg(long, value_delimiter = ',', value_parser = parse_via)]
+    pub dtmf_via: Vec<Via>,
+    /// Length of each tone or event.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub dtmf_duration: Duration,
+    /// Body of SIP INFO presses: dtmf-relay or dtmf.
+    #[arg(long, default_value = "dtmf-relay", value_parser = parse_info_type)]
+    pub dtmf_info_type: InfoType,
+}
+
+impl DtmfArgs {
+    /// Sets the presses of `options`.
+    pub fn apply(&self, options: &mut crate::client::CallOptions) {
+        let keys = self.keys.as_ref().map_or(&[][..], |keys| &keys.0[..]);
+        options.dtmf = crate::client::schedule(keys, self.dtmf_delay, self.dtmf_interval);
+        if !self.dtmf_via.is_empty() {
+            options.dtmf_via = self.dtmf_via.clone();
+        }
+        options.dtmf_duration = self.dtmf_duration;
+        options.dtmf_info_type = self.dtmf_info_type;
+    }
+}
+
+/// A duration read as the config reads them: seconds (3, 0.5) or with a
+/// unit (3s, 500ms).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    use serde::de::value::{Error, StrDeserializer};
+    crate::config::deserialize_duration(StrDeserializer::<Error>::new(text))
+        .map_err(|error| error.to_string())
+}
+
+fn parse_via(name: &str) -> Result<Via, String> {
+    crate::client::parse_via(name).map_err(|error| error.to_string())
+}
+
+fn parse_info_type(name: &str) -> Result<InfoType, String> {
+    crate::client::parse_info_type(name).map_err(|error| error.to_string())
+}
+
 fn parse_codec(name: &str) -> Result<Codec, String> {
     Codec::from_config_name(name)
         .ok_or_else(|| format!("expected pcmu, pcma or opus, not {name:?}"))
@@ -97,7 +154,8 @@ pub fn main() -> ExitCode {
             record,
             seconds,
             codec,
-        } => call(uri, record, seconds, codec),
+            dtmf,
+        } => call(uri, record, seconds, codec, &dtmf),
         Command::Bench {
             calls,
             seconds,
@@ -217,10 +275,17 @@ fn check(path: PathBuf) -> ExitCode {
 }
 
 /// Places one call with the built-in test client and prints its report.
-fn call(uri: String, record: Option<PathBuf>, seconds: Option<f64>, codec: Codec) -> ExitCode {
+fn call(
+    uri: String,
+    record: Option<PathBuf>,
+    seconds: Option<f64>,
+    codec: Codec,
+    dtmf: &DtmfArgs,
+) -> ExitCode {
     init_logging("warn");
     let mut options = crate::client::CallOptions::new(uri, codec);
     options.record = record;
+    dtmf.apply(&mut options);
     options.seconds = match seconds.map(std::time::Duration::try_from_secs_f64) {
         None => None,
         Some(Ok(duration)) => Some(duration),

@@ -143,6 +143,8 @@ pub async fn place_call(opts: CallOptions) -> Result<CallReport, ClientError> {
             reanchors: 0,
             stats: RtpStats::default(),
             packets_sent: 0,
+            dtmf_sent: Vec::new(),
+            dtmf_inband_fallback: false,
         },
         InviteOutcome::Answered {
             response,
@@ -192,6 +194,8 @@ pub async fn place_call(opts: CallOptions) -> Result<CallReport, ClientError> {
                 samples: outcome.recording.into_samples(),
                 stats,
                 packets_sent: outcome.packets_sent,
+                dtmf_sent: outcome.dtmf_sent,
+                dtmf_inband_fallback: outcome.dtmf_inband_fallback,
             }
         }
     };

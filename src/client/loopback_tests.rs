@@ -10,20 +10,20 @@ use tokio::time::timeout;
 
 use super::*;
 
-const STEP: Duration = Duration::from_secs(5);
+pub(super) const STEP: Duration = Duration::from_secs(5);
 
 /// A received SIP request as text, with the address it came from.
-struct Received {
-    text: String,
-    from: SocketAddr,
+pub(super) struct Received {
+    pub(super) text: String,
+    pub(super) from: SocketAddr,
 }
 
 impl Received {
-    fn method(&self) -> &str {
+    pub(super) fn method(&self) -> &str {
         self.text.split(' ').next().unwrap_or_default()
     }
 
-    fn header(&self, name: &str) -> String {
+    pub(super) fn header(&self, name: &str) -> String {
         let prefix = format!("{}:", name.to_ascii_lowercase());
         self.text
             .lines()
@@ -32,12 +32,12 @@ impl Received {
             .unwrap_or_default()
     }
 
-    fn body(&self) -> &str {
+    pub(super) fn body(&self) -> &str {
         self.text.split("\r\n\r\n").nth(1).unwrap_or_default()
     }
 
     /// The RTP port of the SDP's `m=audio` line.
-    fn media_port(&self) -> u16 {
+    pub(super) fn media_port(&self) -> u16 {
         let line = self
             .body()
             .lines()
@@ -47,7 +47,13 @@ impl Received {
     }
 
     /// A response copying Via, From, Call-ID, CSeq; `to_tag` added to To.
-    fn response(&self, status: &str, to_tag: Option<&str>, extra: &str, body: &str) -> String {
+    pub(super) fn response(
+        &self,
+        status: &str,
+        to_tag: Option<&str>,
+        extra: &str,
+        body: &str,
+    ) -> String {
         let to = match to_tag {
             Some(tag) if !self.header("To").contains("tag=") => {
                 format!("{};tag={tag}", self.header("To"))
@@ -66,24 +72,24 @@ impl Received {
 }
 
 /// The far end: a SIP socket and an RTP socket.
-struct FakeUas {
-    sip: UdpSocket,
-    rtp: UdpSocket,
+pub(super) struct FakeUas {
+    pub(super) sip: UdpSocket,
+    pub(super) rtp: UdpSocket,
 }
 
 impl FakeUas {
-    async fn new() -> Self {
+    pub(super) async fn new() -> Self {
         FakeUas {
             sip: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             rtp: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
         }
     }
 
-    fn uri(&self) -> String {
+    pub(super) fn uri(&self) -> String {
         format!("sip:service@{}", self.sip.local_addr().unwrap())
     }
 
-    async fn recv(&self) -> Received {
+    pub(super) async fn recv(&self) -> Received {
         let mut buf = vec![0u8; 65_535];
         let (len, from) = timeout(STEP, self.sip.recv_from(&mut buf))
             .await
@@ -95,12 +101,12 @@ impl FakeUas {
         }
     }
 
-    async fn send(&self, text: &str, to: SocketAddr) {
+    pub(super) async fn send(&self, text: &str, to: SocketAddr) {
         self.sip.send_to(text.as_bytes(), to).await.unwrap();
     }
 
     /// A PCMU answer with media at `port`.
-    fn answer_sdp(port: u16, version: u32) -> String {
+    pub(super) fn answer_sdp(port: u16, version: u32) -> String {
         format!(
             "v=0\r\no=- 7 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
              m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
@@ -109,7 +115,7 @@ impl FakeUas {
     }
 
     /// The 200 OK for `invite` with `sdp`, Contact and our tag.
-    fn ok(&self, invite: &Received, sdp: &str) -> String {
+    pub(super) fn ok(&self, invite: &Received, sdp: &str) -> String {
         let extra = format!(
             "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
             self.sip.local_addr().unwrap()
@@ -118,13 +124,13 @@ impl FakeUas {
     }
 
     /// INVITE → 100, 180, 200 (PCMU to our RTP socket) → ACK.
-    async fn answer(&self) -> (Received, Received) {
+    pub(super) async fn answer(&self) -> (Received, Received) {
         let sdp = Self::answer_sdp(self.rtp.local_addr().unwrap().port(), 7);
         self.answer_with(&sdp).await
     }
 
     /// INVITE → 100, 180, 200 with `sdp` → ACK. Returns INVITE and ACK.
-    async fn answer_with(&self, sdp: &str) -> (Received, Received) {
+    pub(super) async fn answer_with(&self, sdp: &str) -> (Received, Received) {
         let invite = self.recv().await;
         assert_eq!(invite.method(), "INVITE", "{}", invite.text);
         let trying = invite.response("100 Trying", None, "", "");
@@ -137,7 +143,7 @@ impl FakeUas {
     }
 
     /// An in-dialog request from us (the UAS) to the client.
-    fn request(
+    pub(super) fn request(
         &self,
         method: &str,
         invite: &Received,

@@ -12,6 +12,7 @@
 //!   ◄── 2xx ─► Dialog::new_uac, ACK to next hop (again for each 2xx resent)
 //!   ◄── 3xx-6xx ─► ACK via the transaction, report the status
 //!   media: send 20 ms silence (symmetric RTP), record RTP by timestamp
+//!   each `dtmf` press due ─► RFC 4733 events / INFO / in-band tone
 //!   ◄── BYE/OPTIONS/INFO ─► 200 (NonInviteServer), re-INVITE ─► 200 + SDP
 //!   `seconds` elapsed ─► BYE via NonInviteClient, wait for its final response
 //! ```
@@ -22,6 +23,11 @@
 //! up as a difference instead of cancelling out.
 
 mod call;
+#[cfg(test)]
+mod cli_tests;
+mod dtmf;
+#[cfg(test)]
+mod dtmf_tests;
 #[cfg(test)]
 mod loopback_tests;
 mod record;
@@ -39,8 +45,12 @@ use crate::media::Codec;
 use crate::sip::transaction::Timers;
 
 pub use call::place_call;
+pub use dtmf::{
+    DtmfError, DtmfPress, DtmfSent, InfoType, Key, KeySequence, Via, parse_info_type, parse_keys,
+    parse_via, schedule,
+};
 pub use record::{FrameDecoder, MAX_SKEW, Recording};
-pub use send::{AudioSource, FrameEncoder, RtpSender, Silence};
+pub use send::{AudioSource, FrameEncoder, RtpPress, RtpSender, Silence};
 pub use stats::{ReceivedPacket, RtpStats, StreamStats};
 
 /// What call to place and how.
@@ -66,6 +76,15 @@ pub struct CallOptions {
     /// How long to stay after the call ends to re-answer a retransmitted
     /// BYE or failure response (our 200 or ACK may have been lost).
     pub linger: Duration,
+    /// Keys to press, each at its time after our ACK, in order.
+    pub dtmf: Vec<DtmfPress>,
+    /// How each press is sent; several send every press each way at once
+    /// (to test that the line counts it once); empty sends nothing.
+    pub dtmf_via: Vec<Via>,
+    /// How long each tone or event lasts.
+    pub dtmf_duration: Duration,
+    /// The body of SIP INFO presses.
+    pub dtmf_info_type: InfoType,
 }
 
 impl CallOptions {
@@ -82,6 +101,10 @@ impl CallOptions {
             timers: Timers::default(),
             from_user: "test-client".to_owned(),
             linger: Duration::from_millis(500),
+            dtmf: Vec::new(),
+            dtmf_via: vec![Via::Rfc4733],
+            dtmf_duration: dtmf::DEFAULT_DURATION,
+            dtmf_info_type: InfoType::default(),
         }
     }
 }
@@ -147,8 +170,13 @@ pub struct CallReport {
     /// Times a timestamp jump or new SSRC forced arrival-time placement.
     pub reanchors: u32,
     pub stats: RtpStats,
-    /// RTP packets we sent.
+    /// RTP packets we sent (RFC 4733 events included).
     pub packets_sent: u64,
+    /// Each press as it left, once per way, in the order sent.
+    pub dtmf_sent: Vec<DtmfSent>,
+    /// RFC 4733 was asked for but the far end did not accept
+    /// telephone-event, so those presses went in-band instead.
+    pub dtmf_inband_fallback: bool,
 }
 
 /// Why the client could not run the call at all. A rejected or unanswered
@@ -270,6 +298,9 @@ impl CallReport {
                 self.packets_sent
             );
         }
+        if !self.dtmf_sent.is_empty() {
+            let _ = writeln!(out, "{}", self.dtmf_summary());
+        }
         let after = self
             .duration()
             .map(|d| format!(" after {:.2} s", d.as_secs_f64()))
@@ -287,6 +318,42 @@ impl CallReport {
             HangUp::Failed(CallFailure::Cancelled) => writeln!(out, "cancelled while ringing"),
         };
         out
+    }
+}
+
+impl CallReport {
+    /// One line: each press, how and when it left (after the answer), and
+    /// the INFO's final status.
+    fn dtmf_summary(&self) -> String {
+        let presses: Vec<String> = self
+            .dtmf_sent
+            .iter()
+            .map(|sent| {
+                let how = match sent.via {
+                    Via::Rfc4733 => "rfc4733".to_owned(),
+                    Via::InBand => "inband".to_owned(),
+                    Via::SipInfo => match sent.info_status {
+                        Some(status) => format!("info → {status}"),
+                        None => "info → no response".to_owned(),
+                    },
+                };
+                let at = self
+                    .answered_at
+                    .map(|answered| sent.at.saturating_duration_since(answered))
+                    .unwrap_or_default();
+                format!(
+                    "{} ({how}) at {:.2} s",
+                    sent.key.as_char(),
+                    at.as_secs_f64()
+                )
+            })
+            .collect();
+        let fallback = if self.dtmf_inband_fallback {
+            " (no telephone-event in the answer: RFC 4733 sent in-band)"
+        } else {
+            ""
+        };
+        format!("dtmf sent {}{fallback}", presses.join(", "))
     }
 }
 
@@ -317,6 +384,8 @@ mod tests {
             reanchors: 0,
             stats: RtpStats::default(),
             packets_sent: 150,
+            dtmf_sent: Vec::new(),
+            dtmf_inband_fallback: false,
         }
     }
 
@@ -355,6 +424,32 @@ mod tests {
             text.contains("hung up by the far end after 3.00 s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn summary_lists_the_presses_sent() {
+        let mut r = report(Vec::new());
+        let answered = r.answered_at.unwrap();
+        let sent = |key: char, via, ms: u64, info_status| DtmfSent {
+            key: Key::from_char(key).unwrap(),
+            via,
+            at: answered + Duration::from_millis(ms),
+            info_status,
+        };
+        r.dtmf_sent = vec![
+            sent('2', Via::Rfc4733, 3_000, None),
+            sent('2', Via::SipInfo, 3_000, Some(200)),
+            sent('#', Via::InBand, 4_020, None),
+        ];
+        r.dtmf_inband_fallback = true;
+        let text = r.summary();
+        assert!(
+            text.contains(
+                "dtmf sent 2 (rfc4733) at 3.00 s, 2 (info → 200) at 3.00 s, # (inband) at 4.02 s"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("RFC 4733 sent in-band"), "{text}");
     }
 
     #[test]

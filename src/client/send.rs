@@ -10,17 +10,24 @@
 //! frames are skipped (timestamp still advances) instead of burst out.
 //!
 //! The audio comes from an [`AudioSource`], encoded by our own
-//! [`FrameEncoder`]. Silence today; in-band DTMF later is another source
-//! (tones), and RFC 4733 events will be a second packet kind sharing this
-//! SSRC and sequence space (RFC 4733 §2.1) — hence the sequence, timestamp
-//! and marker bookkeeping live here, not in the source.
+//! [`FrameEncoder`]. Key presses ([`RtpSender::press`]) start at the next
+//! frame slot, one at a time, in order:
+//! - in-band: the Q.23 dual tone is mixed into the source's audio;
+//! - RFC 4733: telephone-event packets share this SSRC, sequence space and
+//!   clock (§2.1), one per slot, all stamped with the slot where the event
+//!   began; they replace the audio packets (the phone mutes while it
+//!   signals, §2.6), unless the press also goes in-band, when both go so
+//!   the far end gets the same press twice. The audio timestamp advances
+//!   through the event, so audio resumes where the clock is.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use audiopus::coder::Encoder as OpusEncoder;
 use audiopus::{Application, Channels, SampleRate};
 use rtp_rs::{RtpPacketBuilder, Seq};
 
+use super::dtmf::{EventPackets, Key, Tone, Via};
 use crate::media::g711::{alaw_encode_into, ulaw_encode_into};
 use crate::media::{Codec, FRAME_DURATION};
 
@@ -85,6 +92,27 @@ impl FrameEncoder {
     }
 }
 
+/// A key press for the RTP stream: as telephone-events, as a tone, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPress {
+    pub key: Key,
+    /// Send RFC 4733 events with this (negotiated) payload type.
+    pub event_payload_type: Option<u8>,
+    /// Mix the dual tone into the audio.
+    pub tone: bool,
+    pub duration: Duration,
+}
+
+/// The RFC 4733 event being sent.
+struct ActiveEvent {
+    packets: EventPackets,
+    payload_type: u8,
+    /// The RTP timestamp of the slot the event began in (§2.5.1.2).
+    timestamp: u32,
+    /// Audio packets still go out beside the events (the press is in-band too).
+    with_audio: bool,
+}
+
 /// Paces and packetises our outgoing audio.
 pub struct RtpSender {
     ssrc: u32,
@@ -92,6 +120,7 @@ pub struct RtpSender {
     sequence: u16,
     timestamp: u32,
     frame_ticks: u32,
+    rate_hz: u32,
     /// Marker on the first packet: RFC 3551 §4.1, start of a talkspurt.
     marker_next: bool,
     start: Instant,
@@ -101,6 +130,14 @@ pub struct RtpSender {
     source: Box<dyn AudioSource>,
     pcm: Vec<i16>,
     payload: Vec<u8>,
+    /// Presses waiting for the one in progress to finish.
+    presses: VecDeque<RtpPress>,
+    event: Option<ActiveEvent>,
+    tone: Option<Tone>,
+    /// Packets of the current slot not yet returned (audio and event).
+    outbox: VecDeque<Vec<u8>>,
+    /// Presses whose first packet was just built, for [`Self::poll_started`].
+    started: VecDeque<(Key, Via)>,
     /// Packets built so far.
     pub sent: u64,
 }
@@ -121,6 +158,7 @@ impl RtpSender {
             sequence: rand::random(),
             timestamp: rand::random(),
             frame_ticks: codec.samples_per_frame(),
+            rate_hz: codec.sample_rate_hz(),
             marker_next: true,
             start,
             index: 0,
@@ -128,6 +166,11 @@ impl RtpSender {
             source,
             pcm: vec![0; codec.samples_per_frame() as usize],
             payload: Vec::new(),
+            presses: VecDeque::new(),
+            event: None,
+            tone: None,
+            outbox: VecDeque::new(),
+            started: VecDeque::new(),
             sent: 0,
         })
     }
@@ -142,6 +185,18 @@ impl RtpSender {
         self.payload_type = payload_type;
     }
 
+    /// Sends `press` from the next free frame slot: at once, or after the
+    /// presses already queued.
+    pub fn press(&mut self, press: RtpPress) {
+        self.presses.push_back(press);
+    }
+
+    /// A press whose first packet the last [`Self::poll_packet`] built, once
+    /// per way it goes (RFC 4733 and in-band may both).
+    pub fn poll_started(&mut self) -> Option<(Key, Via)> {
+        self.started.pop_front()
+    }
+
     /// When the next packet is due.
     pub fn next_due(&self) -> Instant {
         self.start + FRAME_DURATION * self.index
@@ -149,6 +204,9 @@ impl RtpSender {
 
     /// The packet due at `now`, if one is; call again until `None`.
     pub fn poll_packet(&mut self, now: Instant) -> Result<Option<Vec<u8>>, audiopus::Error> {
+        if let Some(packet) = self.outbox.pop_front() {
+            return Ok(Some(packet));
+        }
         if now < self.next_due() {
             return Ok(None);
         }
@@ -159,23 +217,84 @@ impl RtpSender {
             self.index += behind;
             self.timestamp = self.timestamp.wrapping_add(self.frame_ticks * behind);
         }
+        self.start_press();
+        let event = self.event.as_mut().and_then(|event| {
+            let packet = event.packets.next_packet();
+            Some((
+                event.payload_type,
+                event.timestamp,
+                event.with_audio,
+                packet?,
+            ))
+        });
+        if self.event.as_ref().is_some_and(|e| e.packets.is_done()) {
+            // Cleared now, so the next press may start in the very next slot.
+            self.event = None;
+        }
+        // The source runs on even while events replace its packets, so it
+        // stays in step with the clock.
         self.source.fill(&mut self.pcm);
-        self.encoder.encode(&self.pcm, &mut self.payload)?;
+        if event.is_none_or(|(_, _, with_audio, _)| with_audio) {
+            if let Some(tone) = &mut self.tone {
+                tone.mix_into(&mut self.pcm);
+            }
+            self.encoder.encode(&self.pcm, &mut self.payload)?;
+            let packet = self.build(self.payload_type, self.timestamp, self.marker_next);
+            self.marker_next = false;
+            self.outbox.push_back(packet);
+        }
+        if self.tone.as_ref().is_some_and(Tone::is_done) {
+            self.tone = None;
+        }
+        if let Some((payload_type, timestamp, _, (marker, payload))) = event {
+            self.payload.clear();
+            self.payload.extend_from_slice(&payload);
+            let packet = self.build(payload_type, timestamp, marker);
+            self.outbox.push_back(packet);
+        }
+        self.timestamp = self.timestamp.wrapping_add(self.frame_ticks);
+        self.index += 1;
+        Ok(self.outbox.pop_front())
+    }
+
+    /// Begins the next queued press if none is in progress.
+    fn start_press(&mut self) {
+        if self.event.is_some() || self.tone.is_some() {
+            return;
+        }
+        let Some(press) = self.presses.pop_front() else {
+            return;
+        };
+        if let Some(payload_type) = press.event_payload_type {
+            self.event = Some(ActiveEvent {
+                packets: EventPackets::new(press.key, press.duration, self.frame_ticks),
+                payload_type,
+                timestamp: self.timestamp,
+                with_audio: press.tone,
+            });
+            self.started.push_back((press.key, Via::Rfc4733));
+        }
+        if press.tone {
+            let samples = (press.duration.as_secs_f64() * f64::from(self.rate_hz)).round();
+            self.tone = Some(Tone::new(press.key, self.rate_hz, samples as u32));
+            self.started.push_back((press.key, Via::InBand));
+        }
+    }
+
+    /// One packet with the next sequence number and this payload.
+    fn build(&mut self, payload_type: u8, timestamp: u32, marker: bool) -> Vec<u8> {
         let packet = RtpPacketBuilder::new()
-            .payload_type(self.payload_type)
+            .payload_type(payload_type)
             .ssrc(self.ssrc)
             .sequence(Seq::from(self.sequence))
-            .timestamp(self.timestamp)
-            .marked(self.marker_next)
+            .timestamp(timestamp)
+            .marked(marker)
             .payload(&self.payload)
             .build()
             .expect("payload type < 128 and no CSRCs: the header always builds");
-        self.marker_next = false;
         self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(self.frame_ticks);
-        self.index += 1;
         self.sent += 1;
-        Ok(Some(packet))
+        packet
     }
 }
 
@@ -268,5 +387,122 @@ mod tests {
             "timestamp follows the clock"
         );
         assert!(sender.poll_packet(stalled).unwrap().is_none());
+    }
+
+    fn press(key: char, event: Option<u8>, tone: bool) -> RtpPress {
+        RtpPress {
+            key: Key::from_char(key).unwrap(),
+            event_payload_type: event,
+            tone,
+            duration: Duration::from_millis(100),
+        }
+    }
+
+    /// Every packet of `slots` frame slots from `t0`, with the presses
+    /// reported as started in each slot.
+    fn run(sender: &mut RtpSender, t0: Instant, slots: u32) -> Vec<(u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        for slot in 0..slots {
+            while let Some(p) = sender.poll_packet(t0 + frames(slot)).unwrap() {
+                out.push((slot, p));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_replace_audio_then_audio_resumes_on_the_clock() {
+        let t0 = Instant::now();
+        let mut sender = RtpSender::new(Codec::Pcmu, 0, Box::new(Silence), t0).unwrap();
+        let before = read(&sender.poll_packet(t0).unwrap().unwrap());
+        sender.press(press('2', Some(101), false));
+        let slots = run(&mut sender, t0 + frames(1), 9);
+        let packets: Vec<_> = slots.iter().map(|(_, p)| read(p)).collect();
+        assert_eq!(sender.poll_started(), Some((Key::Digit(2), Via::Rfc4733)));
+        assert_eq!(sender.poll_started(), None);
+        assert_eq!(
+            packets.len(),
+            9,
+            "one packet per slot: events replace audio"
+        );
+        for (k, (seq, _, _, _, _)) in packets.iter().enumerate() {
+            assert_eq!(*seq, before.0.wrapping_add(1 + k as u16), "contiguous");
+        }
+        let events = &packets[..7];
+        for (k, (_, ts, marker, pt, payload)) in events.iter().enumerate() {
+            assert_eq!(*pt, 101);
+            assert_eq!(*ts, before.1.wrapping_add(160), "the event's start");
+            assert_eq!(*marker, k == 0);
+            let e = crate::media::rtp::TelephoneEvent::parse(payload).unwrap();
+            let duration = 160 * (k as u16 + 1).min(5);
+            assert_eq!(
+                (e.event, e.end, e.volume, e.duration),
+                (2, k >= 4, 10, duration)
+            );
+        }
+        let (_, ts, marker, pt, payload) = &packets[7];
+        assert_eq!((*pt, *marker), (0, false));
+        assert_eq!(
+            *ts,
+            before.1.wrapping_add(160 * 8),
+            "audio follows the clock"
+        );
+        assert_eq!(payload, &vec![0xFF; 160]);
+        assert_eq!(sender.sent, 10);
+    }
+
+    #[test]
+    fn presses_queue_one_after_another() {
+        let t0 = Instant::now();
+        let mut sender = RtpSender::new(Codec::Pcmu, 0, Box::new(Silence), t0).unwrap();
+        sender.press(press('1', Some(101), false));
+        sender.press(press('#', Some(101), false));
+        let packets: Vec<_> = run(&mut sender, t0, 15)
+            .iter()
+            .map(|(_, p)| read(p))
+            .collect();
+        let codes: Vec<(u8, u32)> = packets
+            .iter()
+            .filter(|p| p.3 == 101 && p.2)
+            .map(|p| (p.4[0], p.1))
+            .collect();
+        assert_eq!(codes.len(), 2, "two events, each marked once");
+        assert_eq!((codes[0].0, codes[1].0), (1, 11));
+        assert_eq!(
+            codes[1].1,
+            codes[0].1.wrapping_add(7 * 160),
+            "second after the first's 7 slots"
+        );
+    }
+
+    #[test]
+    fn tone_goes_in_the_audio_and_beside_events() {
+        let t0 = Instant::now();
+        let mut sender = RtpSender::new(Codec::Pcmu, 0, Box::new(Silence), t0).unwrap();
+        sender.press(press('5', Some(101), true));
+        let slots = run(&mut sender, t0, 8);
+        let mut started = Vec::new();
+        while let Some(s) = sender.poll_started() {
+            started.push(s);
+        }
+        assert_eq!(
+            started,
+            vec![(Key::Digit(5), Via::Rfc4733), (Key::Digit(5), Via::InBand)]
+        );
+        let packets: Vec<_> = slots.iter().map(|(_, p)| read(p)).collect();
+        assert_eq!(packets.iter().filter(|p| p.3 == 101).count(), 7);
+        let audio: Vec<_> = packets.iter().filter(|p| p.3 == 0).collect();
+        assert_eq!(audio.len(), 8, "audio keeps flowing");
+        for pair in packets.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0.wrapping_add(1));
+        }
+        let samples: Vec<f32> = audio
+            .iter()
+            .flat_map(|p| p.4.iter())
+            .map(|&code| f32::from(crate::media::g711::ulaw_decode(code)) / 32_768.0)
+            .collect();
+        let heard = crate::call::inband::InBandDetector::default().handle_samples(&samples);
+        assert_eq!(heard, vec![Key::Digit(5)]);
+        assert!(samples[800..].iter().all(|s| s.abs() < 0.01), "100 ms only");
     }
 }

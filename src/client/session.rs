@@ -10,8 +10,10 @@
 //! Call order: [`Session::start`] (replay early RTP, send the ACK, start
 //! media), then [`Session::run`] until the end. Each turn of `run` flushes
 //! the transactions, waits for a datagram or the earliest timer, then
-//! fires the timers due: transactions, the hang-up time, the RTP pacer.
+//! fires the timers due: transactions, the hang-up time, key presses
+//! ([`presses`]), the RTP pacer.
 
+mod presses;
 mod requests;
 
 use std::net::SocketAddr;
@@ -23,11 +25,12 @@ use super::call::{Io, MAX_DATAGRAM, RawRtp, earliest, matches_branch, resolve, s
 use super::record::{MediaIn, Recording};
 use super::request::{INVITE_CSEQ, Local};
 use super::send::RtpSender;
-use super::{CallOptions, ClientError, HangUp, ReceivedPacket};
+use super::{CallOptions, ClientError, DtmfSent, HangUp, ReceivedPacket};
 use crate::sdp::{LocalMedia, Negotiated};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::transaction::{ClientEvent, InviteServer, NonInviteServer};
+use presses::Presses;
 
 /// The result of the INVITE, as the session needs it.
 pub(crate) struct Established {
@@ -51,6 +54,8 @@ pub(crate) struct SessionOutcome {
     pub first_rtp_after_ack: Option<Duration>,
     pub remote_rtp: Option<SocketAddr>,
     pub packets_sent: u64,
+    pub dtmf_sent: Vec<DtmfSent>,
+    pub dtmf_inband_fallback: bool,
 }
 
 /// A server transaction for one request from the far end.
@@ -99,6 +104,7 @@ pub(crate) struct Session<'a> {
     bye_done: bool,
     ended: Option<(HangUp, Instant)>,
     linger_until: Option<Instant>,
+    presses: Presses,
 }
 
 impl<'a> Session<'a> {
@@ -162,6 +168,7 @@ impl<'a> Session<'a> {
             bye_done: false,
             ended: None,
             linger_until: None,
+            presses: Presses::new(&opts.dtmf),
         };
         if let Some(negotiated) = negotiated {
             session.apply(negotiated, now)?;
@@ -200,6 +207,7 @@ impl<'a> Session<'a> {
                     .as_ref()
                     .and_then(|bye| bye.transaction.poll_timeout()),
                 self.linger_until,
+                self.presses.poll_timeout(self.ack_sent_at),
             ]);
             tokio::select! {
                 received = self.io.sip.recv_from(&mut sip_buf) => {
@@ -229,6 +237,8 @@ impl<'a> Session<'a> {
             bye_status: self.bye_status,
             remote_rtp: self.negotiated.as_ref().and_then(|n| n.remote_rtp),
             packets_sent: self.sender.as_ref().map_or(0, |s| s.sent),
+            dtmf_sent: self.presses.sent,
+            dtmf_inband_fallback: self.presses.inband_fallback,
             first_rtp_after_ack,
             undecodable: self.media.undecodable,
             invalid_rtp: self.media.invalid,
@@ -262,6 +272,7 @@ impl<'a> Session<'a> {
                 send(&self.io.sip, &transmit).await;
             }
         }
+        self.flush_infos().await;
     }
 
     async fn handle_timers(&mut self, now: Instant) -> Result<(), ClientError> {
@@ -291,6 +302,8 @@ impl<'a> Session<'a> {
         if self.ended.is_none() && self.hang_up_at.is_some_and(|t| t <= now) {
             self.send_bye(now).await;
         }
+        // Before the pacer, so a press due now starts in this frame slot.
+        self.handle_presses(now).await;
         if let Some(destination) = self.sending_to()
             && let Some(sender) = &mut self.sender
         {
@@ -302,6 +315,7 @@ impl<'a> Session<'a> {
                 };
                 send(&self.io.rtp, &transmit).await;
             }
+            self.record_started(Instant::now());
         }
         Ok(())
     }
@@ -371,6 +385,7 @@ impl<'a> Session<'a> {
                 };
                 send(&self.io.sip, &transmit).await;
             }
+            Method::Info => self.handle_info_response(response, status, now),
             Method::Bye => {
                 if let Some(bye) = &mut self.bye
                     && matches_branch(&response.headers, &bye.branch)
