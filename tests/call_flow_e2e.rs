@@ -11,73 +11,12 @@ use std::time::{Duration, Instant};
 use dial_a_service::client::{CallOptions, CallReport, DtmfPress, HangUp, Key, Via, place_call};
 use dial_a_service::media::Codec;
 
-use common::{Line, audio, have_tool, source_env, write_schedule};
+use common::{Line, ThreeServices, audio, have_tool, source_env, write_schedule};
 
 const RATE: u32 = 8_000;
 
 fn tools() -> bool {
     have_tool("espeak-ng") && have_tool("sox") && have_tool("ffmpeg")
-}
-
-/// Three services, each its own speech over a sweep; key 1 is the newest
-/// (the last in the file).
-struct ThreeServices {
-    dir: tempfile::TempDir,
-    /// Source audio by menu key (index 0 = key 1).
-    by_key: Vec<PathBuf>,
-}
-
-impl ThreeServices {
-    fn new(seconds: f32) -> ThreeServices {
-        let dir = tempfile::tempdir().unwrap();
-        let audio_dir = dir.path().join("audio");
-        std::fs::create_dir(&audio_dir).unwrap();
-        let texts = [
-            (
-                "oldest",
-                "The oldest service: a reading from the prophet Isaiah.",
-            ),
-            ("middle", "The middle service: let us pray for the parish."),
-            (
-                "newest",
-                "The newest service: welcome, and peace be with you.",
-            ),
-        ];
-        let mut sources = Vec::new();
-        for (name, text) in texts {
-            let wav = audio::make_service_wav(&audio_dir, name, text, seconds);
-            audio::convert(&wav, &audio_dir.join(format!("{name}.mp3")), &[]);
-            sources.push(wav);
-        }
-        write_schedule(
-            dir.path(),
-            &[
-                ("Oldest", "oldest.mp3"),
-                ("Middle", "middle.mp3"),
-                ("Newest", "newest.mp3"),
-            ],
-        );
-        sources.reverse();
-        ThreeServices {
-            dir,
-            by_key: sources,
-        }
-    }
-
-    fn line(&self, extra: &[(&'static str, String)]) -> Line {
-        let mut env = source_env(
-            &self.dir.path().join("data.json"),
-            &self.dir.path().join("audio"),
-        );
-        env.extend(extra.iter().cloned());
-        Line::start(&env)
-    }
-
-    /// How well the recording matches the service on `key` (1-based).
-    fn score(&self, report: &CallReport, key: usize) -> f32 {
-        let played = audio::reference(&self.by_key[key - 1], RATE);
-        audio::correlation(&report.samples, &played, RATE, 40.0)
-    }
 }
 
 fn press(at_ms: u64, key: char) -> DtmfPress {
@@ -224,7 +163,8 @@ async fn no_key_says_the_menu_twice_then_plays_the_latest_service_then_goodbye()
         "{}",
         line.log_text()
     );
-    assert!(parish.score(&report, 1) >= 0.9, "the latest service plays");
+    let score = parish.score(&report, 1);
+    assert!(score >= 0.9, "the latest service plays ({score:.3})");
     // The goodbye closes the recording.
     let goodbye = prompt(&Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/prompts/goodbye.opus"));
     let tail = &report.samples[report.samples.len().saturating_sub(5 * RATE as usize)..];

@@ -128,13 +128,16 @@ fn best_lag(heard: &[f32], played: &[f32], max_lag: usize) -> isize {
     fft.process(&mut b);
     let mut c: Vec<Complex<f32>> = a.iter().zip(&b).map(|(x, y)| x * y.conj()).collect();
     ifft.process(&mut c);
+    // Zero-padded to at least both lengths, the circular correlation holds
+    // every linear lag once: heard later by up to its length, earlier by up
+    // to the played length.
+    let later = max_lag.min(heard.len().saturating_sub(1)) as isize;
+    let earlier = max_lag.min(played.len().saturating_sub(1)) as isize;
     let mut best = (0isize, f32::MIN);
-    for lag in 0..=max_lag.min(n / 2 - 1) {
-        for signed in [lag as isize, -(lag as isize)] {
-            let index = signed.rem_euclid(n as isize) as usize;
-            if c[index].re > best.1 {
-                best = (signed, c[index].re);
-            }
+    for signed in -earlier..=later {
+        let index = signed.rem_euclid(n as isize) as usize;
+        if c[index].re > best.1 {
+            best = (signed, c[index].re);
         }
     }
     best.0

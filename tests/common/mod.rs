@@ -237,3 +237,71 @@ impl Parish {
         Line::start(&self.env())
     }
 }
+
+/// Three services, each its own speech over a sweep; key 1 is the newest
+/// (the last in the file).
+pub struct ThreeServices {
+    pub dir: tempfile::TempDir,
+    /// Source audio by menu key (index 0 = key 1).
+    pub by_key: Vec<PathBuf>,
+}
+
+impl ThreeServices {
+    pub fn new(seconds: f32) -> ThreeServices {
+        let dir = tempfile::tempdir().unwrap();
+        let audio_dir = dir.path().join("audio");
+        std::fs::create_dir(&audio_dir).unwrap();
+        let texts = [
+            (
+                "oldest",
+                "The oldest service: a reading from the prophet Isaiah.",
+            ),
+            ("middle", "The middle service: let us pray for the parish."),
+            (
+                "newest",
+                "The newest service: welcome, and peace be with you.",
+            ),
+        ];
+        let mut sources = Vec::new();
+        for (name, text) in texts {
+            let wav = audio::make_service_wav(&audio_dir, name, text, seconds);
+            audio::convert(&wav, &audio_dir.join(format!("{name}.mp3")), &[]);
+            sources.push(wav);
+        }
+        write_schedule(
+            dir.path(),
+            &[
+                ("Oldest", "oldest.mp3"),
+                ("Middle", "middle.mp3"),
+                ("Newest", "newest.mp3"),
+            ],
+        );
+        sources.reverse();
+        ThreeServices {
+            dir,
+            by_key: sources,
+        }
+    }
+
+    pub fn line(&self, extra: &[(&'static str, String)]) -> Line {
+        let mut env = source_env(
+            &self.dir.path().join("data.json"),
+            &self.dir.path().join("audio"),
+        );
+        env.extend(extra.iter().cloned());
+        Line::start(&env)
+    }
+
+    /// How well the recording matches the service on `key` (1-based).
+    pub fn score(&self, report: &dial_a_service::client::CallReport, key: usize) -> f32 {
+        self.score_samples(&report.samples, key)
+    }
+
+    /// How well 8 kHz `heard` audio matches the service on `key`, wherever
+    /// in it the service starts.
+    pub fn score_samples(&self, heard: &[f32], key: usize) -> f32 {
+        let played = audio::reference(&self.by_key[key - 1], 8_000);
+        let whole = heard.len() as f32 / 8_000.0;
+        audio::correlation(heard, &played, 8_000, whole)
+    }
+}
