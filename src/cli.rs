@@ -353,7 +353,20 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
         now.with_timezone(&timezone)
             .format("%A %-d %B %Y, %H:%M %Z")
     );
-    println!("{}", menu.text());
+    if menu.items.is_empty() {
+        println!("No service has started yet, so callers hear the apology clip.");
+    } else if menu.items.len() == 1 && config.line.skip_single_menu {
+        // What the call flow does with one service: no menu to choose from.
+        let greeting = crate::call::menu::sentence_text(&menu.greeting());
+        let service = &menu.items[0].service;
+        println!("{greeting}");
+        println!(
+            "(The only service, {}, plays straight after the greeting.)",
+            service.title.as_deref().unwrap_or(&service.file)
+        );
+    } else {
+        println!("{}", menu.text());
+    }
     if schedule.problems.is_empty() {
         return ExitCode::SUCCESS;
     }

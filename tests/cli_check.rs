@@ -112,3 +112,27 @@ fn menu_prints_what_a_caller_hears_at_a_moment_and_the_problems() {
         "{text}"
     );
 }
+
+#[test]
+fn menu_with_one_service_says_it_follows_the_greeting_and_with_none_the_apology() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = dir.path().join("data.json");
+    std::fs::write(
+        &schedule,
+        r#"{ "church_name": "St Anne's", "services": [
+            { "title": "Harvest Festival", "datetime": "2026-10-04T10:00:00", "file": "h.mp3" } ] }"#,
+    )
+    .unwrap();
+    let env = common::source_env(&schedule, dir.path());
+    let (ok, text) = menu(&["--at", "2026-10-05T09:00:00"], &env);
+    assert!(ok, "{text}");
+    assert!(text.contains("Thanks for calling St Anne's."), "{text}");
+    assert!(
+        text.contains("The only service, Harvest Festival, plays straight after the greeting."),
+        "{text}"
+    );
+    assert!(!text.contains("Press 1"), "{text}");
+
+    let (_, text) = menu(&["--at", "2026-10-01T09:00:00"], &env);
+    assert!(text.contains("No service has started yet"), "{text}");
+}
