@@ -62,6 +62,17 @@ impl Uac {
     }
 
     fn request(&self, method: &str, branch: &str, cseq: u32, body: &str) -> Vec<u8> {
+        self.request_typed(method, branch, cseq, "application/sdp", body)
+    }
+
+    fn request_typed(
+        &self,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        content_type: &str,
+        body: &str,
+    ) -> Vec<u8> {
         let to = match &self.to_tag {
             Some(tag) => format!("<sip:service@{LINE}>;tag={tag}"),
             None => format!("<sip:service@{LINE}>"),
@@ -69,7 +80,7 @@ impl Uac {
         let content_type = if body.is_empty() {
             String::new()
         } else {
-            "Content-Type: application/sdp\r\n".to_owned()
+            format!("Content-Type: {content_type}\r\n")
         };
         let cseq_method = if method == "CANCEL" { "CANCEL" } else { method };
         format!(
@@ -305,6 +316,51 @@ fn bye_from_the_caller_stops_media() {
     // A retransmitted BYE gets the same 200, not a 481.
     h.feed(&uac.request("BYE", "z9hG4bK-6b", 2, ""));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![200]);
+}
+
+#[test]
+fn info_keys_in_the_dialog_become_key_actions() {
+    let mut h = Harness::new(Duration::ZERO);
+    let mut uac = Uac::new("call-info");
+    h.feed(&uac.request("INVITE", "z9hG4bK-i1", 1, &offer("0")));
+    uac.to_tag = Some(to_tag_of(&h.take_sent()[1]));
+    h.feed(&uac.request("ACK", "z9hG4bK-i1a", 1, ""));
+    h.actions.clear();
+    let relay = "application/dtmf-relay";
+    h.feed(&uac.request_typed(
+        "INFO",
+        "z9hG4bK-i2",
+        2,
+        relay,
+        "Signal=2\r\nDuration=160\r\n",
+    ));
+    h.feed(&uac.request_typed("INFO", "z9hG4bK-i3", 3, "application/dtmf", "*"));
+    // A retransmission is answered again but is not a second press.
+    h.feed(&uac.request_typed("INFO", "z9hG4bK-i3", 3, "application/dtmf", "*"));
+    // Other INFO bodies (video fast update) are answered and ignored.
+    h.feed(&uac.request_typed(
+        "INFO",
+        "z9hG4bK-i4",
+        4,
+        "application/media_control+xml",
+        "<x/>",
+    ));
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![200, 200, 200, 200]);
+    let keys: Vec<Key> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Key { key, .. } => Some(*key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, [Key::Digit(2), Key::Star]);
+    // Outside a dialog: 481, no key.
+    let stranger = Uac::new("call-none");
+    h.actions.clear();
+    h.feed(&stranger.request_typed("INFO", "z9hG4bK-i5", 1, relay, "Signal=5"));
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![481]);
+    assert!(h.actions.is_empty());
 }
 
 #[test]
