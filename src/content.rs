@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::call::flow;
-use crate::call::menu::Menu;
+use crate::call::menu::{Menu, Phrase};
 use crate::media::Codec;
 use crate::media::pacer::{FrameSource, Programme, Unplayable};
 use crate::media::track::{Track, TrackCache};
@@ -149,11 +149,26 @@ impl Content {
         Some(menu)
     }
 
-    /// Reads the schedule as a caller would, ahead of them: names and
-    /// titles new to it are rendered, and problems logged, before anyone
-    /// calls. The driver runs this every minute.
-    pub fn refresh(&self, now: DateTime<Utc>) {
-        let _ = self.menu(now);
+    /// Reads the schedule as a caller would, ahead of them: problems are
+    /// logged, names and titles new to it are queued for speech, and the
+    /// menu's sentences are rendered in each codec, so the next caller's
+    /// greeting costs nothing. The driver runs this off its loop every
+    /// few seconds (rendering a long menu in Opus takes tens of milliseconds).
+    pub fn refresh(&self, codecs: &[Codec], now: DateTime<Utc>) {
+        let Some(menu) = self.menu(now) else {
+            return;
+        };
+        let mut sentences = vec![menu.greeting()];
+        sentences.extend(menu.sentences());
+        sentences.push(vec![Phrase::NotAnOption]);
+        sentences.push(vec![Phrase::Goodbye]);
+        let latest = self.audio_path(&menu.items[0].service.file);
+        for &codec in codecs {
+            let _ = self.prompts.render(&sentences, codec, &self.audio_dir);
+            // The service most callers choose (or get by waiting) is opened
+            // here too, so choosing it costs no decoding on the call's path.
+            let _ = self.tracks.open(&latest, codec);
+        }
     }
 
     /// Queues speech for names and titles not yet rendered (in the

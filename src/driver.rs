@@ -23,8 +23,10 @@ use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 use crate::speech::{Speech, SpeechConfig};
 
-/// How often the schedule is read between calls.
-const CONTENT_REFRESH: Duration = Duration::from_secs(60);
+/// How often the schedule is read between calls, and the menu rendered
+/// ahead of callers: cheap when nothing changed (cache hits), and soon
+/// after a name's speech is ready, its sentences are too.
+const CONTENT_REFRESH: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for the answers to its BYEs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -211,7 +213,13 @@ pub async fn serve(
                 }
             }
             Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine, &content),
-            _ = refresh.tick() => content.refresh(chrono::Utc::now()),
+            _ = refresh.tick() => {
+                let content = content.clone();
+                let codecs = config.media.codecs.clone();
+                // Dropped unawaited: a slow disk delays the next warm-up,
+                // never a call.
+                drop(tokio::task::spawn_blocking(move || content.refresh(&codecs, chrono::Utc::now())));
+            }
             () = &mut shutdown => break,
         }
     }
