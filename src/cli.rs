@@ -337,16 +337,20 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let schedule =
-        match crate::source::schedule::Schedule::load_in(&config.source.schedule, timezone) {
-            Ok(schedule) => schedule,
-            Err(error) => {
-                println!(
-                    "The schedule cannot be read, so callers hear the apology clip:\n  {error}"
-                );
-                return ExitCode::FAILURE;
-            }
-        };
+    let Some(schedule_path) = config.source.schedule.as_path() else {
+        println!(
+            "The schedule is fetched from {} by the running line; `menu` reads a schedule on this machine.",
+            config.source.schedule
+        );
+        return ExitCode::FAILURE;
+    };
+    let schedule = match crate::source::schedule::Schedule::load_in(schedule_path, timezone) {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            println!("The schedule cannot be read, so callers hear the apology clip:\n  {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let menu = crate::call::menu::Menu::at(&schedule, now, timezone);
     println!(
         "At {}:",
@@ -370,7 +374,7 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
     if schedule.problems.is_empty() {
         return ExitCode::SUCCESS;
     }
-    println!("\nProblems in {}:", config.source.schedule.display());
+    println!("\nProblems in {}:", schedule_path.display());
     for problem in &schedule.problems {
         println!("  {problem}");
     }

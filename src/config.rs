@@ -33,9 +33,14 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::media::Codec;
 
 mod call;
+mod source;
 mod trunk;
 use call::CallSettings;
-pub use call::{CacheConfig, DtmfConfig, LineConfig, SpeechConfig};
+pub use call::{DtmfConfig, LineConfig, SpeechConfig};
+use source::SourceSettings;
+pub use source::{
+    CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig,
+};
 use trunk::TrunkSettings;
 pub use trunk::{
     DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRES, DEFAULT_KEEPALIVE, IpNet, MIN_EXPIRES, Password, SipUri,
@@ -156,13 +161,6 @@ pub struct MediaConfig {
     pub max_cached_tracks: usize,
 }
 #[derive(Debug, Clone)]
-pub struct SourceConfig {
-    /// The parish's `data.json`.
-    pub schedule: PathBuf,
-    /// The folder the schedule's `file` names are in.
-    pub audio: PathBuf,
-}
-#[derive(Debug, Clone)]
 pub struct AudioConfig {
     /// Played when a service cannot be.
     pub apology: PathBuf,
@@ -180,13 +178,13 @@ pub struct LogConfig {
 const KEYS: &[(&str, &[&str])] = &[
     ("sip", &["listen", "public_address", "t1", "answer_delay"]),
     ("media", &["rtp_ports", "codecs", "max_cached_tracks"]),
-    ("source", &["schedule", "audio"]),
+    ("source", source::SOURCE_KEYS),
     ("audio", &["apology", "prompts"]),
     ("log", &["level"]),
     ("line", call::LINE_KEYS),
     ("dtmf", call::DTMF_KEYS),
     ("speech", call::SPEECH_KEYS),
-    ("cache", call::CACHE_KEYS),
+    ("cache", source::CACHE_KEYS),
     ("trunk", trunk::KEYS),
 ];
 
@@ -314,8 +312,7 @@ struct Settings {
     rtp_ports: Option<PortRange>,
     codecs: Option<Vec<Codec>>,
     max_cached_tracks: Option<usize>,
-    schedule: Option<PathBuf>,
-    audio: Option<PathBuf>,
+    source: SourceSettings,
     apology: Option<PathBuf>,
     prompts: Option<PathBuf>,
     level: Option<String>,
@@ -377,8 +374,7 @@ impl Settings {
                     "expected a whole number of tracks, at least 1",
                 )?);
             }
-            ("source", "schedule") => self.schedule = Some(path(value)?),
-            ("source", "audio") => self.audio = Some(path(value)?),
+            ("source" | "cache", key) => self.source.set(section, key, value, base)?,
             ("audio", "apology") => self.apology = Some(path(value)?),
             ("audio", "prompts") => self.prompts = Some(path(value)?),
             ("log", "level") => {
@@ -389,9 +385,7 @@ impl Settings {
                 self.level = Some(level);
             }
             ("trunk", key) => self.trunk.set(key, value, base)?,
-            ("line" | "dtmf" | "speech" | "cache", key) => {
-                self.call.set(section, key, value, base)?
-            }
+            ("line" | "dtmf" | "speech", key) => self.call.set(section, key, value, base)?,
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
         Ok(())
@@ -409,14 +403,8 @@ impl Settings {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         });
-        let schedule = self
-            .schedule
-            .unwrap_or_else(|| config_dir.join("data.json"));
-        // The parish's layout: `<root>/data.json` beside `<root>/audio/<file>`.
-        let audio = self
-            .audio
-            .unwrap_or_else(|| schedule.parent().unwrap_or(Path::new("")).join("audio"));
-        let (line, dtmf, speech, cache) = self.call.finish(config_dir);
+        let (source, cache) = self.source.finish(config_dir);
+        let (line, dtmf, speech) = self.call.finish(config_dir);
         Ok(Config {
             trunk: self.trunk.finish(file)?,
             line,
@@ -434,7 +422,7 @@ impl Settings {
                 codecs: self.codecs.unwrap_or_else(|| Codec::ALL.to_vec()),
                 max_cached_tracks: self.max_cached_tracks.unwrap_or(DEFAULT_MAX_CACHED_TRACKS),
             },
-            source: SourceConfig { schedule, audio },
+            source,
             audio: AudioConfig {
                 // The shipped layout: `config/` and `audio/` side by side.
                 apology: self

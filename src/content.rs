@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::call::flow;
-use crate::call::menu::{Menu, Phrase};
+use crate::call::menu::{Menu, Phrase, Spoken};
 use crate::media::Codec;
 use crate::media::pacer::{FrameSource, Programme, Unplayable};
 use crate::media::track::{Track, TrackCache};
 use crate::prompts::Prompts;
+use crate::source::published::Published;
 use crate::source::schedule::Schedule;
 
 /// Remembers the last problem of one kind so it is logged once per change.
@@ -43,13 +44,39 @@ impl ProblemLog {
     }
 }
 
+/// Where the schedule a call is offered comes from.
+pub enum Catalogue {
+    /// A `data.json` on this machine, read afresh for every call (the
+    /// parish edits it in place), its audio in a folder beside it.
+    Local { schedule: PathBuf, audio: PathBuf },
+    /// Published by the background refresher from a URL or feed, its
+    /// services' files already downloaded and checked.
+    Published {
+        published: Arc<Published>,
+        /// For the log: where the refresher fetches from.
+        origin: String,
+    },
+}
+
+impl Catalogue {
+    fn describe(&self) -> String {
+        match self {
+            Catalogue::Local { schedule, .. } => schedule.display().to_string(),
+            Catalogue::Published { origin, .. } => origin.clone(),
+        }
+    }
+}
+
 /// Picks and prepares what each call plays.
 pub struct Content {
-    schedule: PathBuf,
+    catalogue: Catalogue,
+    /// Recordings of names and titles (`title_audio`) are read under here.
     audio_dir: PathBuf,
     apology: PathBuf,
     /// Schedule times without an offset are local times here.
     timezone: Tz,
+    /// `[line] church_name`: said instead of the schedule's.
+    church_name: Option<String>,
     tracks: TrackCache,
     /// The spoken words: prompt library, names and titles.
     prompts: Prompts,
@@ -61,17 +88,22 @@ pub struct Content {
 
 impl Content {
     pub fn new(
-        schedule: PathBuf,
-        audio_dir: PathBuf,
+        catalogue: Catalogue,
         apology: PathBuf,
         max_tracks: usize,
         prompts: Prompts,
     ) -> Self {
+        let audio_dir = match &catalogue {
+            Catalogue::Local { audio, .. } => audio.clone(),
+            // Downloaded recordings are named by absolute paths.
+            Catalogue::Published { .. } => PathBuf::new(),
+        };
         Content {
-            schedule,
+            catalogue,
             audio_dir,
             apology,
             timezone: crate::source::schedule::DEFAULT_TIMEZONE,
+            church_name: None,
             tracks: TrackCache::new(max_tracks),
             prompts,
             tones: Mutex::new(HashMap::new()),
@@ -87,6 +119,13 @@ impl Content {
         self
     }
 
+    /// Greets callers with `name` (`[line] church_name`) instead of the
+    /// schedule's or feed's name.
+    pub fn with_church_name(mut self, name: Option<String>) -> Self {
+        self.church_name = name.filter(|n| !n.is_empty());
+        self
+    }
+
     /// Checks the schedule and the apology clip once at start, so an
     /// operator sees a problem before the first caller does. Never fails:
     /// a missing schedule may appear later.
@@ -95,10 +134,13 @@ impl Content {
         for &codec in codecs {
             let _ = self.apology_track(codec);
         }
-        match Schedule::load_in(&self.schedule, self.timezone) {
+        match self.load_schedule() {
             Ok(schedule) => {
-                for problem in &schedule.problems {
-                    tracing::warn!(schedule = %self.schedule.display(), "{problem}");
+                // A published schedule's problems were logged when fetched.
+                if let Catalogue::Local { schedule: path, .. } = &self.catalogue {
+                    for problem in &schedule.problems {
+                        tracing::warn!(schedule = %path.display(), "{problem}");
+                    }
                 }
                 self.prepare_speech(&Menu::at(&schedule, now, self.timezone));
                 match schedule.latest(now) {
@@ -112,14 +154,24 @@ impl Content {
                         "schedule",
                         Some(format!(
                             "{} lists no service that has started yet",
-                            self.schedule.display()
+                            self.catalogue.describe()
                         )),
                     ),
                 }
             }
-            Err(error) => self
-                .schedule_problem
-                .record("schedule", Some(error.to_string())),
+            Err(error) => self.schedule_problem.record("schedule", Some(error)),
+        }
+    }
+
+    /// The schedule as callers would be offered it now.
+    fn load_schedule(&self) -> Result<Arc<Schedule>, String> {
+        match &self.catalogue {
+            Catalogue::Local { schedule, .. } => Schedule::load_in(schedule, self.timezone)
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
+            Catalogue::Published { published, origin } => published.get().ok_or_else(|| {
+                format!("no schedule from {origin} has been fetched and checked yet")
+            }),
         }
     }
 
@@ -127,19 +179,22 @@ impl Content {
     /// `None`, logged, when the schedule is unusable or offers nothing yet:
     /// the caller hears the apology.
     pub fn menu(&self, now: DateTime<Utc>) -> Option<Menu> {
-        let schedule = match Schedule::load_in(&self.schedule, self.timezone) {
+        let schedule = match self.load_schedule() {
             Ok(schedule) => schedule,
             Err(error) => {
-                self.schedule_problem
-                    .record("schedule", Some(error.to_string()));
+                self.schedule_problem.record("schedule", Some(error));
                 return None;
             }
         };
-        let menu = Menu::at(&schedule, now, self.timezone);
+        let mut menu = Menu::at(&schedule, now, self.timezone);
+        if let Some(name) = &self.church_name {
+            // The schedule's recording says the schedule's name: not used.
+            menu.church_name = Some(Spoken::text(name.clone()));
+        }
         if menu.items.is_empty() {
             let reason = format!(
                 "{} lists no service that has started yet",
-                self.schedule.display()
+                self.catalogue.describe()
             );
             self.schedule_problem.record("schedule", Some(reason));
             return None;
@@ -220,8 +275,12 @@ impl Content {
     }
 
     /// A schedule's `file` under the audio folder; names that try to leave
-    /// it (`../`, absolute paths) are refused.
+    /// it (`../`, absolute paths) are refused. A published schedule names
+    /// its downloaded files by their paths in the cache.
     fn audio_path(&self, file: &str) -> PathBuf {
+        if let Catalogue::Published { .. } = self.catalogue {
+            return PathBuf::from(file);
+        }
         let relative = Path::new(file);
         let safe = relative
             .components()
@@ -348,7 +407,17 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
         )),
     }
     check_voice(config, &mut report);
-    let schedule = match Schedule::load_in(&config.source.schedule, config.line.timezone) {
+    let (Some(schedule_path), Some(audio_dir)) = (
+        config.source.schedule.as_path(),
+        config.source.audio.as_path(),
+    ) else {
+        report.ok(format!(
+            "schedule {} is fetched by the running line, in the background; its log names any problem",
+            config.source.schedule
+        ));
+        return report;
+    };
+    let schedule = match Schedule::load_in(schedule_path, config.line.timezone) {
         Ok(schedule) => schedule,
         Err(error) => {
             report.problem(format!("schedule: {error}"));
@@ -357,7 +426,7 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
     };
     report.ok(format!(
         "schedule {} for {}",
-        config.source.schedule.display(),
+        schedule_path.display(),
         schedule.church_name
     ));
     for problem in &schedule.problems {
@@ -375,7 +444,7 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
     }
     for (i, service) in available.iter().enumerate() {
         let title = service.title.as_deref().unwrap_or("(no title)");
-        let path = config.source.audio.join(&service.file);
+        let path = audio_dir.join(&service.file);
         let what = format!(
             "{}{title}, {}: {}",
             if i == 0 { "latest: " } else { "" },
@@ -442,9 +511,12 @@ mod tests {
 
     #[test]
     fn audio_path_stays_inside_the_folder() {
+        let catalogue = Catalogue::Local {
+            schedule: "s.json".into(),
+            audio: "/srv/audio".into(),
+        };
         let content = Content::new(
-            "s.json".into(),
-            "/srv/audio".into(),
+            catalogue,
             "a.wav".into(),
             4,
             Prompts::load(Path::new("/nonexistent"), &[], None),

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::call::flow::FlowConfig;
 use crate::calls::Calls;
-use crate::config::Config;
-use crate::content::Content;
+use crate::config::{Config, Location};
+use crate::content::{Catalogue, Content};
 use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
 use crate::media::pacer::{MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
@@ -21,6 +21,7 @@ use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
+use crate::source::published::Published;
 use crate::speech::{Speech, SpeechConfig};
 
 /// How often the schedule is read between calls, and the menu rendered
@@ -110,13 +111,13 @@ pub async fn serve(
     }
     let content = Arc::new(
         Content::new(
-            config.source.schedule.clone(),
-            config.source.audio.clone(),
+            catalogue(&config),
             config.audio.apology.clone(),
             config.media.max_cached_tracks,
             voice(&config),
         )
-        .with_timezone(config.line.timezone),
+        .with_timezone(config.line.timezone)
+        .with_church_name(config.line.church_name.clone()),
     );
     content.check_at_start(&config.media.codecs, chrono::Utc::now());
 
@@ -257,6 +258,21 @@ pub async fn serve(
         transport.send(&transmit).await;
     }
     Ok(())
+}
+
+/// A local `data.json` with local audio is read for each call; anything
+/// from the web is fetched in the background and published.
+fn catalogue(config: &Config) -> Catalogue {
+    match (&config.source.schedule, &config.source.audio) {
+        (Location::Path(schedule), Location::Path(audio)) => Catalogue::Local {
+            schedule: schedule.clone(),
+            audio: audio.clone(),
+        },
+        (schedule, _) => Catalogue::Published {
+            published: Arc::new(Published::default()),
+            origin: schedule.to_string(),
+        },
+    }
 }
 
 /// The prompt library, with espeak-ng behind it for names and titles.

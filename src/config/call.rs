@@ -1,17 +1,21 @@
-//! What a caller meets: `[line]` (time zone, menu timing), `[dtmf]` (which
-//! ways keys are heard), `[speech]` (text to speech for names and titles)
-//! and `[cache]` (where rendered speech is kept). Kept apart from
-//! `config.rs` for size; it uses the same per-key parsers.
+//! What a caller meets: `[line]` (time zone, church name, menu timing),
+//! `[dtmf]` (which ways keys are heard) and `[speech]` (text to speech for
+//! names and titles). Kept apart from `config.rs` for size; it uses the
+//! same per-key parsers.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{describe, deserialize_duration, parsed, text};
 
-pub(super) const LINE_KEYS: &[&str] = &["timezone", "menu_timeout", "skip_single_menu"];
+pub(super) const LINE_KEYS: &[&str] = &[
+    "timezone",
+    "church_name",
+    "menu_timeout",
+    "skip_single_menu",
+];
 pub(super) const DTMF_KEYS: &[&str] = &["methods"];
 pub(super) const SPEECH_KEYS: &[&str] = &["command", "voice", "rate"];
-pub(super) const CACHE_KEYS: &[&str] = &["dir"];
 
 /// The "no key within 10 s after the menu".
 pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +28,8 @@ pub const DEFAULT_RATE: u32 = 140;
 pub struct LineConfig {
     /// Where the parish is: schedule times without an offset are local times here.
     pub timezone: chrono_tz::Tz,
+    /// Greets callers with this instead of the schedule's (or feed's) name.
+    pub church_name: Option<String>,
     /// Silence after the menu before it is said again (and, the second
     /// time, before the latest service plays).
     pub menu_timeout: Duration,
@@ -53,23 +59,17 @@ pub struct SpeechConfig {
     pub rate: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Rendered speech (and, later, downloaded services) live here.
-    pub dir: PathBuf,
-}
-
 /// What the file and environment said about these sections, before defaults.
 #[derive(Default)]
 pub(super) struct CallSettings {
     timezone: Option<chrono_tz::Tz>,
+    church_name: Option<String>,
     menu_timeout: Option<Duration>,
     skip_single_menu: Option<bool>,
     dtmf: Option<DtmfConfig>,
     command: Option<PathBuf>,
     voice: Option<String>,
     rate: Option<u32>,
-    cache_dir: Option<PathBuf>,
 }
 
 impl CallSettings {
@@ -86,6 +86,16 @@ impl CallSettings {
                     value,
                     "expected a time zone name like \"Europe/London\" (from the IANA tz database)",
                 )?);
+            }
+            ("line", "church_name") => {
+                self.church_name = Some(
+                    text(
+                        value,
+                        "expected the church's name as callers should hear it",
+                    )?
+                    .trim()
+                    .to_owned(),
+                );
             }
             ("line", "menu_timeout") => {
                 let timeout = deserialize_duration(value)
@@ -124,26 +134,17 @@ impl CallSettings {
                 }
                 self.rate = Some(rate);
             }
-            ("cache", "dir") => {
-                let dir = PathBuf::from(text(value, "expected a path")?);
-                self.cache_dir = Some(match base {
-                    Some(base) if dir.is_relative() => base.join(dir),
-                    _ => dir,
-                });
-            }
             _ => unreachable!("the key tables list only keys that CallSettings::set handles"),
         }
         Ok(())
     }
 
-    pub(super) fn finish(
-        self,
-        config_dir: &Path,
-    ) -> (LineConfig, DtmfConfig, SpeechConfig, CacheConfig) {
+    pub(super) fn finish(self, _config_dir: &Path) -> (LineConfig, DtmfConfig, SpeechConfig) {
         let line = LineConfig {
             timezone: self
                 .timezone
                 .unwrap_or(crate::source::schedule::DEFAULT_TIMEZONE),
+            church_name: self.church_name,
             menu_timeout: self.menu_timeout.unwrap_or(DEFAULT_MENU_TIMEOUT),
             skip_single_menu: self.skip_single_menu.unwrap_or(true),
         };
@@ -157,18 +158,12 @@ impl CallSettings {
             voice: self.voice.unwrap_or_else(|| DEFAULT_VOICE.to_owned()),
             rate: self.rate.unwrap_or(DEFAULT_RATE),
         };
-        let cache = CacheConfig {
-            // The shipped layout: `config/` and `cache/` side by side.
-            dir: self
-                .cache_dir
-                .unwrap_or_else(|| config_dir.join("../cache")),
-        };
-        (line, dtmf, speech, cache)
+        (line, dtmf, speech)
     }
 }
 
 /// `true`/`false`, or their text (`"yes"`, `"no"`, `"1"`, `"0"`) from the environment.
-fn boolean(value: toml::Value) -> Result<bool, String> {
+pub(super) fn boolean(value: toml::Value) -> Result<bool, String> {
     let expected = "expected true or false";
     match &value {
         toml::Value::Boolean(b) => Ok(*b),
@@ -234,19 +229,19 @@ mod tests {
 
     #[test]
     fn defaults_listen_every_way_and_wait_ten_seconds() {
-        let (line, dtmf, speech, cache) = CallSettings::default().finish(Path::new("/srv/config"));
+        let (line, dtmf, speech) = CallSettings::default().finish(Path::new("/srv/config"));
         assert_eq!(line.menu_timeout, Duration::from_secs(10));
         assert!(line.skip_single_menu);
         assert!(dtmf.rfc4733 && dtmf.info && dtmf.inband);
         assert_eq!(speech.command, PathBuf::from("espeak-ng"));
         assert_eq!((speech.voice.as_str(), speech.rate), ("en-gb", 140));
-        assert_eq!(cache.dir, PathBuf::from("/srv/config/../cache"));
+        assert_eq!(line.church_name, None);
     }
 
     #[test]
     fn dtmf_methods_from_a_list_or_text() {
         let list = toml::Value::Array(vec!["rfc4733".into(), "inband".into()]);
-        let (_, dtmf, _, _) = set("dtmf", "methods", list).unwrap().finish(Path::new(""));
+        let (_, dtmf, _) = set("dtmf", "methods", list).unwrap().finish(Path::new(""));
         assert_eq!(
             dtmf,
             DtmfConfig {
@@ -255,7 +250,7 @@ mod tests {
                 inband: true
             }
         );
-        let (_, dtmf, _, _) = set("dtmf", "methods", "info".into())
+        let (_, dtmf, _) = set("dtmf", "methods", "info".into())
             .unwrap()
             .finish(Path::new(""));
         assert!(dtmf.info && !dtmf.rfc4733 && !dtmf.inband);
@@ -281,18 +276,17 @@ mod tests {
 
     #[test]
     fn paths_resolve_against_the_file_but_program_names_stay_bare() {
-        let (_, _, speech, cache) = set("speech", "command", "espeak-ng".into())
+        let (_, _, speech) = set("speech", "command", "espeak-ng".into())
             .unwrap()
             .finish(Path::new(""));
         assert_eq!(speech.command, PathBuf::from("espeak-ng"));
-        assert_eq!(cache.dir, PathBuf::from("../cache"));
-        let (_, _, speech, _) = set("speech", "command", "bin/say".into())
+        let (_, _, speech) = set("speech", "command", "bin/say".into())
             .unwrap()
             .finish(Path::new(""));
         assert_eq!(speech.command, PathBuf::from("/etc/das/bin/say"));
-        let (_, _, _, cache) = set("cache", "dir", "cache".into())
+        let (line, _, _) = set("line", "church_name", " St Anne's ".into())
             .unwrap()
             .finish(Path::new(""));
-        assert_eq!(cache.dir, PathBuf::from("/etc/das/cache"));
+        assert_eq!(line.church_name.as_deref(), Some("St Anne's"));
     }
 }

@@ -42,8 +42,11 @@ fn empty_file_gives_every_default() {
     );
     assert_eq!(c.media.codecs, [Codec::Pcmu, Codec::Pcma, Codec::Opus]);
     assert_eq!(c.media.max_cached_tracks, 16);
-    assert_eq!(c.source.schedule, Path::new("/etc/das/data.json"));
-    assert_eq!(c.source.audio, Path::new("/etc/das/audio"));
+    assert_eq!(
+        c.source.schedule.as_path(),
+        Some(Path::new("/etc/das/data.json"))
+    );
+    assert_eq!(c.source.audio.as_path(), Some(Path::new("/etc/das/audio")));
     assert_eq!(c.audio.apology, Path::new("/etc/das/../audio/apology.wav"));
     assert_eq!(c.log.level, "info");
 }
@@ -85,8 +88,14 @@ level = "debug,dial_a_service::sip=trace"
     assert_eq!(c.media.codecs, [Codec::Opus, Codec::Pcma]);
     assert_eq!(c.media.max_cached_tracks, 4);
     // Absolute paths stay; the audio folder follows the schedule.
-    assert_eq!(c.source.schedule, Path::new("/srv/parish/data.json"));
-    assert_eq!(c.source.audio, Path::new("/srv/parish/audio"));
+    assert_eq!(
+        c.source.schedule.as_path(),
+        Some(Path::new("/srv/parish/data.json"))
+    );
+    assert_eq!(
+        c.source.audio.as_path(),
+        Some(Path::new("/srv/parish/audio"))
+    );
     assert_eq!(c.audio.apology, Path::new("/etc/das/sorry.wav"));
     assert_eq!(c.log.level, "debug,dial_a_service::sip=trace");
 }
@@ -139,8 +148,11 @@ fn every_key_has_an_env_override() {
     assert_eq!(c.media.codecs, [Codec::Pcma, Codec::Opus]);
     assert_eq!(c.media.max_cached_tracks, 3);
     // Relative env paths stay relative: the working directory resolves them.
-    assert_eq!(c.source.schedule, Path::new("parish/data.json"));
-    assert_eq!(c.source.audio, Path::new("/var/audio"));
+    assert_eq!(
+        c.source.schedule.as_path(),
+        Some(Path::new("parish/data.json"))
+    );
+    assert_eq!(c.source.audio.as_path(), Some(Path::new("/var/audio")));
     assert_eq!(c.audio.apology, Path::new("sorry.wav"));
     assert_eq!(c.log.level, "warn");
     assert_eq!(c.line.timezone, chrono_tz::Europe::Dublin);
@@ -150,7 +162,7 @@ fn every_key_has_an_env_override() {
     assert_eq!(c.sip.listen, "127.0.0.1:5070".parse().unwrap());
     // The audio default follows an env-given schedule.
     let c = with_env("", &[("DAS_SOURCE_SCHEDULE", "/srv/p/data.json")]).unwrap();
-    assert_eq!(c.source.audio, Path::new("/srv/p/audio"));
+    assert_eq!(c.source.audio.as_path(), Some(Path::new("/srv/p/audio")));
 }
 
 #[test]
@@ -294,8 +306,14 @@ fn load_reads_the_file_and_resolves_against_its_directory() {
     )
     .unwrap();
     let c = Config::load_with_env(&path, no_env).unwrap();
-    assert_eq!(c.source.schedule, dir.path().join("sched/data.json"));
-    assert_eq!(c.source.audio, dir.path().join("../audio"));
+    assert_eq!(
+        c.source.schedule.as_path(),
+        Some(dir.path().join("sched/data.json").as_path())
+    );
+    assert_eq!(
+        c.source.audio.as_path(),
+        Some(dir.path().join("../audio").as_path())
+    );
 
     let missing = dir.path().join("nope.toml");
     let err = Config::load_with_env(&missing, no_env).unwrap_err();
@@ -308,12 +326,10 @@ fn shipped_example_config_loads_and_points_at_shipped_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let c = Config::load_with_env(&root.join("config/dial-a-service.toml"), no_env).unwrap();
     assert_eq!(c.sip.listen, "127.0.0.1:5060".parse().unwrap());
-    assert!(
-        c.source.schedule.is_file(),
-        "{}",
-        c.source.schedule.display()
-    );
-    assert!(c.source.audio.join("sample-service.mp3").is_file());
+    let schedule = c.source.schedule.as_path().unwrap();
+    assert!(schedule.is_file(), "{}", schedule.display());
+    let audio = c.source.audio.as_path().unwrap();
+    assert!(audio.join("sample-service.mp3").is_file());
     assert!(c.audio.apology.is_file(), "{}", c.audio.apology.display());
 }
 
