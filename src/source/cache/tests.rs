@@ -441,3 +441,15 @@ fn commit_of_a_missing_download_is_an_io_error() {
     assert_eq!(error.code(), "cache.io");
     assert!(error.to_string().contains(".part"), "{error}");
 }
+
+#[test]
+fn killed_mid_download_the_previous_copy_is_served() {
+    let (dir, cache) = cache();
+    let first = store(&cache, URL, b"last week's good copy", "\"v1\"");
+    let partial = download(&cache, URL, b"this week's, cut o");
+    drop(cache);
+
+    let cache = DiskCache::open(dir.path()).unwrap();
+    assert_eq!(cache.get(URL, true), Some(first));
+    assert_eq!(fs::read(&partial).unwrap(), b"this week's, cut o");
+}
