@@ -1,4 +1,5 @@
 //! Where services come from: the schedule and its audio.
 
+pub mod cache;
 pub mod published;
 pub mod schedule;
