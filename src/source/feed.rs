@@ -14,7 +14,7 @@
 //! audio or without a readable date, or a second item with the same enclosure, is skipped
 //! and described in [`Schedule::problems`]; only bytes that are not a feed are an error.
 //! Titles are read aloud by speech synthesis, so they lose their markup and entities
-//! (see [`text`]); dates get the corrections in [`date`].
+//! (see `feed/text.rs`); dates get the corrections in `feed/date.rs`.
 
 mod date;
 mod text;
