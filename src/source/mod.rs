@@ -1,5 +1,6 @@
 //! Where services come from: the schedule and its audio.
 
 pub mod cache;
+pub mod feed;
 pub mod published;
 pub mod schedule;

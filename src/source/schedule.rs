@@ -6,6 +6,11 @@
 //! speech synthesis: `church_name_audio` at the top and `title_audio` per service, file names
 //! inside the audio folder like `file`.
 //!
+//! `file` and the recordings may instead be absolute `http://` or `https://` URLs (issue 5),
+//! for audio kept elsewhere than beside the schedule; [`is_remote`] tells them apart. Any
+//! other scheme (`file:`, `ftp:`, `javascript:`) is refused, as is a relative path that
+//! climbs out of the folder.
+//!
 //! One broken service must not take the line down: an entry with a missing file, a bad
 //! date or a wrong type is skipped and described in [`Schedule::problems`] (for the logs and
 //! `check`), and callers still get every other service. Only a file that is not a schedule
@@ -20,6 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
+use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -50,16 +56,17 @@ pub enum ScheduleError {
 pub struct Service {
     pub title: Option<String>,
     pub datetime: DateTime<FixedOffset>,
-    /// A relative path under the audio folder, checked to stay inside it.
+    /// A relative path under the audio folder, checked to stay inside it, or an absolute
+    /// http(s) URL (see [`is_remote`]).
     pub file: String,
-    /// A recording of the title, under the audio folder like `file`.
+    /// A recording of the title, under the audio folder or a URL, like `file`.
     pub title_audio: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub church_name: String,
-    /// A recording of the church name, under the audio folder.
+    /// A recording of the church name, under the audio folder or a URL, like `file`.
     pub church_name_audio: Option<String>,
     /// In the order of the file; see [`Schedule::available`] for callers' order.
     pub services: Vec<Service>,
@@ -195,13 +202,8 @@ fn parse_service(entry: &Value, timezone: Tz) -> Result<(Service, Option<String>
     };
     let file = match entry.get("file") {
         None | Some(Value::Null) => return Err("no \"file\"".to_owned()),
-        Some(Value::String(file)) if is_inside(file) => file.clone(),
         Some(Value::String(file)) => {
-            // The name is joined to the audio folder (and, later, to a URL): nothing may
-            // climb out of it.
-            return Err(format!(
-                "file {file:?} is not a file name inside the audio folder"
-            ));
+            audio_reference(file).ok_or_else(|| format!("file {file:?} {NOT_AUDIO_REFERENCE}"))?
         }
         Some(other) => return Err(format!("file {other} is not a string")),
     };
@@ -225,17 +227,71 @@ fn parse_service(entry: &Value, timezone: Tz) -> Result<(Service, Option<String>
     Ok((service, warning))
 }
 
-/// An optional recording's file name, checked like `file`; empty is none.
+/// An optional recording's file name or URL, checked like `file`; empty is none.
 fn audio_field(value: Option<&Value>, field: &str) -> Result<Option<String>, String> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(file)) if file.trim().is_empty() => Ok(None),
-        Some(Value::String(file)) if is_inside(file) => Ok(Some(file.clone())),
-        Some(Value::String(file)) => Err(format!(
-            "{field} {file:?} is not a file name inside the audio folder"
-        )),
+        Some(Value::String(file)) => audio_reference(file)
+            .map(Some)
+            .ok_or_else(|| format!("{field} {file:?} {NOT_AUDIO_REFERENCE}")),
         Some(other) => Err(format!("{field} {other} is not a string")),
     }
+}
+
+const NOT_AUDIO_REFERENCE: &str =
+    "is neither a file name inside the audio folder nor an http(s) URL";
+
+/// `file` as it is kept: a name inside the audio folder unchanged, or an absolute http(s)
+/// URL in its normal form (so two spellings of one URL are one recording); `None` for
+/// anything else.
+fn audio_reference(file: &str) -> Option<String> {
+    if let Some(url) = remote_url(file) {
+        return Some(url.into());
+    }
+    // A name is joined to the audio folder, and later to the audio URL: nothing may climb
+    // out of it, and a first segment like `javascript:x` would read as a scheme in a URL
+    // (RFC 3986 §4.2), so a name with one is refused rather than guessed at.
+    (is_inside(file) && !has_scheme(file)).then(|| file.to_owned())
+}
+
+/// Whether a service's `file` (or a recording) is an absolute http(s) URL to fetch, rather
+/// than a name inside the audio folder.
+pub fn is_remote(file: &str) -> bool {
+    remote_url(file).is_some()
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+fn remote_url(file: &str) -> Option<Url> {
+    let file = file.trim();
+    // Only these two schemes: `Url::parse` alone would also take `file:`, `ftp:` and the
+    // rest, which the line must never follow.
+    let lower = file.get(..8).unwrap_or(file).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &file[7..]
+    } else if lower.starts_with("https://") {
+        &file[8..]
+    } else {
+        return None;
+    };
+    // `Url::parse` reads `https:///x` as host `x`; a parish meant something else.
+    if rest.starts_with(['/', '\\']) {
+        return None;
+    }
+    Url::parse(file)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+}
+
+/// Whether the text starts with `scheme:` (RFC 3986 §3.1: a letter, then letters, digits,
+/// `+`, `-` or `.`).
+fn has_scheme(file: &str) -> bool {
+    let Some((scheme, _)) = file.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// RFC 3339 (`Z`, `+01:00`, fractional seconds), the parish's `+0100`
@@ -467,8 +523,8 @@ mod tests {
                 "service 4: datetime \"1st May 2022\" is not a date-time, like \"2022-05-01T10:00:00\" (local time) or \"2022-05-01T10:00:00+0100\"",
                 "service 5: datetime 20220501 is not a string",
                 "service 6: file 7 is not a string",
-                "service 7: file \"../../etc/passwd\" is not a file name inside the audio folder",
-                "service 8: file \"/etc/passwd\" is not a file name inside the audio folder",
+                "service 7: file \"../../etc/passwd\" is neither a file name inside the audio folder nor an http(s) URL",
+                "service 8: file \"/etc/passwd\" is neither a file name inside the audio folder nor an http(s) URL",
                 "service 9: title [\"a\"] is not a string",
                 "service 10: is not an object with \"datetime\" and \"file\"",
             ]
@@ -508,7 +564,7 @@ mod tests {
         assert_eq!(
             schedule.problems,
             [
-                "service 2: title_audio \"../evensong.wav\" is not a file name inside the audio folder",
+                "service 2: title_audio \"../evensong.wav\" is neither a file name inside the audio folder nor an http(s) URL",
                 "service 3: title_audio 3 is not a string",
             ]
         );
@@ -520,8 +576,102 @@ mod tests {
         assert_eq!(schedule.church_name_audio, None);
         assert_eq!(
             schedule.problems,
-            ["church_name_audio \"/etc/passwd\" is not a file name inside the audio folder"]
+            [
+                "church_name_audio \"/etc/passwd\" is neither a file name inside the audio folder nor an http(s) URL"
+            ]
         );
+    }
+
+    #[test]
+    fn absolute_http_urls_are_files_too() {
+        let json = r#"{ "church_name": "St Example's",
+          "church_name_audio": "https://cdn.example.org/names/church.mp3",
+          "services": [
+            { "datetime": "2026-05-03T10:00:00", "file": "https://cdn.example.org/2026/matins.mp3",
+              "title_audio": "http://cdn.example.org/titles/matins.wav" },
+            { "datetime": "2026-05-04T10:00:00", "file": "HTTPS://CDN.Example.org/a b.mp3" },
+            { "datetime": "2026-05-05T10:00:00", "file": "local.mp3",
+              "title_audio": "https://cdn.example.org/titles/local.wav" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        assert!(schedule.problems.is_empty(), "{:?}", schedule.problems);
+        let files: Vec<&str> = schedule.services.iter().map(|s| s.file.as_str()).collect();
+        // URLs are kept in their normal form: lower-case scheme and host, spaces escaped.
+        assert_eq!(
+            files,
+            [
+                "https://cdn.example.org/2026/matins.mp3",
+                "https://cdn.example.org/a%20b.mp3",
+                "local.mp3"
+            ]
+        );
+        assert_eq!(
+            schedule.church_name_audio.as_deref(),
+            Some("https://cdn.example.org/names/church.mp3")
+        );
+        assert_eq!(
+            schedule.services[0].title_audio.as_deref(),
+            Some("http://cdn.example.org/titles/matins.wav")
+        );
+        let remote: Vec<bool> = files.iter().map(|f| is_remote(f)).collect();
+        assert_eq!(remote, [true, true, false]);
+    }
+
+    #[test]
+    fn other_schemes_and_escapes_are_refused_by_name() {
+        let json = r#"{ "church_name": "St Example's", "services": [
+            { "datetime": "2026-05-03T10:00:00", "file": "file:///etc/passwd" },
+            { "datetime": "2026-05-03T10:00:00", "file": "ftp://example.org/a.mp3" },
+            { "datetime": "2026-05-03T10:00:00", "file": "javascript:alert(1)" },
+            { "datetime": "2026-05-03T10:00:00", "file": "https://" },
+            { "datetime": "2026-05-03T10:00:00", "file": "http:/example.org/a.mp3" },
+            { "datetime": "2026-05-03T10:00:00", "file": "2026/../../a.mp3" },
+            { "datetime": "2026-05-03T10:00:00", "file": "ok.mp3", "title_audio": "data:audio/wav;base64,AAAA" },
+            { "datetime": "2026-05-04T10:00:00", "file": "10:00 matins.mp3" }
+        ]}"#;
+        let schedule = Schedule::parse(json).unwrap();
+        let neither = "is neither a file name inside the audio folder nor an http(s) URL";
+        assert_eq!(
+            schedule.problems,
+            [
+                format!("service 1: file \"file:///etc/passwd\" {neither}"),
+                format!("service 2: file \"ftp://example.org/a.mp3\" {neither}"),
+                format!("service 3: file \"javascript:alert(1)\" {neither}"),
+                format!("service 4: file \"https://\" {neither}"),
+                format!("service 5: file \"http:/example.org/a.mp3\" {neither}"),
+                format!("service 6: file \"2026/../../a.mp3\" {neither}"),
+                format!("service 7: title_audio \"data:audio/wav;base64,AAAA\" {neither}"),
+            ]
+        );
+        // A colon after digits is no scheme: a time in a file name is still a file name.
+        let files: Vec<&str> = schedule.services.iter().map(|s| s.file.as_str()).collect();
+        assert_eq!(files, ["ok.mp3", "10:00 matins.mp3"]);
+        assert_eq!(schedule.services[0].title_audio, None);
+    }
+
+    #[test]
+    fn is_remote_takes_only_absolute_http_urls() {
+        for remote in [
+            "https://example.org/a.mp3",
+            "http://example.org:8080/a.mp3?x=1",
+            "Https://example.org/",
+        ] {
+            assert!(is_remote(remote), "{remote}");
+        }
+        for local in [
+            "a.mp3",
+            "2026/a.mp3",
+            "https",
+            "https:a.mp3",
+            "https:///a.mp3x",
+            "file:///etc/passwd",
+            "ftp://example.org/a.mp3",
+            "//example.org/a.mp3",
+            "",
+            "é",
+        ] {
+            assert!(!is_remote(local), "{local}");
+        }
     }
 
     #[test]
