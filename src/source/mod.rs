@@ -2,5 +2,6 @@
 
 pub mod cache;
 pub mod feed;
+pub mod http;
 pub mod published;
 pub mod schedule;

@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod capture;
 pub mod kamailio;
+pub mod origin;
 pub mod raw_uac;
 
 use std::io::{BufRead, BufReader};
