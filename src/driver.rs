@@ -21,7 +21,11 @@ use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
+use crate::source::cache::DiskCache;
+use crate::source::feed;
+use crate::source::http::{Http, HttpConfig};
 use crate::source::published::Published;
+use crate::source::refresher::{Refresher, RefresherConfig};
 use crate::speech::{Speech, SpeechConfig};
 
 /// How often the schedule is read between calls, and the menu rendered
@@ -39,6 +43,8 @@ pub enum DriverError {
     Media(std::io::Error),
     #[error("SIP socket failed: {0}")]
     Socket(std::io::Error),
+    #[error("cannot set up the schedule source: {0}")]
+    Source(String),
 }
 
 /// RTP sockets bound for calls that have not started media yet.
@@ -111,7 +117,7 @@ pub async fn serve(
     }
     let content = Arc::new(
         Content::new(
-            catalogue(&config),
+            catalogue(&config)?,
             config.audio.apology.clone(),
             config.media.max_cached_tracks,
             voice(&config),
@@ -261,18 +267,55 @@ pub async fn serve(
 }
 
 /// A local `data.json` with local audio is read for each call; anything
-/// from the web is fetched in the background and published.
-fn catalogue(config: &Config) -> Catalogue {
-    match (&config.source.schedule, &config.source.audio) {
-        (Location::Path(schedule), Location::Path(audio)) => Catalogue::Local {
+/// from the web, and any feed, is fetched by the background refresher and
+/// published (the refresher is started here).
+fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
+    if let (Location::Path(schedule), Location::Path(audio)) =
+        (&config.source.schedule, &config.source.audio)
+        && !is_feed_file(schedule)
+    {
+        return Ok(Catalogue::Local {
             schedule: schedule.clone(),
             audio: audio.clone(),
-        },
-        (schedule, _) => Catalogue::Published {
-            published: Arc::new(Published::default()),
-            origin: schedule.to_string(),
-        },
+        });
     }
+    let http = Http::new(&HttpConfig {
+        ca_file: config.source.ca_file.clone(),
+        insecure_skip_verify: config.source.insecure_skip_verify,
+        connect_timeout: Duration::from_secs(10),
+        user_agent: user_agent(),
+    })
+    .map_err(|e| DriverError::Source(e.to_string()))?;
+    let cache =
+        DiskCache::open(&config.cache.dir).map_err(|e| DriverError::Source(e.to_string()))?;
+    let published = Arc::new(Published::default());
+    let refresher = Refresher::new(
+        RefresherConfig {
+            schedule: config.source.schedule.clone(),
+            audio: config.source.audio.clone(),
+            interval: config.source.refresh_interval,
+            keep_latest: config.cache.keep_latest,
+            timezone: config.line.timezone,
+            church_name: config.line.church_name.clone(),
+        },
+        http,
+        Arc::new(cache),
+        published.clone(),
+    );
+    tokio::spawn(refresher.run());
+    Ok(Catalogue::Published {
+        published,
+        origin: config.source.schedule.to_string(),
+    })
+}
+
+/// A local schedule that is a podcast feed (its episodes are downloaded).
+fn is_feed_file(path: &std::path::Path) -> bool {
+    let mut head = [0u8; 512];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    feed::looks_like_feed(&head[..read])
 }
 
 /// The prompt library, with espeak-ng behind it for names and titles.

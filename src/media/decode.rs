@@ -189,6 +189,19 @@ impl Decoder {
         Decoder::from_source(path.to_path_buf(), Box::new(file), extension)
     }
 
+    /// Opens `path` with the extension hint of another name (a download
+    /// kept as `<key>.part` that came from `sermon.mp3`).
+    pub fn open_with_hint(
+        path: &Path,
+        extension_hint: Option<&str>,
+    ) -> Result<Decoder, DecodeError> {
+        let file = std::fs::File::open(path).map_err(|source| DecodeError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Decoder::from_source(path.to_path_buf(), Box::new(file), extension_hint)
+    }
+
     /// Decodes a file held in memory (a download, a test fixture); `label`
     /// names it in errors.
     pub fn from_bytes(

@@ -107,12 +107,8 @@ fn is_disk_full(error: &io::Error) -> bool {
     )
 }
 
-/// HTTP validators for conditional requests.
-#[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Validators {
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-}
+/// HTTP validators for conditional requests, as the fetcher reads them.
+pub use super::http::Validators;
 
 /// A verified cached copy of one URL.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,4 +4,5 @@ pub mod cache;
 pub mod feed;
 pub mod http;
 pub mod published;
+pub mod refresher;
 pub mod schedule;
