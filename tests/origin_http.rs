@@ -104,6 +104,9 @@ async fn last_modified_gives_200_then_304() {
 }
 
 fn certificate_reason(result: Result<Fetched, FetchError>) -> String {
+    if let Err(error) = &result {
+        eprintln!("{}: {error}", error.code());
+    }
     match result {
         Err(FetchError::Certificate { reason, .. }) => reason,
         other => panic!("expected a certificate error, got {other:?}"),
@@ -138,11 +141,10 @@ async fn wrong_host_certificate_is_named() {
     let http = client(Some(origin.ca_file()));
     let error = get(&http, &origin.url("/a"), &Validators::default()).await;
     let reason = certificate_reason(error);
-    assert!(
-        reason.starts_with("not valid for host 127.0.0.1"),
-        "{reason}"
+    assert_eq!(
+        reason,
+        "not valid for host 127.0.0.1 (it names example.org)"
     );
-    assert!(reason.contains("example.org"), "{reason}");
 }
 
 #[tokio::test]
@@ -274,7 +276,11 @@ async fn a_stalled_origin_times_out_on_time() {
             Err(FetchError::Timeout { after, .. }) => assert_eq!(after, timeout),
             other => panic!("expected a timeout, got {other:?}"),
         }
-        assert!(took >= timeout && took < timeout + Duration::from_millis(500));
+        // Slack for a loaded 2-core CI machine.
+        assert!(
+            took >= timeout && took < timeout + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 }
 
@@ -363,6 +369,35 @@ async fn an_unresolvable_host_is_a_dns_error() {
         )
         .await;
     assert!(matches!(result, Err(FetchError::Dns { .. })), "{result:?}");
+    eprintln!("{}", result.unwrap_err());
+}
+
+#[tokio::test]
+async fn redirects_are_followed_within_limits() {
+    let origin = Origin::http().await;
+    origin.set("/new/data.json", b"moved".to_vec());
+    origin.redirect("/data.json", &origin.url("/new/data.json"));
+    let http = client(None);
+    match get(&http, &origin.url("/data.json"), &Validators::default()).await {
+        Ok(Fetched::Body {
+            bytes, final_url, ..
+        }) => {
+            assert_eq!(bytes, b"moved");
+            assert_eq!(final_url, origin.url("/new/data.json"));
+        }
+        other => panic!("expected the moved body, got {other:?}"),
+    }
+
+    origin.redirect("/ftp", "ftp://127.0.0.1/data.json");
+    origin.redirect("/loop", &origin.url("/loop"));
+    for path in ["/ftp", "/loop"] {
+        let error = get(&http, &origin.url(path), &Validators::default())
+            .await
+            .unwrap_err();
+        eprintln!("{}: {error}", error.code());
+        assert_eq!(error.code(), "source.redirect", "{error}");
+    }
+    assert_eq!(origin.request_count("/loop"), 6);
 }
 
 #[tokio::test]
@@ -389,6 +424,7 @@ async fn an_interrupted_download_resumes_to_the_exact_bytes() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), "source.body", "{error}");
+    eprintln!("{error}");
     let kept = std::fs::read(&partial).unwrap();
     assert_eq!(kept.len(), 100_000);
     assert_eq!(kept, audio[..100_000]);

@@ -15,7 +15,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -23,13 +22,14 @@ use reqwest::header::{
     RANGE,
 };
 use reqwest::{StatusCode, Url};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout_at};
+
+mod error;
+mod tls;
+
+pub use error::FetchError;
+use error::{classify, root_cause};
 
 /// More hops than any CDN needs; a loop fails fast instead of until the timeout.
 const MAX_REDIRECTS: usize = 5;
@@ -108,60 +108,6 @@ pub struct Downloaded {
     pub validators: Validators,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("bad url {url}: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error("dns lookup failed for {url}: {reason}")]
-    Dns { url: String, reason: String },
-    #[error("could not connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("certificate rejected for {url}: {reason}")]
-    Certificate { url: String, reason: String },
-    #[error("tls failed for {url}: {reason}")]
-    Tls { url: String, reason: String },
-    #[error("{url} answered http {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url} timed out after {after:?}")]
-    Timeout { url: String, after: Duration },
-    #[error("{url} is larger than the limit of {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
-    #[error("redirect from {url} refused: {reason}")]
-    Redirect { url: String, reason: String },
-    #[error("{url} broke off before its answer: {reason}")]
-    Protocol { url: String, reason: String },
-    #[error("reading the body of {url} failed: {reason}")]
-    Body { url: String, reason: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("ca_file {path}: {reason}")]
-    CaFile { path: PathBuf, reason: String },
-    #[error("http client could not be built: {reason}")]
-    Client { reason: String },
-}
-
-impl FetchError {
-    /// A stable name for logs and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FetchError::BadUrl { .. } => "source.bad_url",
-            FetchError::Dns { .. } => "source.dns",
-            FetchError::Connect { .. } => "source.connect",
-            FetchError::Certificate { .. } => "source.certificate",
-            FetchError::Tls { .. } => "source.tls",
-            FetchError::Status { .. } => "source.http_status",
-            FetchError::Timeout { .. } => "source.timeout",
-            FetchError::TooLarge { .. } => "source.too_large",
-            FetchError::Redirect { .. } => "source.redirect",
-            FetchError::Protocol { .. } => "source.protocol",
-            FetchError::Body { .. } => "source.body",
-            FetchError::Io { .. } => "source.io",
-            FetchError::CaFile { .. } => "source.ca_file",
-            FetchError::Client { .. } => "source.client",
-        }
-    }
-}
-
 pub struct Http {
     client: reqwest::Client,
     connect_timeout: Duration,
@@ -169,26 +115,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(config: &HttpConfig) -> Result<Http, FetchError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports TLS 1.2 and 1.3");
-        let tls = if config.insecure_skip_verify {
-            tracing::warn!(
-                code = "source.insecure_tls",
-                "insecure_skip_verify is set: certificates are NOT checked, so any server, \
-                 an impostor included, is trusted for the parish's content; fix the server's \
-                 certificate or set ca_file, then turn this off"
-            );
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-                .with_no_client_auth()
-        } else {
-            builder
-                .with_root_certificates(roots(config.ca_file.as_deref())?)
-                .with_no_client_auth()
-        };
+        let tls = tls::client_config(config)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .user_agent(config.user_agent.as_str())
@@ -317,6 +244,13 @@ impl Http {
                 StatusCode::RANGE_NOT_SATISFIABLE if if_range.is_some() => {
                     truncate(partial).await.map_err(io_error)?;
                     have = 0;
+                }
+                // Bytes from the middle, unasked: appending them would corrupt.
+                StatusCode::PARTIAL_CONTENT => {
+                    return Err(FetchError::Protocol {
+                        url: url.to_string(),
+                        reason: "206 partial content to a request without Range".to_string(),
+                    });
                 }
                 status if status.is_success() => break (response, 0),
                 status => return Err(status_error(url, status)),
@@ -465,40 +399,6 @@ fn content_range_start(value: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
-/// The platform's roots plus the parish's CA file.
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, FetchError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(code = "source.root_store", %error, "a system root certificate could not be read");
-    }
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let ca_error = |reason: String| FetchError::CaFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("no PEM certificate in the file".to_string()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-        }
-    }
-    if roots.is_empty() {
-        tracing::warn!(
-            code = "source.root_store",
-            "no trusted root certificates (install ca-certificates or set ca_file): \
-             every https fetch will fail"
-        );
-    }
-    Ok(roots)
-}
-
 /// Errors a redirect policy raises, found again by `classify`.
 #[derive(Debug)]
 struct RedirectRefused(String);
@@ -523,147 +423,6 @@ fn redirect_policy() -> reqwest::redirect::Policy {
             attempt.follow()
         }
     })
-}
-
-/// The causes of `error`, itself first. `io::Error::source` skips the error
-/// it wraps, so that one is followed instead: rustls' errors hide there,
-/// inside an `io::Error` that hyper-rustls wraps in another.
-fn causes<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(error);
-    while let Some(cause) = next {
-        out.push(cause);
-        next = match cause.downcast_ref::<io::Error>().and_then(|e| e.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
-            None => cause.source(),
-        };
-    }
-    out
-}
-
-fn root_cause<'a>(error: &'a (dyn StdError + 'static)) -> &'a (dyn StdError + 'static) {
-    *causes(error).last().expect("causes holds the error itself")
-}
-
-/// Names a reqwest failure by the types in its cause chain.
-fn classify(url: &str, error: &reqwest::Error, connect_timeout: Duration) -> FetchError {
-    let url = url.to_string();
-    let chain = causes(error);
-    // A TLS cause is the most specific thing to say, so it wins.
-    if let Some(tls) = chain.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
-        return match tls {
-            rustls::Error::InvalidCertificate(problem) => FetchError::Certificate {
-                url,
-                reason: certificate_reason(problem),
-            },
-            other => FetchError::Tls {
-                url,
-                reason: other.to_string(),
-            },
-        };
-    }
-    let reason = root_cause(error).to_string();
-    if error.is_timeout() && error.is_connect() {
-        FetchError::Timeout {
-            url,
-            after: connect_timeout,
-        }
-    } else if error.is_dns() {
-        FetchError::Dns { url, reason }
-    } else if error.is_connect() {
-        // "connection refused" reads better than the OS's "(os error 111)".
-        let kind = chain
-            .iter()
-            .find_map(|c| c.downcast_ref::<io::Error>())
-            .map(io::Error::kind)
-            .filter(|kind| *kind != io::ErrorKind::Other);
-        let reason = kind.map_or(reason, |kind| kind.to_string());
-        FetchError::Connect { url, reason }
-    } else if error.is_redirect() {
-        FetchError::Redirect { url, reason }
-    } else if error.is_body() || error.is_decode() {
-        FetchError::Body { url, reason }
-    } else if error.is_builder() {
-        FetchError::BadUrl { url, reason }
-    } else {
-        FetchError::Protocol { url, reason }
-    }
-}
-
-fn certificate_reason(problem: &CertificateError) -> String {
-    use CertificateError::*;
-    match problem {
-        UnknownIssuer => "self-signed or unknown issuer".to_string(),
-        Expired => "expired".to_string(),
-        ExpiredContext { not_after, .. } => format!("expired at {}", utc(*not_after)),
-        NotValidYet => "not valid yet (is the clock right?)".to_string(),
-        NotValidYetContext { not_before, .. } => {
-            format!("not valid until {} (is the clock right?)", utc(*not_before))
-        }
-        NotValidForName => "not valid for this host name".to_string(),
-        NotValidForNameContext {
-            expected,
-            presented,
-        } => format!(
-            "not valid for host {} (it names {})",
-            expected.to_str(),
-            presented.join(", ")
-        ),
-        Revoked => "revoked".to_string(),
-        BadSignature => "bad signature".to_string(),
-        InvalidPurpose | InvalidPurposeContext { .. } => {
-            "not issued for server authentication".to_string()
-        }
-        other => other.to_string(),
-    }
-}
-
-fn utc(time: UnixTime) -> String {
-    let secs = i64::try_from(time.as_secs()).unwrap_or(i64::MAX);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| format!("{secs} s after 1970"), |t| t.to_rfc3339())
-}
-
-/// `insecure_skip_verify`: trusts any certificate, but still checks the
-/// handshake signatures so the session keys belong to that certificate.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ struct State {
     files: HashMap<String, File>,
     fail_all: Option<u16>,
     fail_paths: HashMap<String, u16>,
+    redirects: HashMap<String, String>,
     stall: Option<Duration>,
     cut_after: Option<usize>,
     hide_length: bool,
@@ -113,6 +114,7 @@ impl Origin {
                 files: HashMap::new(),
                 fail_all: None,
                 fail_paths: HashMap::new(),
+                redirects: HashMap::new(),
                 stall: None,
                 cut_after: None,
                 hide_length: false,
@@ -218,6 +220,13 @@ impl Origin {
     /// `path` answers `status`.
     pub fn fail_path(&self, path: &str, status: u16) {
         self.state().fail_paths.insert(normalise(path), status);
+    }
+
+    /// `path` answers 302 to `location`.
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.state()
+            .redirects
+            .insert(normalise(path), location.to_string());
     }
 
     /// Accept each connection, then send nothing (not even a TLS handshake)
@@ -334,17 +343,19 @@ async fn connection(
         tokio::time::sleep(hold).await;
         return;
     }
-    let _ = match tls {
+    // Errors end the connection and nothing else: a client refusing the
+    // certificate, or hanging up on an oversized body, is what tests want.
+    match tls {
         Some(configs) => {
             let acceptor = TlsAcceptor::from(configs[&cert].clone());
-            match acceptor.accept(stream).await {
-                Ok(stream) => serve(stream, &state, &sent).await,
-                // The client refused the certificate: what the test is for.
-                Err(_) => return,
+            if let Ok(stream) = acceptor.accept(stream).await {
+                let _ = serve(stream, &state, &sent).await;
             }
         }
-        None => serve(stream, &state, &sent).await,
-    };
+        None => {
+            let _ = serve(stream, &state, &sent).await;
+        }
+    }
 }
 
 /// Reads one request and answers it.
@@ -419,6 +430,10 @@ fn respond(state: &State, request: &Request) -> (String, Arc<Vec<u8>>) {
     if let Some(status) = failure {
         return (head(status, &[], Some(0)), empty);
     }
+    if let Some(location) = state.redirects.get(&request.path) {
+        let location = [("Location", location.clone())];
+        return (head(302, &location, Some(0)), empty);
+    }
     let Some(file) = state.files.get(&request.path) else {
         return (head(404, &[], Some(0)), empty);
     };
@@ -482,6 +497,7 @@ fn head(status: u16, headers: &[(&str, String)], length: Option<usize>) -> Strin
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         304 => "Not Modified",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
