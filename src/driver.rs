@@ -279,6 +279,16 @@ fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
             audio: audio.clone(),
         });
     }
+    if let (Location::Url(schedule), Location::Path(audio)) =
+        (&config.source.schedule, &config.source.audio)
+    {
+        // Usually a config written for a local schedule, its URL set later.
+        tracing::warn!(
+            "the schedule comes from {schedule} but its audio from the folder {} ([source] audio); \
+             to take audio from beside the schedule's URL, remove [source] audio or set it to a URL",
+            audio.display()
+        );
+    }
     let http = Http::new(&HttpConfig {
         ca_file: config.source.ca_file.clone(),
         insecure_skip_verify: config.source.insecure_skip_verify,

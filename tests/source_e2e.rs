@@ -52,8 +52,12 @@ fn data_json(services: &[(&str, &str, &str)]) -> String {
     )
 }
 
+/// A line fetching `schedule` from `origin`, its audio from `audio/` beside
+/// the schedule (the shipped config names a local audio folder).
 fn env(schedule: String, origin: &Origin, cache: &Path) -> Vec<(&'static str, String)> {
+    let folder = &schedule[..schedule.rfind('/').map_or(schedule.len(), |i| i + 1)];
     vec![
+        ("DAS_SOURCE_AUDIO", format!("{folder}audio/")),
         ("DAS_SOURCE_SCHEDULE", schedule),
         ("DAS_SOURCE_CA_FILE", origin.ca_file().display().to_string()),
         ("DAS_SOURCE_REFRESH_INTERVAL", "1s".to_owned()),
@@ -72,8 +76,17 @@ async fn wait_for(line: &Line, needle: &str, within: Duration) {
     }
     panic!(
         "no log line with {needle:?} within {within:?}:\n{}",
-        line.log_text()
+        important(line)
     );
+}
+
+/// The log without its debug lines, for failure messages.
+fn important(line: &Line) -> String {
+    line.log_text()
+        .lines()
+        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Lines of the log that say what the line offers.
@@ -315,8 +328,8 @@ async fn failing_and_stalling_origins_never_delay_a_call() {
     ));
     wait_for(&line, "offering: Vespers", Duration::from_secs(30)).await;
     for (what, code) in [
-        ("500", "source.status"),
-        ("404", "source.status"),
+        ("500", "source.http_status"),
+        ("404", "source.http_status"),
         ("stall", "source.timeout"),
     ] {
         match what {
@@ -356,7 +369,7 @@ async fn a_podcast_feed_becomes_services_with_their_titles() {
     let origin = Origin::http().await;
     origin.set("/media/advent-2.mp3", older.mp3.clone());
     origin.set("/media/advent-3.mp3", newer.mp3.clone());
-    let base = origin.url("");
+    let base = origin.url("/media");
     let feed = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">
@@ -368,12 +381,12 @@ async fn a_podcast_feed_becomes_services_with_their_titles() {
       <description><![CDATA[<p>Our vicar on <em>joy</em>.</p>]]></description>
       <pubDate>Sun, 14 Dec 2025 10:00:00 GMT</pubDate>
       <itunes:duration>00:00:04</itunes:duration>
-      <enclosure url="{base}/media/advent-3.mp3" length="{}" type="audio/mpeg"/>
+      <enclosure url="{base}/advent-3.mp3" length="{}" type="audio/mpeg"/>
     </item>
     <item>
       <title>Advent 2</title>
       <pubDate>Sun, 7 Dec 2025 10:00:00 +0000</pubDate>
-      <enclosure url="{base}/media/advent-2.mp3" length="{}" type="audio/mpeg"/>
+      <enclosure url="{base}/advent-2.mp3" length="{}" type="audio/mpeg"/>
     </item>
   </channel>
 </rss>"#,
@@ -431,7 +444,8 @@ async fn killed_mid_download_the_previous_copy_serves_and_keep_latest_evicts() {
     let line = Line::start(&settings);
     wait_for(&line, "offering: First", Duration::from_secs(30)).await;
 
-    // The second service's download stalls half way; the line is killed.
+    // The second service's download breaks half way, and its resumption
+    // hangs; the line is killed in the middle of it.
     origin.set("/audio/second.mp3", second.mp3.clone());
     origin.cut_body_after(second.mp3.len() / 2);
     origin.set(
@@ -441,7 +455,9 @@ async fn killed_mid_download_the_previous_copy_serves_and_keep_latest_evicts() {
             ("Second", "2026-01-05T10:00:00", "second.mp3"),
         ]),
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for(&line, "second.mp3", Duration::from_secs(15)).await;
+    origin.stall(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(2)).await;
     drop(line); // SIGKILL
     origin.stop().await;
     let line = Line::start(&settings);
@@ -454,7 +470,8 @@ async fn killed_mid_download_the_previous_copy_serves_and_keep_latest_evicts() {
     let report = call(&line, None).await;
     assert!(
         heard(&report, &first.wav) >= 0.9,
-        "the previous good copy plays"
+        "the previous good copy plays:\n{}",
+        important(&line)
     );
     drop(line);
 

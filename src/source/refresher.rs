@@ -30,7 +30,7 @@ use chrono_tz::Tz;
 
 use super::cache::{DiskCache, Entry, Snapshot, SnapshotService, Validators};
 use super::feed;
-use super::http::{Fetched, Http};
+use super::http::{Fetched, Http, sidecar_path};
 use super::published::Published;
 use super::schedule::{Schedule, Service};
 use crate::config::Location;
@@ -196,7 +196,9 @@ impl Refresher {
             fetched = %snapshot.fetched_at,
             "serving the schedule kept in the disk cache"
         );
-        self.validators = snapshot.schedule_validators.clone();
+        // The validators stay unused: a 304 now would leave this process
+        // without the parsed schedule (the snapshot keeps only what plays),
+        // so the first fetch after a start is unconditional.
         let offering = describe(&schedule);
         tracing::info!(services = schedule.services.len(), "offering: {offering}");
         self.offering = Some(offering);
@@ -431,18 +433,23 @@ impl Refresher {
         let checked = tokio::task::spawn_blocking(move || decodes(&check_path, hint.as_deref()))
             .await
             .map_err(|e| ("source.decode", e.to_string()))?;
+        let sidecar = sidecar_path(&partial);
         if let Err(reason) = checked {
             // A corrupt file is fetched afresh next time, not resumed.
             let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(&sidecar);
             return Err(("source.decode", reason));
         }
         let cache = self.cache.clone();
         let url = url.to_owned();
         let validators = downloaded.validators;
-        tokio::task::spawn_blocking(move || cache.commit(&url, &partial, validators))
+        let entry = tokio::task::spawn_blocking(move || cache.commit(&url, &partial, validators))
             .await
             .map_err(|e| ("cache.io", e.to_string()))?
-            .map_err(|e| (e.code(), e.to_string()))
+            .map_err(|e| (e.code(), e.to_string()))?;
+        // The resumption record is done with once the file is in place.
+        let _ = std::fs::remove_file(&sidecar);
+        Ok(entry)
     }
 
     fn church_name(&self, from_schedule: &str) -> String {
@@ -461,7 +468,15 @@ impl Refresher {
             .entry(code.to_owned())
             .or_default() += 1;
         if self.problems.get(subject).map(String::as_str) != Some(reason) {
-            tracing::warn!(code, "{subject}: {reason}; {consequence}");
+            // Fetch errors name their URL already.
+            let named = subject
+                .split_once(' ')
+                .is_some_and(|(_, what)| reason.contains(what));
+            if named {
+                tracing::warn!(code, "{reason}; {consequence}");
+            } else {
+                tracing::warn!(code, "{subject}: {reason}; {consequence}");
+            }
             self.problems.insert(subject.to_owned(), reason.to_owned());
         }
     }
