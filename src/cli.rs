@@ -338,11 +338,7 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
         }
     };
     let Some(schedule_path) = config.source.schedule.as_path() else {
-        println!(
-            "The schedule is fetched from {} by the running line; `menu` reads a schedule on this machine.",
-            config.source.schedule
-        );
-        return ExitCode::FAILURE;
+        return menu_from_cache(&config, now);
     };
     let schedule = match crate::source::schedule::Schedule::load_in(schedule_path, timezone) {
         Ok(schedule) => schedule,
@@ -379,6 +375,61 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
         println!("  {problem}");
     }
     ExitCode::FAILURE
+}
+
+/// The menu of a schedule fetched from the web: what the running line last
+/// published, read from its disk cache (never fetched here: callers hear
+/// only what the line has downloaded and checked).
+fn menu_from_cache(config: &Config, now: chrono::DateTime<chrono::Utc>) -> ExitCode {
+    let path = config.cache.dir.join("schedule.json");
+    let snapshot = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<crate::source::cache::Snapshot>(&bytes).ok());
+    let Some(snapshot) = snapshot else {
+        println!(
+            "Nothing from {} has been downloaded and checked yet ({} is missing), so callers hear the apology clip.",
+            config.source.schedule,
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let schedule = crate::source::schedule::Schedule {
+        church_name: config
+            .line
+            .church_name
+            .clone()
+            .unwrap_or(snapshot.church_name),
+        church_name_audio: None,
+        services: snapshot
+            .services
+            .into_iter()
+            .map(|s| crate::source::schedule::Service {
+                title: s.title,
+                title_audio: None,
+                datetime: s.datetime,
+                file: s.url,
+            })
+            .collect(),
+        problems: Vec::new(),
+    };
+    let timezone = config.line.timezone;
+    let menu = crate::call::menu::Menu::at(&schedule, now, timezone);
+    println!(
+        "At {} (from {}, fetched {}):",
+        now.with_timezone(&timezone)
+            .format("%A %-d %B %Y, %H:%M %Z"),
+        config.source.schedule,
+        snapshot
+            .fetched_at
+            .with_timezone(&timezone)
+            .format("%-d %B %Y, %H:%M")
+    );
+    if menu.items.is_empty() {
+        println!("No service has started yet, so callers hear the apology clip.");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", menu.text());
+    ExitCode::SUCCESS
 }
 
 /// A moment given on the command line: with an offset, or local in

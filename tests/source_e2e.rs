@@ -394,11 +394,8 @@ async fn a_podcast_feed_becomes_services_with_their_titles() {
         older.mp3.len()
     );
     origin.set("/feed.xml", feed);
-    let line = Line::start(&env(
-        origin.url("/feed.xml"),
-        &origin,
-        &dir.path().join("cache"),
-    ));
+    let settings = env(origin.url("/feed.xml"), &origin, &dir.path().join("cache"));
+    let line = Line::start(&settings);
     wait_for(
         &line,
         "offering: Advent 3: Rejoice (2025-12-14 10:00",
@@ -416,6 +413,25 @@ async fn a_podcast_feed_becomes_services_with_their_titles() {
     assert!(
         heard(&report, &older.wav) >= 0.9,
         "key 2 plays the older sermon"
+    );
+
+    // `menu` shows what the line has published, from its cache.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dial-a-service"))
+        .current_dir(repo())
+        .arg("menu")
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Thanks for calling St Podcast's Sermons."),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Press 1 for the service from Advent 3: Rejoice, Sunday the 14th of December."
+        ),
+        "{text}"
     );
 }
 
