@@ -501,6 +501,21 @@ fn codecs(value: toml::Value) -> Result<Vec<Codec>, String> {
     Ok(codecs)
 }
 
+/// A duration between `min` and `max`; `expected` says so when it is not.
+fn duration_within(
+    value: toml::Value,
+    min: Duration,
+    max: Duration,
+    expected: &str,
+) -> Result<Duration, String> {
+    let duration =
+        deserialize_duration(value).map_err(|e: toml::de::Error| e.message().to_owned())?;
+    if duration < min || duration > max {
+        return Err(expected.to_owned());
+    }
+    Ok(duration)
+}
+
 fn describe(value: &toml::Value) -> String {
     match value {
         toml::Value::String(s) => format!("{s:?}"),

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{describe, deserialize_duration, parsed, text};
+use super::{describe, duration_within, parsed, text};
 
 pub(super) const LINE_KEYS: &[&str] = &[
     "timezone",
@@ -98,13 +98,13 @@ impl CallSettings {
                 );
             }
             ("line", "menu_timeout") => {
-                let timeout = deserialize_duration(value)
-                    .map_err(|e: toml::de::Error| e.message().to_owned())?;
-                if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(120) {
-                    // Shorter cuts a slow caller off; longer leaves them in silence.
-                    return Err("expected a duration from 1 s to 2 minutes, like \"10s\"".into());
-                }
-                self.menu_timeout = Some(timeout);
+                // Shorter cuts a slow caller off; longer leaves them in silence.
+                self.menu_timeout = Some(duration_within(
+                    value,
+                    Duration::from_secs(1),
+                    Duration::from_secs(120),
+                    "expected a duration from 1 s to 2 minutes, like \"10s\"",
+                )?);
             }
             ("line", "skip_single_menu") => self.skip_single_menu = Some(boolean(value)?),
             ("dtmf", "methods") => self.dtmf = Some(methods(value)?),

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{count, deserialize_duration, text};
+use super::{count, duration_within, text};
 
 pub(super) const SOURCE_KEYS: &[&str] = &[
     "schedule",
@@ -151,13 +151,13 @@ impl SourceSettings {
                 self.audio = Some(Location::parse(&text, base)?);
             }
             ("source", "refresh_interval") => {
-                let interval = deserialize_duration(value)
-                    .map_err(|e: toml::de::Error| e.message().to_owned())?;
-                if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
-                    // Slower than a day would miss a Sunday.
-                    return Err("expected a duration from 1 s to 1 day, like \"5m\"".into());
-                }
-                self.refresh_interval = Some(interval);
+                // Slower than a day would miss a Sunday.
+                self.refresh_interval = Some(duration_within(
+                    value,
+                    Duration::from_secs(1),
+                    Duration::from_secs(86_400),
+                    "expected a duration from 1 s to 1 day, like \"5m\"",
+                )?);
             }
             ("source", "ca_file") => self.ca_file = Some(path(value)?),
             ("source", "insecure_skip_verify") => {
