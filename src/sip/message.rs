@@ -242,7 +242,7 @@ pub fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
     let error = parse(datagram).err()?;
     let normalised = normalise::split(datagram).ok()?;
     let method = normalised.start_line.split_whitespace().next()?;
-    if method.len() >= 4 && method[..4].eq_ignore_ascii_case("SIP/") || method == "ACK" {
+    if normalise::has_sip_version_prefix(method) || method == "ACK" {
         return None;
     }
     let first = |name: &str| {

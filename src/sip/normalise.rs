@@ -248,7 +248,7 @@ impl Scan {
 /// three-digit status code (§3.1.2.19).
 pub fn parse_start_line(line: &str) -> Result<StartLine, MessageError> {
     let bad = || MessageError::BadStartLine(line.to_string());
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if has_sip_version_prefix(line) {
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         check_version(version, line)?;
@@ -262,6 +262,11 @@ pub fn parse_start_line(line: &str) -> Result<StartLine, MessageError> {
         }
         let reason = parts.next().unwrap_or_default().to_string();
         return Ok(StartLine::Response { code, reason });
+    }
+    // A request line is ASCII: method token, escaped URI, version
+    // (RFC 3261 §25.1). Only a response's reason phrase may carry UTF-8.
+    if !line.is_ascii() {
+        return Err(bad());
     }
     let parts: Vec<&str> = line.split(' ').collect();
     let [method, uri, version] = parts[..] else {
@@ -280,10 +285,18 @@ pub fn parse_start_line(line: &str) -> Result<StartLine, MessageError> {
     })
 }
 
+/// Whether `text` starts with `SIP/` in any case. Compares bytes: slicing a
+/// `str` at 4 would panic inside a multi-byte character.
+pub(crate) fn has_sip_version_prefix(text: &str) -> bool {
+    text.as_bytes()
+        .get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn check_version(version: &str, line: &str) -> Result<(), MessageError> {
     if version.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+    } else if version.len() > 4 && has_sip_version_prefix(version) {
         Err(MessageError::UnsupportedVersion(version.to_string()))
     } else {
         Err(MessageError::BadStartLine(line.to_string()))

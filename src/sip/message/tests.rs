@@ -359,3 +359,28 @@ fn generated_ids_are_random_and_well_formed() {
     assert_ne!(new_call_id(), new_call_id());
     assert_eq!(reason_phrase(481), "Call/Transaction Does Not Exist");
 }
+
+/// A multi-byte character across byte 4 of the start line once panicked
+/// the SIP thread (a `str` sliced at 4): now it is a bad request.
+#[test]
+fn multibyte_utf8_in_the_start_line_is_rejected_without_panicking() {
+    for start in [
+        "abc\u{e9} sip:x SIP/2.0",
+        "SI\u{20ac} 200 OK",
+        "INVITE sip:\u{e9}@x SIP/2.0",
+        "INVITE sip:x@y SI\u{1f600}",
+        "\u{2028}INVITE sip:x SIP/2.0",
+    ] {
+        let datagram = format!(
+            "{start}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\
+             To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert!(parse(datagram.as_bytes()).is_err(), "{start:?}");
+        if let Some(reply) = answer_unparsable(datagram.as_bytes()) {
+            assert!(reply.starts_with(b"SIP/2.0 400"), "{start:?}");
+        }
+        let bare = format!("{start}\r\n\r\n");
+        assert!(parse(bare.as_bytes()).is_err());
+        assert_eq!(answer_unparsable(bare.as_bytes()), None);
+    }
+}
