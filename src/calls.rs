@@ -14,7 +14,7 @@ use crate::call::dtmf::{Key, KeyDeduplicator, Via};
 use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
 use crate::config::DtmfConfig;
 use crate::content::Content;
-use crate::endpoint::CallId;
+use crate::endpoint::{CallId, EndReason};
 use crate::media::pacer::{
     Comfort, Control, KeyListening, MediaEngine, MediaEvent, Programme, Steering, StreamId,
     StreamParams,
@@ -43,7 +43,7 @@ pub struct Calls {
     timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     flow_config: FlowConfig,
     dtmf: DtmfConfig,
-    hang_ups: Vec<CallId>,
+    hang_ups: Vec<(CallId, EndReason)>,
 }
 
 impl Calls {
@@ -172,7 +172,7 @@ impl Calls {
                 // The stream could not start or its worker stopped: the
                 // call cannot go on.
                 self.entries.remove(&CallId(id.0));
-                self.hang_ups.push(CallId(id.0));
+                self.hang_ups.push((CallId(id.0), EndReason::MediaFailed));
             }
             MediaEvent::Played { id, tag, failed } => {
                 let call = CallId(id.0);
@@ -237,8 +237,9 @@ impl Calls {
         }
     }
 
-    /// Calls whose flow has ended them, for the endpoint to hang up.
-    pub fn take_hang_ups(&mut self) -> Vec<CallId> {
+    /// Calls whose flow or media has ended them, and why, for the endpoint
+    /// to hang up.
+    pub fn take_hang_ups(&mut self) -> Vec<(CallId, EndReason)> {
         std::mem::take(&mut self.hang_ups)
     }
 
@@ -263,7 +264,7 @@ impl Calls {
                 FlowAction::Pause => Control::Pause,
                 FlowAction::Resume => Control::Resume,
                 FlowAction::HangUp => {
-                    self.hang_ups.push(call);
+                    self.hang_ups.push((call, EndReason::ContentFinished));
                     continue;
                 }
             };

@@ -36,7 +36,9 @@ mod call;
 mod source;
 mod trunk;
 use call::CallSettings;
-pub use call::{DtmfConfig, LineConfig, SpeechConfig};
+pub use call::{
+    DtmfConfig, LineConfig, MAX_CALL_CEILING, MAX_CALL_MARGIN, MaxCallDuration, SpeechConfig,
+};
 use source::SourceSettings;
 pub use source::{
     CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig,
@@ -151,6 +153,15 @@ pub struct SipConfig {
     pub t1: Duration,
     /// How long to ring (180 Ringing) before answering; zero answers at once.
     pub answer_delay: Duration,
+    /// Calls at once; `None`: as many as the RTP ports and open-file limit allow.
+    pub max_calls: Option<usize>,
+    /// Calls being set up (offered, not yet acknowledged) from one address,
+    /// except the trunk's and trusted ones: a flood from one source cannot
+    /// take every port.
+    pub max_setups_per_source: usize,
+    /// `Server` / `User-Agent` header value; `None` sends neither, so a
+    /// scanner is not told what answers.
+    pub user_agent: Option<String>,
 }
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -159,6 +170,9 @@ pub struct MediaConfig {
     pub codecs: Vec<Codec>,
     /// How many encoded services to keep in memory for later callers.
     pub max_cached_tracks: usize,
+    /// How long a held call (`sendonly`, `inactive`, `c=0.0.0.0`) may go on
+    /// with nothing at all from the caller before the line hangs up.
+    pub hold_timeout: Duration,
 }
 #[derive(Debug, Clone)]
 pub struct AudioConfig {
@@ -176,8 +190,22 @@ pub struct LogConfig {
 /// Every section and its keys: the single list that makes other keys errors, and the list
 /// of environment variables looked up.
 const KEYS: &[(&str, &[&str])] = &[
-    ("sip", &["listen", "public_address", "t1", "answer_delay"]),
-    ("media", &["rtp_ports", "codecs", "max_cached_tracks"]),
+    (
+        "sip",
+        &[
+            "listen",
+            "public_address",
+            "t1",
+            "answer_delay",
+            "max_calls",
+            "max_setups_per_source",
+            "user_agent",
+        ],
+    ),
+    (
+        "media",
+        &["rtp_ports", "codecs", "max_cached_tracks", "hold_timeout"],
+    ),
     ("source", source::SOURCE_KEYS),
     ("audio", &["apology", "prompts"]),
     ("log", &["level"]),
@@ -197,6 +225,12 @@ pub const DEFAULT_RTP_PORTS: PortRange = PortRange {
 pub const DEFAULT_T1: Duration = Duration::from_millis(500);
 /// A parish rarely offers more than the nine a caller can choose from, plus the apology.
 pub const DEFAULT_MAX_CACHED_TRACKS: usize = 16;
+/// Setups in flight from one address: a caller's phone has one or two; a
+/// source with more is flooding (the trunk's and trusted sources are exempt).
+pub const DEFAULT_MAX_SETUPS_PER_SOURCE: usize = 10;
+/// Longer than any hold a caller means; a trunk that holds sends RTCP or
+/// keep-alive RTP meanwhile, which resets it.
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 impl Config {
     /// Reads `path`, then applies `DAS_*` variables from the process environment.
@@ -309,9 +343,13 @@ struct Settings {
     public_address: Option<IpAddr>,
     t1: Option<Duration>,
     answer_delay: Option<Duration>,
+    max_calls: Option<usize>,
+    max_setups_per_source: Option<usize>,
+    user_agent: Option<String>,
     rtp_ports: Option<PortRange>,
     codecs: Option<Vec<Codec>>,
     max_cached_tracks: Option<usize>,
+    hold_timeout: Option<Duration>,
     source: SourceSettings,
     apology: Option<PathBuf>,
     prompts: Option<PathBuf>,
@@ -366,6 +404,38 @@ impl Settings {
                 }
                 self.answer_delay = Some(delay);
             }
+            ("sip", "max_calls") => {
+                self.max_calls = Some(count(
+                    value,
+                    "expected a whole number of calls, at least 1 (leave it out for as many as the ports allow)",
+                )?);
+            }
+            ("sip", "max_setups_per_source") => {
+                self.max_setups_per_source = Some(count(
+                    value,
+                    "expected a whole number of calls, at least 1",
+                )?);
+            }
+            ("sip", "user_agent") => {
+                // Empty (the default) sends no product header at all.
+                self.user_agent = match value {
+                    toml::Value::String(name) => Some(name.trim().to_owned()),
+                    other => {
+                        return Err(format!(
+                            "expected a product name like \"dial-a-service\", or \"\" for none, found {}",
+                            describe(&other)
+                        ));
+                    }
+                };
+            }
+            ("media", "hold_timeout") => {
+                self.hold_timeout = Some(duration_within(
+                    value,
+                    Duration::from_secs(10),
+                    Duration::from_secs(24 * 3600),
+                    "expected a duration from 10 s to 24 hours, like \"10m\"",
+                )?);
+            }
             ("media", "rtp_ports") => self.rtp_ports = Some(parsed(value, PortRange::EXPECTED)?),
             ("media", "codecs") => self.codecs = Some(codecs(value)?),
             ("media", "max_cached_tracks") => {
@@ -416,11 +486,17 @@ impl Settings {
                 public_address,
                 t1: self.t1.unwrap_or(DEFAULT_T1),
                 answer_delay: self.answer_delay.unwrap_or(Duration::ZERO),
+                max_calls: self.max_calls,
+                max_setups_per_source: self
+                    .max_setups_per_source
+                    .unwrap_or(DEFAULT_MAX_SETUPS_PER_SOURCE),
+                user_agent: self.user_agent.filter(|name| !name.is_empty()),
             },
             media: MediaConfig {
                 rtp_ports: self.rtp_ports.unwrap_or(DEFAULT_RTP_PORTS),
                 codecs: self.codecs.unwrap_or_else(|| Codec::ALL.to_vec()),
                 max_cached_tracks: self.max_cached_tracks.unwrap_or(DEFAULT_MAX_CACHED_TRACKS),
+                hold_timeout: self.hold_timeout.unwrap_or(DEFAULT_HOLD_TIMEOUT),
             },
             source,
             audio: AudioConfig {

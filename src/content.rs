@@ -84,6 +84,9 @@ pub struct Content {
     schedule_problem: ProblemLog,
     audio_problem: ProblemLog,
     apology_problem: ProblemLog,
+    /// The longest service on offer at the last refresh, when every one's
+    /// length is known (for `max_call_duration = "auto"`).
+    longest_service: Mutex<Option<std::time::Duration>>,
 }
 
 impl Content {
@@ -110,7 +113,17 @@ impl Content {
             schedule_problem: ProblemLog::default(),
             audio_problem: ProblemLog::default(),
             apology_problem: ProblemLog::default(),
+            longest_service: Mutex::new(None),
         }
+    }
+
+    /// The longest service offered at the last [`Content::refresh`], or
+    /// `None` while any offered service's length is unknown (not yet opened).
+    pub fn longest_service(&self) -> Option<std::time::Duration> {
+        *self
+            .longest_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads schedule times without an offset in `timezone` (`[line] timezone`).
@@ -224,6 +237,20 @@ impl Content {
             // here too, so choosing it costs no decoding on the call's path.
             let _ = self.tracks.open(&latest, codec);
         }
+        let longest = menu
+            .items
+            .iter()
+            .map(|item| {
+                let path = self.audio_path(&item.service.file);
+                self.tracks.peek(&path).and_then(|track| track.duration())
+            })
+            .try_fold(std::time::Duration::ZERO, |longest, length| {
+                Some(longest.max(length?))
+            });
+        *self
+            .longest_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = longest;
     }
 
     /// Queues speech for names and titles not yet rendered (in the

@@ -14,7 +14,9 @@ use crate::call::flow::FlowConfig;
 use crate::calls::Calls;
 use crate::config::{Config, Location};
 use crate::content::{Catalogue, Content};
+use crate::endpoint::admission::Policy;
 use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
+use crate::fd_limit;
 use crate::media::pacer::{MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::prompts::Prompts;
@@ -89,6 +91,19 @@ pub async fn serve(
 ) -> Result<(), DriverError> {
     let ip = config.sip.public_address;
     let contact_addr = SocketAddr::new(ip, local.port());
+    let open_files = match fd_limit::raise_open_file_limit() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let allocator = PortAllocator::new(local.ip(), config.media.rtp_ports);
+    let max_calls = config
+        .sip
+        .max_calls
+        .unwrap_or_else(|| fd_limit::max_calls(allocator.capacity(), open_files));
+    let trunk = config.trunk.as_ref();
     let mut endpoint = Endpoint::new(EndpointConfig {
         contact_addr,
         media_ip: ip,
@@ -98,13 +113,16 @@ pub async fn serve(
             ..Timers::default()
         },
         answer_delay: config.sip.answer_delay,
-        user_agent: user_agent(),
-        trust: config.trunk.as_ref().and_then(|t| t.trust.clone()),
-        untrusted: config
-            .trunk
-            .as_ref()
-            .map(|t| t.untrusted)
-            .unwrap_or_default(),
+        user_agent: config.sip.user_agent.clone(),
+        policy: Policy::from_settings(
+            trunk.and_then(|t| t.trust.clone()),
+            trunk.is_some(),
+            trunk.is_some_and(|t| t.accept_direct),
+        ),
+        untrusted: trunk.map(|t| t.untrusted).unwrap_or_default(),
+        max_calls,
+        max_setups_per_source: config.sip.max_setups_per_source,
+        max_call_duration: config.line.max_call_duration.limit(None),
     });
     if let Some(external) = config.trunk.as_ref().and_then(|t| t.external_address) {
         endpoint.set_public_address(SocketAddr::new(external, local.port()));
@@ -131,7 +149,7 @@ pub async fn serve(
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let engine = MediaEngine::start(workers, events_tx).map_err(DriverError::Media)?;
     let mut ports = BoundPorts {
-        allocator: PortAllocator::new(local.ip(), config.media.rtp_ports),
+        allocator,
         reserved: HashMap::new(),
     };
     let mut calls = Calls::new(
@@ -142,7 +160,15 @@ pub async fn serve(
         },
         config.dtmf,
     );
-    tracing::info!(sip = %local, advertised = %contact_addr, codecs = ?config.media.codecs, "the line is listening");
+    tracing::info!(
+        sip = %local,
+        advertised = %contact_addr,
+        codecs = %config.media.codecs.iter().map(|c| c.config_name()).collect::<Vec<_>>().join(","),
+        max_calls,
+        open_files,
+        "the line is listening; {}",
+        endpoint.admission().policy().describe()
+    );
 
     // The schedule is read ahead of callers, so new names are rendered
     // and problems logged before anyone meets them.
@@ -160,8 +186,8 @@ pub async fn serve(
             if hang_ups.is_empty() {
                 break;
             }
-            for call in hang_ups {
-                endpoint.handle_media_finished(call, Instant::now());
+            for (call, reason) in hang_ups {
+                endpoint.handle_media_ended(call, reason, Instant::now());
             }
         }
         while let Some(transmit) = endpoint.poll_transmit() {
@@ -210,7 +236,7 @@ pub async fn serve(
                             SocketAddr::new(config.sip.public_address, local.port()),
                             destination,
                             Timers { t1: config.sip.t1, ..Timers::default() },
-                            user_agent(),
+                            config.sip.user_agent.clone(),
                         ),
                         Box::new(Digest::from_trunk(trunk)),
                         Instant::now(),
@@ -221,6 +247,10 @@ pub async fn serve(
             }
             Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine, &content),
             _ = refresh.tick() => {
+                // `"auto"`: the longest service the last refresh saw.
+                endpoint.set_max_call_duration(
+                    config.line.max_call_duration.limit(content.longest_service()),
+                );
                 let content = content.clone();
                 let codecs = config.media.codecs.clone();
                 // Dropped unawaited: a slow disk delays the next warm-up,
@@ -293,7 +323,7 @@ fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
         ca_file: config.source.ca_file.clone(),
         insecure_skip_verify: config.source.insecure_skip_verify,
         connect_timeout: Duration::from_secs(10),
-        user_agent: user_agent(),
+        user_agent: http_user_agent(),
     })
     .map_err(|e| DriverError::Source(e.to_string()))?;
     let cache =
@@ -343,7 +373,9 @@ fn voice(config: &Config) -> Prompts {
     )
 }
 
-fn user_agent() -> String {
+/// The parish's own website may like to know who fetches its files; SIP
+/// scanners are not told (`[sip] user_agent`).
+fn http_user_agent() -> String {
     format!("dial-a-service/{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -424,7 +456,7 @@ fn perform(
         }
         Action::CallEnded { call, reason } => {
             calls.stop(call);
-            tracing::info!(%call, ?reason, "call ended");
+            tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {
             calls.handle_info_key(call, key, Instant::now(), engine, content);

@@ -14,6 +14,8 @@ pub mod config;
 pub mod content;
 pub mod driver;
 pub mod endpoint;
+pub mod fd_limit;
+pub mod log_summary;
 pub mod media;
 pub mod prompts;
 pub mod registration;

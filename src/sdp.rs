@@ -106,7 +106,37 @@ pub enum SdpError {
     UnsupportedTransport { line: usize, proto: String },
     #[error("no common codec")]
     NoCommonCodec,
+    #[error("the sdp body is {bytes} bytes, more than the {limit} accepted")]
+    BodyTooLarge { bytes: usize, limit: usize },
+    #[error("more than {limit} media streams")]
+    TooManyMedia { limit: usize },
+    #[error("line {line}: more than {limit} formats or attributes for one stream")]
+    TooManyFormats { line: usize, limit: usize },
+    #[error("the media address {address} is not one caller's (multicast or broadcast)")]
+    NotUnicast { address: IpAddr },
 }
+
+impl SdpError {
+    /// An offer past the size limits: refused without reading further.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            SdpError::BodyTooLarge { .. }
+                | SdpError::TooManyMedia { .. }
+                | SdpError::TooManyFormats { .. }
+        )
+    }
+}
+
+/// Bounds on an offer, so answering it is cheap and the answer (which must
+/// repeat every `m=` line, RFC 3264 §6) is never large: a phone's offer is
+/// well under 2 KiB with two or three streams; a WebRTC one with ICE
+/// candidates a few KiB.
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+pub const MAX_MEDIA: usize = 16;
+/// Formats on one `m=` line, and `rtpmap`/`fmtp` attributes of one stream
+/// (there are only 128 RTP payload types).
+pub const MAX_FORMATS: usize = 128;
 
 /// A parsed session description: the parts offer/answer needs, nothing more.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +214,12 @@ const OPUS_FMTP: &str = "useinbandfec=1;stereo=0;sprop-stereo=0";
 
 /// Parses an SDP body.
 pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
+    if text.len() > MAX_SDP_BYTES {
+        return Err(SdpError::BodyTooLarge {
+            bytes: text.len(),
+            limit: MAX_SDP_BYTES,
+        });
+    }
     let mut session = SessionDescription {
         connection: None,
         direction: None,
@@ -210,7 +246,12 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             _ => return Err(SdpError::MalformedLine { line }),
         };
         match kind {
-            b'm' => session.media.push(parse_media(line, value)?),
+            b'm' => {
+                if session.media.len() == MAX_MEDIA {
+                    return Err(SdpError::TooManyMedia { limit: MAX_MEDIA });
+                }
+                session.media.push(parse_media(line, value)?);
+            }
             b'c' => {
                 let address = parse_connection(line, value)?;
                 match session.media.last_mut() {
@@ -241,9 +282,15 @@ fn parse_media(line: usize, value: &str) -> Result<MediaDescription, SdpError> {
     let port = port.split('/').next().unwrap_or(port);
     let port: u16 = port.parse().map_err(|_| bad())?;
     let proto = fields.next().ok_or_else(bad)?;
-    let formats: Vec<String> = fields.map(str::to_owned).collect();
+    let formats: Vec<String> = fields.take(MAX_FORMATS + 1).map(str::to_owned).collect();
     if formats.is_empty() {
         return Err(bad());
+    }
+    if formats.len() > MAX_FORMATS {
+        return Err(SdpError::TooManyFormats {
+            line,
+            limit: MAX_FORMATS,
+        });
     }
     Ok(MediaDescription {
         line,
@@ -308,8 +355,15 @@ fn parse_attribute(
     let bad = |attribute| SdpError::BadAttribute {
         line,
         attribute,
-        text: arg.to_owned(),
+        text: arg.chars().take(64).collect(),
     };
+    if matches!(name, "rtpmap" | "fmtp") && media.rtpmaps.len() + media.fmtps.len() >= 2 * MAX_FORMATS
+    {
+        return Err(SdpError::TooManyFormats {
+            line,
+            limit: MAX_FORMATS,
+        });
+    }
     match name {
         "rtpmap" => {
             let map = parse_rtpmap(arg).ok_or_else(|| bad("rtpmap"))?;
@@ -471,12 +525,22 @@ fn negotiated(
         // Old-style hold: "send me nothing" (RFC 3264 §8.4).
         remote = remote.without_receiving();
         (None, None)
+    } else if !is_one_host(address) {
+        // A service streamed to a group, or bounced off a network's
+        // broadcast address, would reach people who never called.
+        return Err(SdpError::NotUnicast { address });
     } else {
-        let rtcp = match media.rtcp {
-            Some((port, addr)) => SocketAddr::new(addr.unwrap_or(address), port),
-            None => SocketAddr::new(address, media.port.saturating_add(1)),
+        // RTCP goes to the media host only: an `a=rtcp` naming another
+        // address would make the line report to a third party; its port is
+        // taken (RFC 3605), its address not.
+        let port = match media.rtcp {
+            Some((port, _)) if port != 0 => port,
+            _ => media.port.saturating_add(1),
         };
-        (Some(SocketAddr::new(address, media.port)), Some(rtcp))
+        (
+            Some(SocketAddr::new(address, media.port)),
+            Some(SocketAddr::new(address, port)),
+        )
     };
     Ok(Negotiated {
         codec,
@@ -486,6 +550,15 @@ fn negotiated(
         remote_rtcp,
         local_direction: remote.reversed(),
     })
+}
+
+/// Whether `address` is one host's: not multicast, nor the limited
+/// broadcast address (a subnet's broadcast address cannot be told from here).
+pub fn is_one_host(address: IpAddr) -> bool {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
 }
 
 /// Answers an offer with the caller's first preferred codec that is in `codecs`.

@@ -13,6 +13,7 @@ pub(super) const LINE_KEYS: &[&str] = &[
     "church_name",
     "menu_timeout",
     "skip_single_menu",
+    "max_call_duration",
 ];
 pub(super) const DTMF_KEYS: &[&str] = &["methods"];
 pub(super) const SPEECH_KEYS: &[&str] = &["command", "voice", "rate"];
@@ -23,6 +24,34 @@ pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(10);
 /// so synthesised names match them.
 pub const DEFAULT_VOICE: &str = "en-gb";
 pub const DEFAULT_RATE: u32 = 140;
+/// Added to the longest service for `max_call_duration = "auto"`: the
+/// greeting, the menu twice, a pause or two and some seeking back.
+pub const MAX_CALL_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// The most `"auto"` allows, whatever a schedule says (a 24-hour vigil
+/// recording should not let a stray call hold its ports for a day).
+pub const MAX_CALL_CEILING: Duration = Duration::from_secs(4 * 3600);
+
+/// How long a call may last before the line says goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxCallDuration {
+    /// The longest service the line offers plus [`MAX_CALL_MARGIN`], at
+    /// most [`MAX_CALL_CEILING`] (the ceiling until durations are known).
+    #[default]
+    Auto,
+    Fixed(Duration),
+}
+
+impl MaxCallDuration {
+    /// The limit for a call answered now, given the longest service.
+    pub fn limit(self, longest_service: Option<Duration>) -> Duration {
+        match self {
+            MaxCallDuration::Fixed(limit) => limit,
+            MaxCallDuration::Auto => longest_service
+                .map_or(MAX_CALL_CEILING, |longest| longest + MAX_CALL_MARGIN)
+                .min(MAX_CALL_CEILING),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineConfig {
@@ -35,6 +64,7 @@ pub struct LineConfig {
     pub menu_timeout: Duration,
     /// With a single service, play it straight after the greeting.
     pub skip_single_menu: bool,
+    pub max_call_duration: MaxCallDuration,
 }
 
 /// Which ways the line listens for the caller's keys.
@@ -66,6 +96,7 @@ pub(super) struct CallSettings {
     church_name: Option<String>,
     menu_timeout: Option<Duration>,
     skip_single_menu: Option<bool>,
+    max_call_duration: Option<MaxCallDuration>,
     dtmf: Option<DtmfConfig>,
     command: Option<PathBuf>,
     voice: Option<String>,
@@ -107,6 +138,20 @@ impl CallSettings {
                 )?);
             }
             ("line", "skip_single_menu") => self.skip_single_menu = Some(boolean(value)?),
+            ("line", "max_call_duration") => {
+                let expected = "expected \"auto\" or a duration from 1 minute to 24 hours, like \"2h\"";
+                let auto = matches!(&value, toml::Value::String(t) if t.trim().eq_ignore_ascii_case("auto"));
+                self.max_call_duration = Some(if auto {
+                    MaxCallDuration::Auto
+                } else {
+                    MaxCallDuration::Fixed(duration_within(
+                        value,
+                        Duration::from_secs(60),
+                        Duration::from_secs(24 * 3600),
+                        expected,
+                    )?)
+                });
+            }
             ("dtmf", "methods") => self.dtmf = Some(methods(value)?),
             ("speech", "command") => {
                 // A bare name is looked up on PATH, so it is not made relative.
@@ -147,6 +192,7 @@ impl CallSettings {
             church_name: self.church_name,
             menu_timeout: self.menu_timeout.unwrap_or(DEFAULT_MENU_TIMEOUT),
             skip_single_menu: self.skip_single_menu.unwrap_or(true),
+            max_call_duration: self.max_call_duration.unwrap_or_default(),
         };
         let dtmf = self.dtmf.unwrap_or(DtmfConfig {
             rfc4733: true,

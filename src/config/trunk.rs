@@ -29,6 +29,7 @@ pub(super) const KEYS: &[&str] = &[
     "external_address",
     "trust",
     "untrusted",
+    "accept_direct",
     "backoff_max",
 ];
 
@@ -62,6 +63,9 @@ pub struct TrunkConfig {
     /// Sources allowed to start calls; `None` lets anyone call.
     pub trust: Option<Vec<IpNet>>,
     pub untrusted: Untrusted,
+    /// Without `trust`, whether calls may come from anywhere (`true`) or
+    /// only from the trunk's own addresses (`false`, the default).
+    pub accept_direct: bool,
     /// The longest wait between failed registration attempts.
     pub backoff_max: Duration,
 }
@@ -309,6 +313,7 @@ pub(super) struct TrunkSettings {
     external_address: Option<IpAddr>,
     trust: Option<Vec<IpNet>>,
     untrusted: Option<Untrusted>,
+    accept_direct: Option<bool>,
     backoff_max: Option<Duration>,
 }
 
@@ -385,6 +390,7 @@ impl TrunkSettings {
                     _ => return Err(format!("expected \"reject\" or \"ignore\", found {name:?}")),
                 });
             }
+            "accept_direct" => self.accept_direct = Some(super::call::boolean(value)?),
             "backoff_max" => {
                 let max = duration(value)?;
                 if max < Duration::from_secs(1) {
@@ -460,6 +466,7 @@ impl TrunkSettings {
             external_address: self.external_address,
             trust: self.trust,
             untrusted: self.untrusted.unwrap_or_default(),
+            accept_direct: self.accept_direct.unwrap_or(false),
             backoff_max: self.backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
         }))
     }

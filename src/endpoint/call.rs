@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::session_timer::SessionTimer;
 use super::{Action, CallId, ClientEntry, EndReason, Endpoint};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::Transport;
@@ -56,11 +57,30 @@ pub(super) struct Call {
     /// The caller's Contact is not reachable as written (NAT): send
     /// in-dialog requests to `source` (as Asterisk's `force_rport` does).
     pub behind_nat: bool,
+    /// Counted in its source's setups (until ACKed or gone).
+    pub in_setup: bool,
+    /// `max_call_duration` after the answer: the line says goodbye.
+    pub ends_at: Option<Instant>,
+    /// What the last INVITE (or refresh) agreed about a session timer.
+    pub session_timer: SessionTimer,
+    /// When to give up waiting for the caller's refresh (RFC 4028 §10).
+    pub session_expiry: Option<Instant>,
 }
 
 impl Call {
     pub fn is_ringing(&self) -> bool {
         self.state == CallState::Ringing
+    }
+
+    /// The earliest of the call's own deadlines; none once it is ending.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.state == CallState::Terminating {
+            return None;
+        }
+        [self.answer_at, self.ends_at, self.session_expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn local_media(&self, endpoint: &super::EndpointConfig) -> LocalMedia {
@@ -103,10 +123,13 @@ impl Endpoint {
                 .headers
                 .push(rsip::Header::Other((*name).to_owned(), value.clone()));
         }
-        response.headers.push(rsip::Header::Other(
-            "Server".to_owned(),
-            self.config.user_agent.clone(),
-        ));
+        // A product name tells a scanner which exploits to try: only
+        // when the operator asks for it (`[sip] user_agent`).
+        if let Some(server) = &self.config.user_agent {
+            response
+                .headers
+                .push(rsip::Header::Other("Server".to_owned(), server.clone()));
+        }
         if let Some((content_type, bytes)) = body {
             message::set_body(
                 &mut response.headers,
@@ -128,6 +151,8 @@ impl Endpoint {
         }
         call.answer_at = None;
         call.state = CallState::Answered;
+        call.ends_at = Some(now + self.config.max_call_duration);
+        call.session_expiry = call.session_timer.expiry(now);
         if let Some(media) = &call.media {
             self.actions.push_back(Action::PrepareMedia {
                 call: id,
@@ -138,15 +163,17 @@ impl Endpoint {
             return;
         };
         let contact = format!("<{}>", self.local_contact(call.transport));
+        let mut headers = vec![
+            ("Contact", contact),
+            ("Allow", super::ALLOW.to_owned()),
+            ("Supported", "timer".to_owned()),
+        ];
+        headers.extend(call.session_timer.response_headers());
         let payload = self.build_response(
             &call.invite_request,
             200,
             Some(&call.dialog.id.local_tag),
-            &[
-                ("Contact", contact),
-                ("Allow", super::ALLOW.to_owned()),
-                ("Supported", String::new()),
-            ],
+            &headers,
             Some(("application/sdp", call.local_sdp.clone().into_bytes())),
         );
         let branch = call.invite.branch.clone();
@@ -155,6 +182,7 @@ impl Endpoint {
             entry.tx.respond(200, payload, now);
         }
         self.flush_invite(&branch);
+        self.schedule_call(id);
     }
 
     /// Ends a ringing call with a final error response (CANCEL, shutdown).
@@ -203,6 +231,7 @@ impl Endpoint {
             return;
         };
         let contact = self.local_contact(transport);
+        self.end_setup(id);
         let user_agent = self.config.user_agent.clone();
         let timers = self.config.timers;
         let Some(call) = self.calls.get_mut(&id) else {
@@ -220,8 +249,10 @@ impl Endpoint {
         let mut bye = call
             .dialog
             .request(rsip::Method::Bye, &sent_by, &branch, &contact);
-        bye.headers
-            .push(rsip::Header::Other("User-Agent".to_owned(), user_agent));
+        if let Some(user_agent) = user_agent {
+            bye.headers
+                .push(rsip::Header::Other("User-Agent".to_owned(), user_agent));
+        }
         let destination = next_hop(call);
         let payload = message::to_bytes(&rsip::SipMessage::Request(bye));
         let reliable = call.transport.is_reliable();

@@ -22,8 +22,10 @@
 //! Content trouble (schedule, audio) never reaches this module: the driver
 //! plays the apology clip instead, so a call is always answered.
 
+pub mod admission;
 mod call;
 mod requests;
+pub mod session_timer;
 pub mod wakeups;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +33,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::call::dtmf::Key;
-use crate::config::{IpNet, Untrusted};
+use crate::config::Untrusted;
+use crate::log_summary::{LogSummary, Verdict};
 use crate::media::Codec;
 use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
 use crate::sdp::Negotiated;
@@ -40,6 +43,7 @@ use crate::sip::message;
 use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
 use crate::sip::{Transmit, Transport};
 
+use admission::{Admission, Policy};
 use call::Call;
 use wakeups::Wakeups;
 
@@ -58,12 +62,20 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// How long to ring (180) before answering; lets callers CANCEL.
     pub answer_delay: Duration,
-    /// `Server` / `User-Agent` header value.
-    pub user_agent: String,
-    /// `[trunk] trust`: only these sources may start calls (`None`: anyone).
-    pub trust: Option<Vec<IpNet>>,
-    /// What an untrusted caller gets: 403 or silence.
+    /// `Server` / `User-Agent` header value; `None` sends neither.
+    pub user_agent: Option<String>,
+    /// Whose requests are served at all (see [`admission`]).
+    pub policy: Policy,
+    /// What a request from anyone else gets: one 403, or silence.
     pub untrusted: Untrusted,
+    /// Calls at once; more get 503.
+    pub max_calls: usize,
+    /// Calls being set up from one (untrusted, non-trunk) address.
+    pub max_setups_per_source: usize,
+    /// The longest a call may last from its answer; the line then says
+    /// goodbye with BYE ([`EndpointConfig::max_call_duration`] may change
+    /// while running: `"auto"` follows the longest service).
+    pub max_call_duration: Duration,
 }
 
 /// Reserves RTP ports when a call is offered. The driver binds real sockets;
@@ -94,12 +106,64 @@ pub enum EndReason {
     Cancelled,
     /// We hung up after the content ended.
     ContentFinished,
+    /// The media stream could not start or stopped by itself.
+    MediaFailed,
     /// The 2xx was never acknowledged (64·T1).
     AckTimedOut,
     /// The answer in the ACK was missing or unusable.
     BadAckAnswer,
+    /// `[line] max_call_duration` passed.
+    MaxDuration,
+    /// The caller's RFC 4028 session timer ran out without a refresh.
+    SessionExpired,
+    /// Held (`sendonly`, `inactive`, `c=0.0.0.0`) with nothing from the
+    /// caller for `[media] hold_timeout`.
+    HoldTimeout,
+    /// The caller's media address answers with ICMP errors: nobody is there.
+    MediaUnreachable,
     /// The line is shutting down.
     Shutdown,
+}
+
+impl EndReason {
+    /// A stable code for logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            EndReason::CallerHungUp => "call.caller_hung_up",
+            EndReason::Cancelled => "call.cancelled",
+            EndReason::ContentFinished => "call.finished",
+            EndReason::MediaFailed => "media.failed",
+            EndReason::AckTimedOut => "sip.ack_timeout",
+            EndReason::BadAckAnswer => "sdp.bad_ack_answer",
+            EndReason::MaxDuration => "call.max_duration",
+            EndReason::SessionExpired => "sip.session_expired",
+            EndReason::HoldTimeout => "media.hold_timeout",
+            EndReason::MediaUnreachable => "media.unreachable",
+            EndReason::Shutdown => "line.shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndReason::CallerHungUp => "the caller hung up",
+            EndReason::Cancelled => "the caller hung up before the answer",
+            EndReason::ContentFinished => "the service ended and the line said goodbye",
+            EndReason::MediaFailed => "the call's audio could not be sent",
+            EndReason::AckTimedOut => "the caller never acknowledged the answer",
+            EndReason::BadAckAnswer => "the caller's acknowledgement had no usable SDP answer",
+            EndReason::MaxDuration => "the call reached [line] max_call_duration",
+            EndReason::SessionExpired => "the caller's session timer ran out without a refresh",
+            EndReason::HoldTimeout => {
+                "the call was held with nothing from the caller for [media] hold_timeout"
+            }
+            EndReason::MediaUnreachable => {
+                "the caller's audio address answers with ICMP errors: nobody is there"
+            }
+            EndReason::Shutdown => "the line is shutting down",
+        })
+    }
 }
 
 /// Media work for the driver.
@@ -146,6 +210,8 @@ enum WakeKey {
     Client(String),
     Call(CallId),
     Registration,
+    /// The end of a quiet-log window.
+    Summaries,
 }
 
 /// An INVITE server transaction and what it belongs to.
@@ -175,10 +241,24 @@ pub struct Endpoint {
     stats: EndpointStats,
     /// The line's registration with its trunk, if it has one.
     registration: Option<Registration>,
+    admission: Admission,
+    /// Repeated refusals and junk, logged once per kind and source a minute.
+    quiet: LogSummary,
+    /// When the quiet log's next summary is scheduled.
+    summaries_at: Option<Instant>,
+    /// Keys the To-tags of stateless answers, so a retransmitted request
+    /// gets the same tag (RFC 3261 §8.2.6.2) without any stored state.
+    tag_key: std::collections::hash_map::RandomState,
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
+        let admission = Admission::new(
+            config.policy.clone(),
+            config.untrusted,
+            config.max_calls,
+            config.max_setups_per_source,
+        );
         Endpoint {
             config,
             invites: HashMap::new(),
@@ -192,7 +272,34 @@ impl Endpoint {
             next_call: 1,
             stats: EndpointStats::default(),
             registration: None,
+            admission,
+            quiet: LogSummary::default(),
+            summaries_at: None,
+            tag_key: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// `"auto"` follows the longest service: calls answered from now on
+    /// get this limit.
+    pub fn set_max_call_duration(&mut self, limit: Duration) {
+        self.config.max_call_duration = limit;
+    }
+
+    /// Whose calls are taken, for the start log.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Counts an event of `kind` from `source` for the quiet log: true when
+    /// it is to be logged in full, else it is summarised later.
+    fn quiet_note(&mut self, kind: &'static str, source: SocketAddr, now: Instant) -> bool {
+        let verdict = self.quiet.note(kind, source.ip().to_canonical(), now);
+        let at = self.quiet.poll_timeout();
+        if at != self.summaries_at {
+            self.summaries_at = at;
+            self.wakeups.schedule(at, WakeKey::Summaries);
+        }
+        verdict == Verdict::Log
     }
 
     pub fn config(&self) -> &EndpointConfig {
@@ -210,7 +317,10 @@ impl Endpoint {
     }
 
     /// Starts registering with the trunk (the driver resolved its address).
+    /// Its address is the trunk's for admission from now on.
     pub fn set_registration(&mut self, registration: Registration, now: Instant) {
+        self.admission
+            .add_trunk_address(registration.destination().ip());
         self.registration = Some(registration);
         self.flush_registration(now);
     }
@@ -317,14 +427,22 @@ impl Endpoint {
                         self.flush_registration(now);
                     }
                 }
+                WakeKey::Summaries => {
+                    for summary in self.quiet.poll_summaries(now) {
+                        tracing::warn!("{summary}");
+                    }
+                    self.summaries_at = self.quiet.poll_timeout();
+                    self.wakeups.schedule(self.summaries_at, WakeKey::Summaries);
+                }
             }
         }
     }
 
-    /// The content of `call` has played to the end: hang up.
-    pub fn handle_media_finished(&mut self, call: CallId, now: Instant) {
+    /// The media side ended `call` (its content played to the end, or its
+    /// media timed out): hang up, naming why.
+    pub fn handle_media_ended(&mut self, call: CallId, reason: EndReason, now: Instant) {
         if self.calls.contains_key(&call) {
-            self.hang_up(call, EndReason::ContentFinished, now);
+            self.hang_up(call, reason, now);
         }
     }
 
@@ -491,21 +609,25 @@ impl Endpoint {
 
     fn schedule_call(&mut self, id: CallId) {
         if let Some(call) = self.calls.get(&id) {
-            self.wakeups.schedule(call.answer_at, WakeKey::Call(id));
+            self.wakeups.schedule(call.next_deadline(), WakeKey::Call(id));
         }
     }
 
+    /// A call's own deadline: the answer after ringing, the longest call,
+    /// or the caller's session timer.
     fn call_timeout(&mut self, id: CallId, now: Instant) {
-        let due = self
-            .calls
-            .get(&id)
-            .and_then(|c| c.answer_at)
-            .is_some_and(|at| at <= now);
-        if due {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if due(call.answer_at) {
             self.answer(id, now);
-        } else {
-            self.schedule_call(id);
+        } else if due(call.ends_at) {
+            self.hang_up(id, EndReason::MaxDuration, now);
+        } else if due(call.session_expiry) {
+            self.hang_up(id, EndReason::SessionExpired, now);
         }
+        self.schedule_call(id);
     }
 
     fn allocate_call_id(&mut self) -> CallId {
@@ -516,8 +638,20 @@ impl Endpoint {
 
     /// Drops every trace of a call; its transactions finish on their own.
     fn forget_call(&mut self, id: CallId) {
+        self.end_setup(id);
         if let Some(call) = self.calls.remove(&id) {
             self.dialogs.remove(&call.dialog.id);
+        }
+    }
+
+    /// The call no longer counts against its source's setups (ACKed, or
+    /// ending before that). Idempotent.
+    fn end_setup(&mut self, id: CallId) {
+        if let Some(call) = self.calls.get_mut(&id)
+            && call.in_setup
+        {
+            call.in_setup = false;
+            self.admission.setup_ended(call.source.ip());
         }
     }
 }

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::call::{Call, CallState, InviteRef};
+use super::session_timer::{MIN_SE, SessionTimer};
 use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
 use crate::call::dtmf;
 use crate::config::Untrusted;
 use crate::sdp;
-use crate::sip::Transport;
+use crate::sip::{Transmit, Transport};
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, Via};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent};
@@ -66,6 +67,13 @@ pub(super) fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
     message::answer_unparsable(datagram)
 }
 
+/// Server transactions for in-dialog requests beyond this are answered
+/// statelessly: a caller flooding INFOs cannot grow the table for 32 s each.
+const MAX_SERVER_TRANSACTIONS: usize = 4096;
+/// How long a caller refused for load is asked to wait (RFC 3261 §21.5.4):
+/// a setup that is never ACKed is given up after 64·T1 = 32 s.
+const RETRY_AFTER: &str = "30";
+
 impl Endpoint {
     pub(super) fn handle_request(
         &mut self,
@@ -79,9 +87,10 @@ impl Endpoint {
             self.stats.malformed_dropped += 1;
             return;
         };
-        message::stamp_received(&mut request, source);
-        // §18.2.2: over TCP the response goes back on the request's
-        // connection; over UDP where Via (and rport) say.
+        // §18.2.2 and RFC 3581: over TCP the response goes back on the
+        // request's connection; over UDP to the address it came from (a
+        // client's `received` or Via host would let it aim our answers,
+        // and their retransmissions, at someone else).
         let origin = Origin {
             destination: match transport {
                 Transport::Tcp => source,
@@ -89,6 +98,12 @@ impl Endpoint {
             },
             transport,
         };
+        // Who may talk to us comes before anything else: an untrusted
+        // source learns nothing (or gets one 403) whatever it sends.
+        if !self.admission.is_allowed(source.ip()) {
+            return self.refuse_untrusted(&request, source, origin, now);
+        }
+        message::stamp_received(&mut request, source);
         let key = transaction_key(&via, &request);
 
         match request.method {
@@ -109,77 +124,120 @@ impl Endpoint {
             }
         }
 
-        // Extensions we were told to support but don't (§8.2.2.3).
-        if !matches!(request.method, rsip::Method::Cancel)
-            && let Some(required) = message::header_value(&request.headers, "Require")
-        {
-            let required = required.to_owned();
-            return self.reply_once(
-                &key,
-                &request,
-                origin,
-                420,
-                &[("Unsupported", required)],
-                now,
-            );
+        // Extensions we were told to support but don't (§8.2.2.3); `timer`
+        // we do (RFC 4028).
+        if !matches!(request.method, rsip::Method::Cancel | rsip::Method::Ack) {
+            let unsupported: Vec<&str> = message::header_values(&request.headers, "Require")
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|option| !option.is_empty() && !option.eq_ignore_ascii_case("timer"))
+                .collect();
+            if !unsupported.is_empty() {
+                let unsupported = unsupported.join(", ");
+                return self.reply_stateless(&request, origin, 420, &[("Unsupported", unsupported)]);
+            }
         }
 
         let in_dialog = message::to_tag(&request.headers).is_some();
         match request.method {
             rsip::Method::Invite if in_dialog => self.handle_reinvite(&key, request, origin, now),
-            rsip::Method::Invite if !self.is_trusted(source) => {
-                self.stats.calls_rejected += 1;
-                match self.config.untrusted {
-                    Untrusted::Reject => {
-                        tracing::info!(%source, "call from a source outside [trunk] trust: 403");
-                        self.reply_once(&key, &request, origin, 403, &[], now)
-                    }
-                    Untrusted::Ignore => {
-                        tracing::debug!(%source, "call from an untrusted source ignored")
-                    }
-                }
-            }
             rsip::Method::Invite => self.handle_invite(&key, request, source, origin, now, ports),
             rsip::Method::Cancel => self.handle_cancel(&key, request, origin, now),
             rsip::Method::Options => {
                 let extra = [
                     ("Allow", ALLOW.to_owned()),
                     ("Accept", "application/sdp".to_owned()),
+                    ("Supported", "timer".to_owned()),
                 ];
-                self.reply_once(&key, &request, origin, 200, &extra, now)
+                self.reply_stateless(&request, origin, 200, &extra)
             }
             rsip::Method::Bye | rsip::Method::Info => {
                 self.handle_in_dialog(&key, request, origin, now)
             }
-            ref method if is_known_unsupported(method) => self.reply_once(
-                &key,
-                &request,
-                origin,
-                405,
-                &[("Allow", ALLOW.to_owned())],
-                now,
-            ),
-            _ => self.reply_once(
-                &key,
-                &request,
-                origin,
-                501,
-                &[("Allow", ALLOW.to_owned())],
-                now,
-            ),
+            ref method if is_known_unsupported(method) => {
+                self.reply_stateless(&request, origin, 405, &[("Allow", ALLOW.to_owned())])
+            }
+            _ => self.reply_stateless(&request, origin, 501, &[("Allow", ALLOW.to_owned())]),
         }
     }
 
-    /// `[trunk] trust`: may this source start a call?
-    fn is_trusted(&self, source: SocketAddr) -> bool {
-        self.config
-            .trust
-            .as_ref()
-            .is_none_or(|nets| nets.iter().any(|net| net.contains(source.ip())))
+    /// A request from outside the trust policy: one 403 (never for an ACK),
+    /// or nothing at all with `untrusted = "ignore"`; logged once a minute
+    /// per source.
+    fn refuse_untrusted(
+        &mut self,
+        request: &rsip::Request,
+        source: SocketAddr,
+        origin: Origin,
+        now: Instant,
+    ) {
+        if request.method == rsip::Method::Invite {
+            self.stats.calls_rejected += 1;
+        }
+        const KIND: &str = "request from an address the line does not take calls from";
+        if self.quiet_note(KIND, source, now) {
+            tracing::info!(
+                %source,
+                method = %request.method,
+                untrusted = ?self.admission.untrusted(),
+                "{KIND} (see [trunk] trust and accept_direct)"
+            );
+        }
+        if self.admission.untrusted() == Untrusted::Reject && request.method != rsip::Method::Ack {
+            self.reply_stateless(request, origin, 403, &[]);
+        }
     }
 
-    /// Answers a non-INVITE request through its own server transaction, so a
-    /// retransmission gets the same answer.
+    /// Answers once, keeping no state: a retransmitted request is simply
+    /// answered again, identically (its To-tag derives from the request).
+    /// Every rejection outside a call goes this way, so a flood of requests
+    /// costs no memory and each of our answers goes out exactly once per
+    /// request (a stateful final response to an INVITE would be resent up
+    /// to eleven times, RFC 3261 §17.2.1). Never for an ACK.
+    pub(super) fn reply_stateless(
+        &mut self,
+        request: &rsip::Request,
+        origin: Origin,
+        status: u16,
+        extra: &[(&str, String)],
+    ) {
+        if request.method == rsip::Method::Ack {
+            return;
+        }
+        if request.method == rsip::Method::Invite && status >= 300 {
+            self.stats.calls_rejected += 1;
+        }
+        let tag = self.stateless_tag(request);
+        let payload = self.build_response(request, status, Some(&tag), extra, None);
+        self.outbox.push_back(Transmit {
+            destination: origin.destination,
+            payload,
+            transport: origin.transport,
+        });
+    }
+
+    /// A To-tag that is the same for every retransmission of `request`
+    /// (RFC 3261 §8.2.6.2) and unguessable for anyone else.
+    fn stateless_tag(&self, request: &rsip::Request) -> String {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut hasher = self.tag_key.build_hasher();
+        message::call_id(&request.headers)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        message::from_tag(&request.headers).hash(&mut hasher);
+        message::cseq(&request.headers)
+            .map(|(n, _)| n)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        if let Ok(via) = message::top_via(&request.headers) {
+            via.branch.hash(&mut hasher);
+        }
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Answers an in-dialog non-INVITE request through its own server
+    /// transaction, so a retransmission gets the same answer; statelessly
+    /// once the table is full.
     fn reply_once(
         &mut self,
         key: &str,
@@ -189,20 +247,11 @@ impl Endpoint {
         extra: &[(&str, String)],
         now: Instant,
     ) {
-        let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
-        if request.method == rsip::Method::Invite {
-            let mut tx = InviteServer::new(
-                origin.destination,
-                origin.transport.is_reliable(),
-                self.config.timers,
-                now,
-            );
-            tx.respond(status, payload, now);
-            self.invites
-                .insert(key.to_owned(), InviteEntry { tx, call: None });
-            self.stats.calls_rejected += 1;
-            return self.flush_invite(key);
+        if request.method == rsip::Method::Invite || self.servers.len() >= MAX_SERVER_TRANSACTIONS
+        {
+            return self.reply_stateless(request, origin, status, extra);
         }
+        let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
         let mut tx = NonInviteServer::new(
             origin.destination,
             origin.transport.is_reliable(),
@@ -212,6 +261,35 @@ impl Endpoint {
         tx.respond(status, payload, now);
         self.servers.insert(key.to_owned(), tx);
         self.flush_server(key);
+    }
+
+    /// Refuses a new call for load: 503 with `Retry-After`, logged once a
+    /// minute per source and reason.
+    fn refuse_for_load(
+        &mut self,
+        request: &rsip::Request,
+        source: SocketAddr,
+        origin: Origin,
+        kind: &'static str,
+        now: Instant,
+    ) {
+        if self.quiet_note(kind, source, now) {
+            tracing::warn!(%source, calls = self.calls.len(), "{kind}");
+        }
+        self.reply_stateless(
+            request,
+            origin,
+            503,
+            &[("Retry-After", RETRY_AFTER.to_owned())],
+        );
+    }
+
+    /// Logs a refused offer once a minute per source.
+    fn note_unusable_offer(&mut self, source: SocketAddr, error: &dyn std::fmt::Display, now: Instant) {
+        const KIND: &str = "INVITE with an unusable SDP offer";
+        if self.quiet_note(KIND, source, now) {
+            tracing::info!(%source, %error, "{KIND}");
+        }
     }
 
     fn handle_invite(
@@ -224,32 +302,28 @@ impl Endpoint {
         ports: &mut dyn MediaPorts,
     ) {
         self.stats.calls_offered += 1;
-        self.start_invite(key, &request, origin, None, now);
-
-        let reject = |this: &mut Self, status: u16, extra: &[(&str, String)]| {
-            let payload =
-                this.build_response(&request, status, Some(&message::new_tag()), extra, None);
-            if let Some(entry) = this.invites.get_mut(key) {
-                entry.tx.respond(status, payload, now);
-            }
-            this.stats.calls_rejected += 1;
-            this.flush_invite(key);
-        };
-
+        // Everything that can refuse the call runs before any state is
+        // kept, so refusals are stateless and cost O(1).
+        if let Err(refusal) = self.admission.check_new_call(source.ip(), self.calls.len()) {
+            return self.refuse_for_load(&request, source, origin, refusal.kind(), now);
+        }
         let offer = match parse_offer(&request) {
             Ok(offer) => offer,
             Err(OfferProblem::ContentType) => {
-                return reject(self, 415, &[("Accept", "application/sdp".to_owned())]);
+                let accept = [("Accept", "application/sdp".to_owned())];
+                return self.reply_stateless(&request, origin, 415, &accept);
             }
             Err(OfferProblem::Sdp(error)) => {
-                tracing::info!(%source, %error, "INVITE with an unusable SDP offer");
-                return reject(self, 400, &[]);
+                self.note_unusable_offer(source, &error, now);
+                let status = if error.is_too_large() { 488 } else { 400 };
+                return self.reply_stateless(&request, origin, status, &[]);
             }
         };
-        let Some(rtp_port) = ports.reserve() else {
-            tracing::warn!("no free RTP port: the [media] rtp_ports range is exhausted");
-            return reject(self, 503, &[("Retry-After", "30".to_owned())]);
-        };
+        let session_timer = SessionTimer::of_request(&request.headers);
+        if session_timer == SessionTimer::TooSmall {
+            let min_se = ("Min-SE", MIN_SE.as_secs().to_string());
+            return self.reply_stateless(&request, origin, 422, &[min_se]);
+        }
         let local_tag = message::new_tag();
         let dialog = match Dialog::new_uas(&request, &local_tag) {
             Ok(mut dialog) => {
@@ -257,10 +331,13 @@ impl Endpoint {
                 dialog
             }
             Err(error) => {
-                ports.release(rtp_port);
-                tracing::info!(%source, %error, "INVITE that cannot form a dialog");
-                return reject(self, 400, &[]);
+                self.note_unusable_offer(source, &error, now);
+                return self.reply_stateless(&request, origin, 400, &[]);
             }
+        };
+        let Some(rtp_port) = ports.reserve() else {
+            const KIND: &str = "call refused: every RTP port is in use ([media] rtp_ports)";
+            return self.refuse_for_load(&request, source, origin, KIND, now);
         };
         let session_id = u64::from(rand::random::<u32>());
         let local = crate::sdp::LocalMedia {
@@ -273,10 +350,11 @@ impl Endpoint {
             Ok(result) => result,
             Err(error) => {
                 ports.release(rtp_port);
-                tracing::info!(%source, %error, "no codec in common with the caller");
-                return reject(self, 488, &[]);
+                self.note_unusable_offer(source, &error, now);
+                return self.reply_stateless(&request, origin, 488, &[]);
             }
         };
+        self.start_invite(key, &request, origin, None, now);
         let via = message::top_via(&request.headers).ok();
         let behind_nat =
             via.is_some_and(|v| v.host.trim_matches(['[', ']']) != source.ip().to_string());
@@ -301,9 +379,14 @@ impl Endpoint {
             source,
             transport: origin.transport,
             behind_nat,
+            in_setup: true,
+            ends_at: None,
+            session_timer,
+            session_expiry: None,
             invite_request: request,
             dialog,
         };
+        self.admission.setup_started(source.ip());
         if let Some(entry) = self.invites.get_mut(key) {
             entry.call = Some(id);
         }
@@ -377,6 +460,7 @@ impl Endpoint {
         }
         if is_initial {
             call.state = CallState::Confirmed;
+            self.end_setup(id);
             self.start_media_if_ready(id);
         } else {
             call.reinvite = None;
@@ -391,7 +475,7 @@ impl Endpoint {
         // §9.2: the CANCEL matches the INVITE with the same branch.
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let Some(entry) = self.invites.get(&invite_key) else {
-            return self.reply_once(key, &request, origin, 481, &[], now);
+            return self.reply_stateless(&request, origin, 481, &[]);
         };
         let call = entry.call;
         self.reply_once(key, &request, origin, 200, &[], now);
@@ -418,7 +502,7 @@ impl Endpoint {
         now: Instant,
     ) -> Option<(CallId, u32)> {
         let Some(id) = self.find_dialog(request) else {
-            self.reply_once(key, request, origin, 481, &[], now);
+            self.reply_stateless(request, origin, 481, &[]);
             return None;
         };
         let cseq = message::cseq(&request.headers).map(|(n, _)| n).unwrap_or(0);
@@ -475,6 +559,12 @@ impl Endpoint {
             Ok(offer) => offer,
             Err(_) => return self.reply_once(key, &request, origin, 488, &[], now),
         };
+        // RFC 4028 §9: a refresh renegotiates the timer (or drops it).
+        let session_timer = SessionTimer::of_request(&request.headers);
+        if session_timer == SessionTimer::TooSmall {
+            let min_se = ("Min-SE", MIN_SE.as_secs().to_string());
+            return self.reply_once(key, &request, origin, 422, &[min_se], now);
+        }
         // Keep the codec of the running stream: the shared track is encoded
         // for it. An offer without it cannot be accepted (§14.2: the old
         // session stays as it was).
@@ -495,6 +585,8 @@ impl Endpoint {
         if let Some(contact) = message::contact_uri(&request.headers) {
             call.dialog.update_remote_target(contact);
         }
+        call.session_timer = session_timer;
+        call.session_expiry = session_timer.expiry(now);
         call.local_sdp = local_sdp.clone();
         call.reinvite = Some(InviteRef {
             branch: key.to_owned(),
@@ -514,11 +606,17 @@ impl Endpoint {
             .get(&id)
             .map(|c| c.dialog.id.local_tag.clone())
             .unwrap_or_default();
+        let mut headers = vec![
+            ("Contact", contact),
+            ("Allow", ALLOW.to_owned()),
+            ("Supported", "timer".to_owned()),
+        ];
+        headers.extend(session_timer.response_headers());
         let payload = self.build_response(
             &request,
             200,
             Some(&local_tag),
-            &[("Contact", contact), ("Allow", ALLOW.to_owned())],
+            &headers,
             Some(("application/sdp", local_sdp.into_bytes())),
         );
         self.start_invite(key, &request, origin, Some(id), now);
@@ -526,6 +624,7 @@ impl Endpoint {
             entry.tx.respond(200, payload, now);
         }
         self.flush_invite(key);
+        self.schedule_call(id);
     }
 
     /// Opens the INVITE server transaction and says `100 Trying` at once

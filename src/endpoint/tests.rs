@@ -23,17 +23,20 @@ impl MediaPorts for Ports {
     }
 }
 
-fn endpoint(answer_delay: Duration) -> Endpoint {
-    Endpoint::new(EndpointConfig {
+fn config(answer_delay: Duration) -> EndpointConfig {
+    EndpointConfig {
         contact_addr: LINE.parse().unwrap(),
         media_ip: "127.0.0.1".parse().unwrap(),
         codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
         timers: Timers::default(),
         answer_delay,
-        user_agent: "test".into(),
-        trust: None,
+        user_agent: None,
+        policy: admission::Policy::Anyone,
         untrusted: crate::config::Untrusted::Reject,
-    })
+        max_calls: 1000,
+        max_setups_per_source: 1000,
+        max_call_duration: Duration::from_secs(4 * 3600),
+    }
 }
 
 fn offer(codecs: &str) -> String {
@@ -103,6 +106,8 @@ impl Uac {
 
 struct Harness {
     ep: Endpoint,
+    /// Where the datagrams fed came from: the only places anything may go.
+    sources: Vec<SocketAddr>,
     ports: Ports,
     now: Instant,
     sent: Vec<(Instant, String)>,
@@ -112,8 +117,13 @@ struct Harness {
 
 impl Harness {
     fn new(answer_delay: Duration) -> Self {
+        Harness::with_config(config(answer_delay))
+    }
+
+    fn with_config(config: EndpointConfig) -> Self {
         Harness {
-            ep: endpoint(answer_delay),
+            ep: Endpoint::new(config),
+            sources: Vec::new(),
             ports: Ports(20000, Vec::new()),
             now: Instant::now(),
             sent: Vec::new(),
@@ -123,7 +133,13 @@ impl Harness {
     }
 
     fn feed(&mut self, datagram: &[u8]) {
-        let source: SocketAddr = CALLER.parse().unwrap();
+        self.feed_from(datagram, CALLER.parse().unwrap());
+    }
+
+    fn feed_from(&mut self, datagram: &[u8], source: SocketAddr) {
+        if !self.sources.contains(&source) {
+            self.sources.push(source);
+        }
         self.ep
             .handle_datagram(datagram, source, Transport::Udp, self.now, &mut self.ports);
         self.drain();
@@ -131,7 +147,11 @@ impl Harness {
 
     fn drain(&mut self) {
         while let Some(t) = self.ep.poll_transmit() {
-            assert_eq!(t.destination, CALLER.parse::<SocketAddr>().unwrap());
+            assert!(
+                self.sources.contains(&t.destination),
+                "{} is nobody who sent us anything",
+                t.destination
+            );
             self.sent
                 .push((self.now, String::from_utf8(t.payload).unwrap()));
         }
@@ -396,9 +416,18 @@ fn no_common_codec_is_488_and_frees_the_port() {
     let mut h = Harness::new(Duration::ZERO);
     let uac = Uac::new("call-8");
     h.feed(&uac.request("INVITE", "z9hG4bK-8", 1, &offer("18")));
-    assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 488]);
+    let first = h.take_sent();
+    assert_eq!(Harness::statuses(&first), vec![488]);
     assert_eq!(h.ports.1, vec![20002]);
     assert_eq!(h.ep.active_calls(), 0);
+    // Refused statelessly: never resent on a timer; a retransmitted INVITE
+    // gets the very same answer (same To-tag, RFC 3261 §8.2.6.2).
+    h.now += Duration::from_secs(40);
+    h.ep.handle_timeout(h.now);
+    h.drain();
+    assert!(h.take_sent().is_empty());
+    h.feed(&uac.request("INVITE", "z9hG4bK-8", 1, &offer("18")));
+    assert_eq!(h.take_sent(), first);
 }
 
 #[test]
@@ -456,7 +485,7 @@ fn media_finished_sends_bye_with_timer_e_until_answered() {
         _ => unreachable!(),
     };
     let t0 = h.now;
-    h.ep.handle_media_finished(call, t0);
+    h.ep.handle_media_ended(call, EndReason::ContentFinished, t0);
     h.drain();
     h.run_until(t0 + Duration::from_millis(1_600));
     let byes: Vec<Duration> = h
@@ -519,17 +548,41 @@ fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
         (crate::config::Untrusted::Reject, vec![403]),
         (crate::config::Untrusted::Ignore, vec![]),
     ] {
-        let mut h = Harness::new(Duration::ZERO);
-        h.ep.config.trust = Some(vec![trusted]);
-        h.ep.config.untrusted = untrusted;
-        // CALLER is 127.0.0.1: outside 10.9.0.0/16.
-        h.feed(&Uac::new("call-13").request("INVITE", "z9hG4bK-13", 1, &offer("0")));
-        assert_eq!(Harness::statuses(&h.take_sent()), expected);
+        let mut h = Harness::with_config(EndpointConfig {
+            policy: admission::Policy::Networks(vec![trusted]),
+            untrusted,
+            ..config(Duration::ZERO)
+        });
+        // CALLER is 127.0.0.1: outside 10.9.0.0/16. Every method gets the
+        // same, whatever would have refused it otherwise (Require, To-tag).
+        let uac = Uac::new("call-13");
+        h.feed(&uac.request("INVITE", "z9hG4bK-13", 1, &offer("0")));
+        for method in ["OPTIONS", "REGISTER", "MESSAGE", "BYE", "SUBSCRIBE", "CANCEL"] {
+            h.feed(&uac.request(method, &format!("z9hG4bK-13{method}"), 2, ""));
+        }
+        let mut tagged = Uac::new("call-13b");
+        tagged.to_tag = Some("nope".into());
+        h.feed(&tagged.request("INVITE", "z9hG4bK-13t", 1, &offer("0")));
+        let require = String::from_utf8(uac.request("INVITE", "z9hG4bK-13r", 1, &offer("0")))
+            .unwrap()
+            .replacen("Max-Forwards", "Require: 100rel\r\nMax-Forwards", 1);
+        h.feed(require.as_bytes());
+        let sent = h.take_sent();
+        assert_eq!(Harness::statuses(&sent), expected.repeat(9));
+        assert!(sent.iter().all(|m| !m.contains("Server:")), "no Server header");
         assert_eq!(h.ep.active_calls(), 0);
         assert!(h.prepared.is_empty() && h.actions.is_empty());
+        // Nothing is retransmitted, and no state was kept.
+        h.now += Duration::from_secs(40);
+        h.ep.handle_timeout(h.now);
+        h.drain();
+        assert!(h.take_sent().is_empty());
+        assert!(h.ep.invites.is_empty() && h.ep.servers.is_empty());
     }
-    let mut h = Harness::new(Duration::ZERO);
-    h.ep.config.trust = Some(vec!["127.0.0.0/8".parse().unwrap()]);
+    let mut h = Harness::with_config(EndpointConfig {
+        policy: admission::Policy::Networks(vec!["127.0.0.0/8".parse().unwrap()]),
+        ..config(Duration::ZERO)
+    });
     h.feed(&Uac::new("call-14").request("INVITE", "z9hG4bK-14", 1, &offer("0")));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
 }
@@ -545,3 +598,5 @@ fn a_public_address_goes_into_contact_and_sdp() {
     assert!(ok.contains("<sip:dial-a-service@203.0.113.7:5062>"), "{ok}");
     assert!(ok.contains("c=IN IP4 203.0.113.7"), "{ok}");
 }
+
+mod limits;

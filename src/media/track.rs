@@ -522,6 +522,17 @@ impl TrackCache {
         })
     }
 
+    /// The track for `path` if some codec's is already open (no decoding):
+    /// what the line knows of a file's length without reading it.
+    pub fn peek(&self, path: &Path) -> Option<Arc<Track>> {
+        let canonical = std::fs::canonicalize(path).ok()?;
+        let inner = self.lock();
+        inner.entries.iter().find_map(|((id, _), entry)| match id {
+            SourceId::File { path, .. } if *path == canonical => entry.slot.get()?.clone().ok(),
+            _ => None,
+        })
+    }
+
     /// Tracks (and remembered failures) held now.
     pub fn len(&self) -> usize {
         self.lock().entries.len()

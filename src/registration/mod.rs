@@ -94,7 +94,8 @@ pub struct RegistrationConfig {
     pub keepalive: Duration,
     pub backoff_max: Duration,
     pub timers: Timers,
-    pub user_agent: String,
+    /// `User-Agent`; `None` sends none (`[sip] user_agent`).
+    pub user_agent: Option<String>,
 }
 
 impl RegistrationConfig {
@@ -103,7 +104,7 @@ impl RegistrationConfig {
         local: SocketAddr,
         destination: SocketAddr,
         timers: Timers,
-        user_agent: impl Into<String>,
+        user_agent: Option<String>,
     ) -> RegistrationConfig {
         RegistrationConfig {
             registrar_uri: trunk.registrar.uri.clone(),
@@ -118,7 +119,7 @@ impl RegistrationConfig {
             keepalive: trunk.keepalive,
             backoff_max: trunk.backoff_max,
             timers,
-            user_agent: user_agent.into(),
+            user_agent,
         }
     }
 }
@@ -380,7 +381,7 @@ impl Registration {
             transport: self.config.transport,
             route: self.config.route.as_deref(),
             expires,
-            user_agent: &self.config.user_agent,
+            user_agent: self.config.user_agent.as_deref(),
             credentials: &credentials,
         };
         let transaction = NonInviteClient::new(

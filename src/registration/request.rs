@@ -33,7 +33,7 @@ pub(super) struct Register<'a> {
     pub route: Option<&'a str>,
     /// Zero removes the binding.
     pub expires: u32,
-    pub user_agent: &'a str,
+    pub user_agent: Option<&'a str>,
     /// `(name, value)`: `Authorization` / `Proxy-Authorization`.
     pub credentials: &'a [(&'static str, String)],
 }
@@ -74,7 +74,9 @@ impl Register<'_> {
         }
         line(format_args!("Expires: {}", self.expires));
         line(format_args!("Allow: {ALLOW}"));
-        line(format_args!("User-Agent: {}", self.user_agent));
+        if let Some(user_agent) = self.user_agent {
+            line(format_args!("User-Agent: {user_agent}"));
+        }
         for (name, value) in self.credentials {
             line(format_args!("{name}: {value}"));
         }

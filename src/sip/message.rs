@@ -412,25 +412,19 @@ pub fn stamp_received(request: &mut rsip::Request, source: SocketAddr) {
     *header = make_header(normalise::long_name(name), rebuilt);
 }
 
-/// Where a response goes over UDP (RFC 3261 §18.2.2, RFC 3581 §4): `rport`
-/// → received (or source) IP and the rport (or source) port; `received` →
-/// that IP and the sent-by port; else the sent-by host if it is an IP
-/// literal (a name falls back to the source IP) and port. maddr is ignored.
+/// Where a response goes over UDP: always the IP the request came from
+/// (RFC 3261 §18.2.2 says the `received` IP, which a server sets to the
+/// source; a `received` or sent-by the *client* wrote is ignored, so nobody
+/// can aim our answers at a third party). The port: the source port when
+/// the client asked for `rport` (RFC 3581 §4), else the sent-by port.
+/// maddr is ignored.
 pub fn response_destination(via: &Via, source: SocketAddr) -> SocketAddr {
-    let received = via
-        .received
-        .as_deref()
-        .and_then(|r| r.parse::<IpAddr>().ok());
-    let sent_by_port = via.port.unwrap_or_else(|| via.default_port());
     match via.rport {
-        Some(rport) => SocketAddr::new(
-            received.unwrap_or(source.ip()),
-            rport.unwrap_or(source.port()),
+        Some(_) => source,
+        None => SocketAddr::new(
+            source.ip(),
+            via.port.unwrap_or_else(|| via.default_port()),
         ),
-        None => match received {
-            Some(ip) => SocketAddr::new(ip, sent_by_port),
-            None => SocketAddr::new(via.host.parse().unwrap_or(source.ip()), sent_by_port),
-        },
     }
 }
 

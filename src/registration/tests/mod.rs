@@ -41,7 +41,7 @@ fn config() -> RegistrationConfig {
         keepalive: Duration::ZERO,
         backoff_max: secs(300),
         timers: Timers::default(),
-        user_agent: "dial-a-service-test".into(),
+        user_agent: Some("dial-a-service-test".into()),
     }
 }
 

@@ -162,6 +162,23 @@ fn rfc3581_stamping_and_response_destination() {
         addr("192.0.2.7:5060")
     );
 
+    // A lying Via (someone else's host, a `received` and an `rport` of the
+    // client's own): the answer still goes back to the sender.
+    let lying = Via::parse(
+        "SIP/2.0/UDP 198.51.100.1:5060;received=198.51.100.9;rport=7777;branch=z9hG4bKa",
+    )
+    .unwrap();
+    assert_eq!(
+        response_destination(&lying, addr("192.0.2.7:40000")),
+        addr("192.0.2.7:40000")
+    );
+    let lying = Via::parse("SIP/2.0/UDP 198.51.100.1:5090;received=198.51.100.9;branch=z9hG4bKa")
+        .unwrap();
+    assert_eq!(
+        response_destination(&lying, addr("192.0.2.7:40000")),
+        addr("192.0.2.7:5090")
+    );
+
     // IPv6 source written without brackets in received.
     let (value, _) = stamped(
         "SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKa;rport",
