@@ -357,7 +357,8 @@ fn parse_attribute(
         attribute,
         text: arg.chars().take(64).collect(),
     };
-    if matches!(name, "rtpmap" | "fmtp") && media.rtpmaps.len() + media.fmtps.len() >= 2 * MAX_FORMATS
+    if matches!(name, "rtpmap" | "fmtp")
+        && media.rtpmaps.len() + media.fmtps.len() >= 2 * MAX_FORMATS
     {
         return Err(SdpError::TooManyFormats {
             line,

@@ -139,7 +139,8 @@ impl CallSettings {
             }
             ("line", "skip_single_menu") => self.skip_single_menu = Some(boolean(value)?),
             ("line", "max_call_duration") => {
-                let expected = "expected \"auto\" or a duration from 1 minute to 24 hours, like \"2h\"";
+                let expected =
+                    "expected \"auto\" or a duration from 1 minute to 24 hours, like \"2h\"";
                 let auto = matches!(&value, toml::Value::String(t) if t.trim().eq_ignore_ascii_case("auto"));
                 self.max_call_duration = Some(if auto {
                     MaxCallDuration::Auto

@@ -190,7 +190,7 @@ fn unknown_key_names_file_and_key() {
     assert_eq!(
         error("[media]\nrtp_port = \"1-2\"\n"),
         "/etc/das/das.toml: unknown key [media] rtp_port \
-         (known keys in [media]: rtp_ports, codecs, max_cached_tracks)"
+         (known keys in [media]: rtp_ports, codecs, max_cached_tracks, hold_timeout)"
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),

@@ -204,8 +204,8 @@ mod tests {
         assert_eq!(Policy::from_settings(None, true, false), Policy::TrunkOnly);
         assert_eq!(Policy::from_settings(None, true, true), Policy::Anyone);
         assert_eq!(
-            Policy::from_settings(Some(vec![net.clone()]), true, true),
-            Policy::Networks(vec![net.clone()])
+            Policy::from_settings(Some(vec![net]), true, true),
+            Policy::Networks(vec![net])
         );
         let gate = Admission::new(Policy::Networks(vec![net]), Untrusted::Ignore, 10, 2);
         assert!(gate.is_allowed(ip(3)));
@@ -233,13 +233,21 @@ mod tests {
             gate.setup_started(ip(9));
         }
         assert_eq!(gate.check_new_call(ip(9), 2), Err(Refusal::SourceBusy));
-        assert_eq!(gate.check_new_call(ip(10), 2), Ok(()), "others still get in");
+        assert_eq!(
+            gate.check_new_call(ip(10), 2),
+            Ok(()),
+            "others still get in"
+        );
         gate.setup_ended(ip(9));
         assert_eq!(gate.check_new_call(ip(9), 1), Ok(()));
         for _ in 0..50 {
             gate.setup_started(ip(1));
         }
-        assert_eq!(gate.check_new_call(ip(1), 51), Ok(()), "the trunk is exempt");
+        assert_eq!(
+            gate.check_new_call(ip(1), 51),
+            Ok(()),
+            "the trunk is exempt"
+        );
         assert_eq!(gate.check_new_call(ip(1), 100), Err(Refusal::Full));
         gate.setup_ended(ip(9));
         gate.setup_ended(ip(9));

@@ -609,7 +609,8 @@ impl Endpoint {
 
     fn schedule_call(&mut self, id: CallId) {
         if let Some(call) = self.calls.get(&id) {
-            self.wakeups.schedule(call.next_deadline(), WakeKey::Call(id));
+            self.wakeups
+                .schedule(call.next_deadline(), WakeKey::Call(id));
         }
     }
 

@@ -10,10 +10,10 @@ use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts}
 use crate::call::dtmf;
 use crate::config::Untrusted;
 use crate::sdp;
-use crate::sip::{Transmit, Transport};
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, Via};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent};
+use crate::sip::{Transmit, Transport};
 
 /// Where the responses to a request go, and how.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +134,12 @@ impl Endpoint {
                 .collect();
             if !unsupported.is_empty() {
                 let unsupported = unsupported.join(", ");
-                return self.reply_stateless(&request, origin, 420, &[("Unsupported", unsupported)]);
+                return self.reply_stateless(
+                    &request,
+                    origin,
+                    420,
+                    &[("Unsupported", unsupported)],
+                );
             }
         }
 
@@ -247,8 +252,7 @@ impl Endpoint {
         extra: &[(&str, String)],
         now: Instant,
     ) {
-        if request.method == rsip::Method::Invite || self.servers.len() >= MAX_SERVER_TRANSACTIONS
-        {
+        if request.method == rsip::Method::Invite || self.servers.len() >= MAX_SERVER_TRANSACTIONS {
             return self.reply_stateless(request, origin, status, extra);
         }
         let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
@@ -285,7 +289,12 @@ impl Endpoint {
     }
 
     /// Logs a refused offer once a minute per source.
-    fn note_unusable_offer(&mut self, source: SocketAddr, error: &dyn std::fmt::Display, now: Instant) {
+    fn note_unusable_offer(
+        &mut self,
+        source: SocketAddr,
+        error: &dyn std::fmt::Display,
+        now: Instant,
+    ) {
         const KIND: &str = "INVITE with an unusable SDP offer";
         if self.quiet_note(KIND, source, now) {
             tracing::info!(%source, %error, "{KIND}");

@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn requests_that_would_make_us_refresh_get_no_timer() {
         for offered in [
-            headers(&[("Session-Expires", "1800;refresher=uas"), ("Supported", "timer")]),
+            headers(&[
+                ("Session-Expires", "1800;refresher=uas"),
+                ("Supported", "timer"),
+            ]),
             headers(&[("Session-Expires", "1800")]),
             headers(&[("Session-Expires", "soon"), ("Supported", "timer")]),
             headers(&[("Supported", "timer")]),

@@ -557,7 +557,14 @@ fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
         // same, whatever would have refused it otherwise (Require, To-tag).
         let uac = Uac::new("call-13");
         h.feed(&uac.request("INVITE", "z9hG4bK-13", 1, &offer("0")));
-        for method in ["OPTIONS", "REGISTER", "MESSAGE", "BYE", "SUBSCRIBE", "CANCEL"] {
+        for method in [
+            "OPTIONS",
+            "REGISTER",
+            "MESSAGE",
+            "BYE",
+            "SUBSCRIBE",
+            "CANCEL",
+        ] {
             h.feed(&uac.request(method, &format!("z9hG4bK-13{method}"), 2, ""));
         }
         let mut tagged = Uac::new("call-13b");
@@ -569,7 +576,10 @@ fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
         h.feed(require.as_bytes());
         let sent = h.take_sent();
         assert_eq!(Harness::statuses(&sent), expected.repeat(9));
-        assert!(sent.iter().all(|m| !m.contains("Server:")), "no Server header");
+        assert!(
+            sent.iter().all(|m| !m.contains("Server:")),
+            "no Server header"
+        );
         assert_eq!(h.ep.active_calls(), 0);
         assert!(h.prepared.is_empty() && h.actions.is_empty());
         // Nothing is retransmitted, and no state was kept.

@@ -176,7 +176,9 @@ fn cisco_media_level_connection_wins() {
 fn ipv6_offer_and_rtcp_attribute_with_address() {
     let (n, _) = answer_lines(IPV6, &Codec::ALL);
     assert_eq!(n.remote_rtp, Some("[2001:db8::20]:40000".parse().unwrap()));
-    assert_eq!(n.remote_rtcp, Some("[2001:db8::21]:40005".parse().unwrap()));
+    // RTCP goes to the media host only: the attribute's port is taken,
+    // its other address is not.
+    assert_eq!(n.remote_rtcp, Some("[2001:db8::20]:40005".parse().unwrap()));
 
     let local6 = LocalMedia {
         address: "2001:db8::1".parse().unwrap(),
@@ -397,8 +399,21 @@ m=audio 5000/2 RTP/AVP 0 abc 200\r\na=fmtp:garbage\r\na=unknown:thing\r\na=ptime
     let media = &offer.media[0];
     assert_eq!(media.port, 5000);
     assert_eq!(media.payload_types().collect::<Vec<_>>(), [0]);
-    let (n, _) = answer(&offer, &Codec::ALL, &local()).unwrap();
-    assert_eq!(n.remote_rtp, Some("224.2.1.1:5000".parse().unwrap()));
+    // A multicast group is parsed, but never streamed to.
+    assert_eq!(
+        answer(&offer, &Codec::ALL, &local()).unwrap_err(),
+        SdpError::NotUnicast {
+            address: "224.2.1.1".parse().unwrap()
+        }
+    );
+    let unicast = parse(
+        &text
+            .replace("x-foo=bar\r\n", "")
+            .replace("224.2.1.1/127", "192.0.2.5"),
+    )
+    .unwrap();
+    let (n, _) = answer(&unicast, &Codec::ALL, &local()).unwrap();
+    assert_eq!(n.remote_rtp, Some("192.0.2.5:5000".parse().unwrap()));
     assert_eq!(n.telephone_event, None);
 }
 

@@ -12,8 +12,9 @@
 //! - RFC 5626 §4.4.1: a double CRLF between messages is a keep-alive *ping*,
 //!   answered with a single CRLF *pong*.
 //!
-//! Limits bound what a hostile peer can make us buffer: 64 KiB of headers
-//! and 1 MiB of body (a SIP message with SDP is a few KiB).
+//! Limits bound what a hostile peer can make us buffer: 64 KiB a message,
+//! 16 KiB of it headers (a SIP message with SDP is a few KiB; the line
+//! accepts no SDP offer over 16 KiB anyway).
 //!
 //! Ping or pong? Both are made of CRLFs and TCP may split them. The side
 //! that accepted the connection ([`KeepAliveRole::Server`]) receives pings, so
@@ -28,9 +29,10 @@ use super::normalise::is_token_char;
 
 /// Largest header section accepted (start line and headers, with the
 /// empty line that ends them).
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Largest body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest body accepted: together with the headers, at most 64 KiB, the
+/// most a UDP datagram could carry.
+pub const MAX_BODY_BYTES: usize = 48 * 1024;
 
 /// What the framer found in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -421,10 +421,7 @@ pub fn stamp_received(request: &mut rsip::Request, source: SocketAddr) {
 pub fn response_destination(via: &Via, source: SocketAddr) -> SocketAddr {
     match via.rport {
         Some(_) => source,
-        None => SocketAddr::new(
-            source.ip(),
-            via.port.unwrap_or_else(|| via.default_port()),
-        ),
+        None => SocketAddr::new(source.ip(), via.port.unwrap_or_else(|| via.default_port())),
     }
 }
 

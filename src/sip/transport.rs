@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::framing::{FramingError, KeepAliveRole};
 use super::{Transmit, Transport};
+use crate::log_summary::{LogSummary, Verdict};
 use connection::{Link, Report, dial};
 
 mod connection;
@@ -48,9 +49,11 @@ mod connection;
 pub const MAX_DATAGRAM: usize = 65_535;
 /// How long dialling a TCP peer may take before the send is reported failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// An inbound connection without traffic either way for this long is closed;
-/// its peer reconnects when it needs to. Our own connections are kept: the
-/// registration needs them open for the calls the trunk sends back.
+/// A connection without traffic either way for this long is closed; its
+/// peer reconnects when it needs to. Traffic is whole messages and
+/// keep-alives, not stray bytes. The registration's own connection carries
+/// a keep-alive every `[trunk] keepalive` (25 s) and a refresh every few
+/// minutes, so it stays; one dialled for a BYE closes once idle.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Messages queued for one connection; more means the peer is not reading.
 const OUTBOX_CAPACITY: usize = 256;
@@ -59,6 +62,13 @@ const REPORT_CAPACITY: usize = 64;
 /// Inbound connections beyond this are refused, so a flood of idle
 /// connections cannot use up our file descriptors.
 const MAX_INBOUND: usize = 1024;
+/// Inbound connections from one address: a trunk or a phone needs one or
+/// two; more is a flood that must not crowd out everyone else.
+const MAX_INBOUND_PER_SOURCE: usize = 16;
+/// Connections the line dials (its registration, in-dialog requests to a
+/// TCP caller): a caller's Contact must not make it open connections
+/// without bound.
+const MAX_OUTBOUND: usize = 256;
 /// Pause after a failed accept (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -159,6 +169,8 @@ pub struct SipTransport {
     pending: VecDeque<TransportEvent>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Refused connections, logged once a minute per address.
+    quiet: LogSummary,
 }
 
 /// The transport's handle on one connection task.
@@ -231,6 +243,7 @@ impl SipTransport {
             pending: VecDeque::new(),
             connect_timeout: CONNECT_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            quiet: LogSummary::default(),
         }
     }
 
@@ -266,10 +279,15 @@ impl SipTransport {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Received::Event(event));
             }
+            let summaries_due = self.quiet.poll_timeout();
             let step = tokio::select! {
                 received = self.udp.recv_from(&mut self.buf) => Step::Datagram(received),
                 accepted = self.listener.accept() => Step::Accepted(accepted),
                 report = self.reports.recv() => Step::Report(report),
+                () = connection::sleep_until(summaries_due.map(Into::into)) => {
+                    self.flush_summaries();
+                    continue;
+                }
             };
             let received = match step {
                 Step::Datagram(Ok((len, source))) => Some(Received::Message(Incoming {
@@ -364,6 +382,20 @@ impl SipTransport {
                 }
             },
         };
+        let outbound = self
+            .connections
+            .values()
+            .filter(|c| c.origin == Origin::Outbound)
+            .count();
+        if outbound >= MAX_OUTBOUND {
+            self.note_refusal("SIP connection not dialled: too many open", peer);
+            self.pending.push_back(TransportEvent::Failed {
+                destination,
+                transport: Transport::Tcp,
+                error: io::ErrorKind::ResourceBusy,
+            });
+            return;
+        }
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
         outbox
             .try_send(payload)
@@ -373,6 +405,7 @@ impl SipTransport {
             id,
             peer,
             self.connect_timeout,
+            self.idle_timeout,
             queue,
             self.reports_tx.clone(),
         ));
@@ -385,6 +418,22 @@ impl SipTransport {
         self.connections.insert(peer, connection);
     }
 
+    /// Logs a refused connection once a minute per kind and address.
+    fn note_refusal(&mut self, kind: &'static str, peer: SocketAddr) {
+        // The transport is I/O: its clock is the real one.
+        let now = std::time::Instant::now();
+        if self.quiet.note(kind, peer.ip(), now) == Verdict::Log {
+            tracing::warn!(%peer, "{kind}");
+        }
+    }
+
+    /// Logs the summaries of refusals whose minute is over.
+    fn flush_summaries(&mut self) {
+        for summary in self.quiet.poll_summaries(std::time::Instant::now()) {
+            tracing::warn!("{summary}");
+        }
+    }
+
     fn take_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -392,13 +441,19 @@ impl SipTransport {
 
     fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<Received> {
         let peer = canonical(peer);
-        let inbound = self
-            .connections
-            .values()
-            .filter(|c| c.origin == Origin::Inbound)
-            .count();
+        let (mut inbound, mut from_peer) = (0, 0);
+        for (addr, connection) in &self.connections {
+            if connection.origin == Origin::Inbound {
+                inbound += 1;
+                from_peer += usize::from(addr.ip() == peer.ip());
+            }
+        }
         if inbound >= MAX_INBOUND {
-            tracing::warn!(%peer, "too many SIP connections: refusing one");
+            self.note_refusal("SIP connection refused: too many open", peer);
+            return None;
+        }
+        if from_peer >= MAX_INBOUND_PER_SOURCE {
+            self.note_refusal("SIP connection refused: too many from one address", peer);
             return None;
         }
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);

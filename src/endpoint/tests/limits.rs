@@ -107,7 +107,11 @@ fn session_timers_too_short_get_422_and_uas_refreshing_is_declined() {
     let mut h = Harness::new(Duration::ZERO);
     let short = String::from_utf8(Uac::new("short").request("INVITE", "z9hG4bK-s", 1, &offer("0")))
         .unwrap()
-        .replacen("Max-Forwards", "Session-Expires: 30\r\nSupported: timer\r\nMax-Forwards", 1);
+        .replacen(
+            "Max-Forwards",
+            "Session-Expires: 30\r\nSupported: timer\r\nMax-Forwards",
+            1,
+        );
     h.feed(short.as_bytes());
     let sent = h.take_sent();
     assert_eq!(Harness::statuses(&sent), vec![422]);
@@ -173,8 +177,12 @@ fn a_trunk_only_line_takes_calls_from_the_trunk_alone() {
         ..config(Duration::ZERO)
     });
     h.feed(&Uac::new("early").request("INVITE", "z9hG4bK-e", 1, &offer("0")));
-    assert!(h.take_sent().is_empty(), "nobody until the trunk is resolved");
-    h.ep.admission.add_trunk_address("127.0.0.1".parse().unwrap());
+    assert!(
+        h.take_sent().is_empty(),
+        "nobody until the trunk is resolved"
+    );
+    h.ep.admission
+        .add_trunk_address("127.0.0.1".parse().unwrap());
     h.feed(&Uac::new("trunk").request("INVITE", "z9hG4bK-t", 1, &offer("0")));
     assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
     let stranger: SocketAddr = "198.51.100.4:5060".parse().unwrap();
@@ -216,16 +224,9 @@ fn media_aimed_at_a_group_or_broadcast_is_refused() {
         .enumerate()
     {
         let family = if address.contains(':') { "IP6" } else { "IP4" };
-        let aimed = offer("0").replace(
-            "c=IN IP4 127.0.0.1",
-            &format!("c=IN {family} {address}"),
-        );
-        let invite = Uac::new(&format!("group-{i}")).request(
-            "INVITE",
-            &format!("z9hG4bK-g{i}"),
-            1,
-            &aimed,
-        );
+        let aimed = offer("0").replace("c=IN IP4 127.0.0.1", &format!("c=IN {family} {address}"));
+        let invite =
+            Uac::new(&format!("group-{i}")).request("INVITE", &format!("z9hG4bK-g{i}"), 1, &aimed);
         h.feed(&invite);
         assert_eq!(Harness::statuses(&h.take_sent()), vec![488], "{address}");
     }

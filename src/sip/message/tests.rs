@@ -172,8 +172,8 @@ fn rfc3581_stamping_and_response_destination() {
         response_destination(&lying, addr("192.0.2.7:40000")),
         addr("192.0.2.7:40000")
     );
-    let lying = Via::parse("SIP/2.0/UDP 198.51.100.1:5090;received=198.51.100.9;branch=z9hG4bKa")
-        .unwrap();
+    let lying =
+        Via::parse("SIP/2.0/UDP 198.51.100.1:5090;received=198.51.100.9;branch=z9hG4bKa").unwrap();
     assert_eq!(
         response_destination(&lying, addr("192.0.2.7:40000")),
         addr("192.0.2.7:5090")
@@ -200,7 +200,8 @@ fn response_destination_of_unstamped_vias() {
     );
     assert_eq!(
         response_destination(&via("SIP/2.0/UDP h:5080;received=203.0.113.5"), source),
-        addr("203.0.113.5:5080")
+        addr("198.51.100.1:5080"),
+        "a client's own received is not believed"
     );
     assert_eq!(
         response_destination(&via("SIP/2.0/UDP host.example.com:5090"), source),
@@ -209,11 +210,12 @@ fn response_destination_of_unstamped_vias() {
     );
     assert_eq!(
         response_destination(&via("SIP/2.0/UDP [2001:db8::2]"), source),
-        addr("[2001:db8::2]:5060")
+        addr("198.51.100.1:5060"),
+        "the sender's IP, whatever the Via says"
     );
     assert_eq!(
         response_destination(&via("SIP/2.0/TLS 203.0.113.9"), source),
-        addr("203.0.113.9:5061")
+        addr("198.51.100.1:5061")
     );
 }
 

@@ -17,6 +17,9 @@ use crate::sip::framing::{Frame, KeepAliveRole, StreamFramer};
 /// A write that cannot finish in this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_CHUNK: usize = 16 * 1024;
+/// An accepted connection must frame its first message (or keep-alive)
+/// within this: a real client sends at once.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 5626 §4.4.1 pong.
 const PONG: &[u8] = b"\r\n";
 
@@ -54,6 +57,7 @@ pub(super) async fn dial(
     id: u64,
     peer: SocketAddr,
     connect_timeout: Duration,
+    idle_timeout: Duration,
     queue: mpsc::Receiver<Vec<u8>>,
     reports: mpsc::Sender<Report>,
 ) {
@@ -65,7 +69,7 @@ pub(super) async fn dial(
                     id,
                     peer,
                     role: KeepAliveRole::Client,
-                    idle_timeout: None,
+                    idle_timeout: Some(idle_timeout),
                     queue,
                     reports,
                 };
@@ -134,9 +138,21 @@ impl Link {
     async fn exchange(&mut self, stream: &mut TcpStream) -> Ending {
         let mut framer = StreamFramer::new(self.role);
         let mut chunk = vec![0; READ_CHUNK];
+        // Only whole frames (and our own sends) count as traffic: bytes
+        // that never make a message, sent slowly, must not keep a
+        // connection (and its buffer) alive. A peer that has framed nothing
+        // yet gets a shorter time than an established one.
         let mut last_traffic = Instant::now();
+        let mut framed_any = false;
         loop {
-            let idle_deadline = self.idle_timeout.map(|idle| last_traffic + idle);
+            let idle_deadline = self.idle_timeout.map(|idle| {
+                let idle = if framed_any {
+                    idle
+                } else {
+                    idle.min(FIRST_MESSAGE_TIMEOUT)
+                };
+                last_traffic + idle
+            });
             tokio::select! {
                 read = stream.read(&mut chunk) => {
                     let len = match read {
@@ -144,7 +160,6 @@ impl Link {
                         Ok(len) => len,
                         Err(error) => return Ending::Closed(CloseReason::Io(error.kind())),
                     };
-                    last_traffic = Instant::now();
                     framer.push(&chunk[..len]);
                     loop {
                         let frame = match framer.next_frame() {
@@ -152,6 +167,8 @@ impl Link {
                             Ok(None) => break,
                             Err(error) => return Ending::Closed(CloseReason::Framing(error)),
                         };
+                        last_traffic = Instant::now();
+                        framed_any = true;
                         let report = match frame {
                             Frame::Message(payload) => Report::Message { peer: self.peer, payload },
                             Frame::Ping => match write(stream, PONG).await {
@@ -193,7 +210,7 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), CloseReason> 
 }
 
 /// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
