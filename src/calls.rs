@@ -15,6 +15,7 @@ use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
 use crate::config::DtmfConfig;
 use crate::content::Content;
 use crate::endpoint::{CallId, EndReason};
+use crate::log_summary::{Limits, LogSummary, Verdict};
 use crate::media::pacer::{
     Comfort, Control, KeyListening, MediaEngine, MediaEvent, Programme, Steering, StreamId,
     StreamParams,
@@ -22,6 +23,10 @@ use crate::media::pacer::{
 use crate::media::ports::RtpSockets;
 use crate::media::{Codec, FRAME_DURATION};
 use crate::sdp::Negotiated;
+
+/// Key presses logged whole per call and minute; more are summarised.
+const KEYS_LOGGED_PER_MINUTE: u32 = 30;
+const KEY_PRESSED: &str = "caller pressed a key";
 
 /// A call between its answer and its end.
 struct Entry {
@@ -44,6 +49,8 @@ pub struct Calls {
     flow_config: FlowConfig,
     dtmf: DtmfConfig,
     hang_ups: Vec<(CallId, EndReason)>,
+    /// Key presses, logged a few a minute per call at most.
+    key_log: LogSummary<CallId>,
 }
 
 impl Calls {
@@ -54,6 +61,7 @@ impl Calls {
             flow_config,
             dtmf,
             hang_ups: Vec::new(),
+            key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
         }
     }
 
@@ -209,17 +217,26 @@ impl Calls {
             tracing::debug!(%call, key = %key.as_char(), ?via, "same press another way; counted once");
             return;
         };
-        tracing::info!(%call, key = %key.as_char(), ?via, "caller pressed a key");
+        if self.key_log.note(KEY_PRESSED, call, now) == Verdict::Log {
+            tracing::info!(%call, key = %key.as_char(), ?via, "{KEY_PRESSED}");
+        }
         entry.flow.handle_key(key, now);
         self.drain(call, now, engine, content);
     }
 
     /// When [`Calls::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let flow = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (flow, self.key_log.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant, engine: &MediaEngine, content: &Content) {
+        for summary in self.key_log.poll_summaries(now) {
+            tracing::info!("{summary}");
+        }
         while let Some(&Reverse((at, call))) = self.timers.peek() {
             if at > now {
                 break;

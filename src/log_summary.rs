@@ -27,6 +27,36 @@ const LINES_PER_KIND: usize = 5;
 /// address flood).
 const SOURCES_PER_KIND: usize = 256;
 
+/// How much of each kind is logged whole in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole lines for one source.
+    pub lines_per_source: u32,
+    /// Whole lines for the kind, all sources together.
+    pub lines_per_kind: usize,
+    /// Sources tracked by name; past it, events are only counted.
+    pub sources_per_kind: usize,
+}
+
+impl Limits {
+    /// For what strangers send: one line per source, five per kind.
+    pub const FLOOD: Limits = Limits {
+        lines_per_source: 1,
+        lines_per_kind: LINES_PER_KIND,
+        sources_per_kind: SOURCES_PER_KIND,
+    };
+
+    /// For what each of many known sources (calls) does: a few lines each,
+    /// however many there are (their number is bounded elsewhere).
+    pub const fn per_source(lines: u32) -> Limits {
+        Limits {
+            lines_per_source: lines,
+            lines_per_kind: usize::MAX,
+            sources_per_kind: usize::MAX,
+        }
+    }
+}
+
 /// What `note` says to do with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -90,12 +120,17 @@ fn thousands(n: u64) -> String {
     out
 }
 
+#[derive(Debug, Default)]
+struct SourceCount {
+    logged: u32,
+    suppressed: u64,
+}
+
 #[derive(Debug)]
 struct KindWindow<S> {
     started: Instant,
     lines: usize,
-    /// Suppressed events per tracked source.
-    per_source: HashMap<S, u64>,
+    per_source: HashMap<S, SourceCount>,
     /// Suppressed events of sources past the tracking bound.
     others: u64,
     other_sources: usize,
@@ -104,12 +139,20 @@ struct KindWindow<S> {
 /// Per kind, the window in progress. See the module docs.
 #[derive(Debug)]
 pub struct LogSummary<S = IpAddr> {
+    limits: Limits,
     kinds: HashMap<&'static str, KindWindow<S>>,
 }
 
 impl<S> Default for LogSummary<S> {
     fn default() -> Self {
+        LogSummary::new(Limits::FLOOD)
+    }
+}
+
+impl<S> LogSummary<S> {
+    pub fn new(limits: Limits) -> Self {
         LogSummary {
+            limits,
             kinds: HashMap::new(),
         }
     }
@@ -125,17 +168,37 @@ impl<S: Source> LogSummary<S> {
             others: 0,
             other_sources: 0,
         });
+        let limits = self.limits;
+        let room = window.lines < limits.lines_per_kind;
         if let Some(count) = window.per_source.get_mut(&source) {
-            *count += 1;
+            if room && count.logged < limits.lines_per_source {
+                count.logged += 1;
+                window.lines += 1;
+                return Verdict::Log;
+            }
+            count.suppressed += 1;
             return Verdict::Counted;
         }
-        if window.lines < LINES_PER_KIND {
+        let tracked = window.per_source.len() < limits.sources_per_kind;
+        if room && tracked {
             window.lines += 1;
-            window.per_source.insert(source, 0);
+            window.per_source.insert(
+                source,
+                SourceCount {
+                    logged: 1,
+                    suppressed: 0,
+                },
+            );
             return Verdict::Log;
         }
-        if window.per_source.len() < SOURCES_PER_KIND {
-            window.per_source.insert(source, 1);
+        if tracked {
+            window.per_source.insert(
+                source,
+                SourceCount {
+                    logged: 0,
+                    suppressed: 1,
+                },
+            );
         } else {
             window.others += 1;
             window.other_sources += 1;
@@ -161,8 +224,8 @@ impl<S: Source> LogSummary<S> {
             let mut sources: Vec<(S, u64)> = window
                 .per_source
                 .iter()
-                .filter(|&(_, &count)| count > 0)
-                .map(|(&ip, &count)| (ip, count))
+                .filter(|(_, count)| count.suppressed > 0)
+                .map(|(&source, count)| (source, count.suppressed))
                 .collect();
             sources.sort_by_key(|&(ip, count)| (std::cmp::Reverse(count), ip));
             let named = sources
@@ -274,6 +337,22 @@ mod tests {
                 .to_string()
                 .contains("…and 9,995 more from 9,995 other sources")
         );
+    }
+
+    #[test]
+    fn known_sources_each_get_their_own_lines() {
+        let t0 = Instant::now();
+        let mut log = LogSummary::<u64>::new(Limits::per_source(3));
+        for call in 0..1000u64 {
+            for press in 0..5 {
+                let verdict = log.note("key", call, t0);
+                assert_eq!(verdict == Verdict::Log, press < 3, "call {call}");
+            }
+        }
+        let summaries = log.poll_summaries(t0 + WINDOW);
+        let total: u64 = summaries.iter().map(|s| s.count).sum();
+        assert_eq!(total, 2000);
+        assert!(summaries.len() <= LINES_PER_KIND + 1, "{summaries:?}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ async fn each_codec_plays_the_service_in_real_time_and_the_line_hangs_up() {
             "{codec}: what the caller heard does not match ({score:.3})"
         );
     }
-    assert_eq!(line.log_count("ContentFinished"), 3);
+    assert_eq!(line.log_count("code=\"call.finished\""), 3);
 }
 
 /// Calls a line whose content is broken and checks that the apology is

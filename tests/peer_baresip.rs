@@ -79,7 +79,7 @@ fn baresip_calls_with_opus_and_hears_the_service() {
     assert!(log.contains("opus"), "Opus was negotiated:\n{log}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        line.log_count("ContentFinished") >= 1,
+        line.log_count("code=\"call.finished\"") >= 1,
         "the line hung up at the end:\n{}",
         line.log_text()
     );

@@ -68,7 +68,7 @@ fn sipp_call(transport_mode: &str) {
         output.status
     );
     assert!(
-        line.log_count("ContentFinished") >= 1,
+        line.log_count("code=\"call.finished\"") >= 1,
         "the line hung up by itself:\n{}",
         line.log_text()
     );

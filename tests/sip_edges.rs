@@ -85,7 +85,10 @@ fn bye_from_the_caller_stops_media_within_100ms() {
             "RTP still arriving {after:?} after BYE"
         );
     }
-    assert!(uac.wait_for_status(200, SECOND).is_some() || line.log_count("CallerHungUp") > 0);
+    assert!(
+        uac.wait_for_status(200, SECOND).is_some()
+            || line.log_count("code=\"call.caller_hung_up\"") > 0
+    );
 }
 
 #[test]

@@ -23,6 +23,11 @@ const RECENT_EVENTS: usize = 16;
 /// this window; two real presses of one key are further apart.
 pub const SAME_PRESS_WINDOW: Duration = Duration::from_millis(300);
 
+/// No keypad presses faster: ITU-T Q.24 asks at least 40 ms of tone and
+/// 40 ms of pause of a digit. Events closer together (RFC 4733 events with
+/// a new timestamp in every packet) are a sender's flood, not a caller.
+pub const MIN_PRESS_INTERVAL: Duration = Duration::from_millis(80);
+
 /// A keypad key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -142,10 +147,9 @@ impl KeyDeduplicator {
     /// reported another way moments ago.
     pub fn handle_key(&mut self, key: Key, via: Via, now: Instant) -> Option<Key> {
         if let Some((last_key, last_via, at)) = self.last {
-            let same_press = last_key == key
-                && last_via != via
-                && now.saturating_duration_since(at) < SAME_PRESS_WINDOW;
-            if same_press {
+            let since = now.saturating_duration_since(at);
+            let same_press = last_key == key && last_via != via && since < SAME_PRESS_WINDOW;
+            if same_press || since < MIN_PRESS_INTERVAL {
                 return None;
             }
         }
@@ -284,5 +288,32 @@ mod tests {
             ]
         );
         assert_eq!(Key::Star.as_char(), '*');
+    }
+
+    #[test]
+    fn presses_faster_than_a_keypad_are_not_presses() {
+        let mut keys = KeyDeduplicator::default();
+        let t0 = Instant::now();
+        let mut counted = 0;
+        // An event with a new timestamp every 20 ms packet, for a second.
+        for i in 0..50u32 {
+            let at = t0 + Duration::from_millis(20) * i;
+            counted += keys
+                .handle_key(Key::Digit(i as u8 % 10), Via::Rfc4733, at)
+                .is_some() as u32;
+        }
+        assert_eq!(counted, 13, "one every 80 ms at most");
+        // A quick real caller, 100 ms apart, is heard in full.
+        let mut keys = KeyDeduplicator::default();
+        let presses = (0..5u32)
+            .filter_map(|i| {
+                keys.handle_key(
+                    Key::Digit(1),
+                    Via::Rfc4733,
+                    t0 + Duration::from_millis(100) * i,
+                )
+            })
+            .count();
+        assert_eq!(presses, 5);
     }
 }

@@ -14,9 +14,21 @@ pub struct RawUac {
 
 impl RawUac {
     pub fn new(line: SocketAddr) -> RawUac {
-        let sip = UdpSocket::bind("127.0.0.1:0").expect("bind SIP");
-        let rtp_port = super::free_udp_port();
-        let rtp = UdpSocket::bind(("127.0.0.1", rtp_port)).expect("bind RTP");
+        RawUac::new_on(line, "127.0.0.1")
+    }
+
+    /// A caller on another loopback address (`127.0.0.2`…): a different
+    /// source to the line, for limits and trust per address.
+    pub fn new_on(line: SocketAddr, ip: &str) -> RawUac {
+        let sip = UdpSocket::bind((ip, 0)).expect("bind SIP");
+        let rtp = (0..100)
+            .find_map(|_| {
+                let rtp = UdpSocket::bind((ip, 0)).ok()?;
+                let port = rtp.local_addr().ok()?.port();
+                UdpSocket::bind((ip, port + 1)).ok()?;
+                (port % 2 == 0).then_some(rtp)
+            })
+            .expect("bind RTP");
         RawUac {
             sip,
             rtp,
@@ -36,8 +48,9 @@ impl RawUac {
 
     /// An SDP offer with the given payload types (0, 8, 18 …).
     pub fn offer(&self, payload_types: &str) -> String {
+        let ip = self.local().ip();
         format!(
-            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+            "v=0\r\no=raw 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
              m=audio {} RTP/AVP {payload_types} 101\r\na=rtpmap:101 telephone-event/8000\r\n\
              a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
             self.rtp_port()
