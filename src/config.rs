@@ -39,7 +39,7 @@ use call::CallSettings;
 pub use call::{DtmfConfig, LineConfig, SpeechConfig};
 use source::SourceSettings;
 pub use source::{
-    CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig,
+    CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig, SourceUrl,
 };
 use trunk::TrunkSettings;
 pub use trunk::{

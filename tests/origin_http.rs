@@ -401,6 +401,108 @@ async fn redirects_are_followed_within_limits() {
 }
 
 #[tokio::test]
+async fn a_redirect_from_https_to_http_is_refused() {
+    let plain = Origin::http().await;
+    plain.set("/data.json", b"from plain http".to_vec());
+    let secure = Origin::https(CertKind::Valid).await;
+    secure.set("/new/data.json", b"moved, still https".to_vec());
+    secure.redirect("/data.json", &plain.url("/data.json?token=abc"));
+    secure.redirect("/moved.json", &secure.url("/new/data.json"));
+    let http = client(Some(secure.ca_file()));
+
+    let error = get(&http, &secure.url("/data.json"), &Validators::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "source.insecure_redirect", "{error}");
+    let shown = error.to_string();
+    eprintln!("{shown}");
+    assert!(shown.contains(&secure.url("/data.json")), "{shown}");
+    assert!(shown.contains(&plain.url("/data.json")), "{shown}");
+    assert!(!shown.contains("token"), "{shown}");
+    assert_eq!(
+        plain.request_count("/data.json"),
+        0,
+        "never asked over http"
+    );
+
+    // https to https, and http up to https, are followed.
+    let moved = get(&http, &secure.url("/moved.json"), &Validators::default()).await;
+    assert!(moved.is_ok(), "{moved:?}");
+    plain.redirect("/up.json", &secure.url("/new/data.json"));
+    let up = get(&http, &plain.url("/up.json"), &Validators::default()).await;
+    assert!(up.is_ok(), "{up:?}");
+}
+
+/// `http(s)://user:secret@127.0.0.1:PORT/path?token=abc#frag`.
+fn with_secrets(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    format!("{scheme}://user:secret@{rest}?token=abc#frag")
+}
+
+#[tokio::test]
+async fn failures_never_show_credentials_or_query() {
+    let origin = Origin::http().await;
+    origin.redirect("/ftp", "ftp://user:secret@127.0.0.1/x?token=abc");
+    let mut stopped = Origin::http().await;
+    stopped.stop().await;
+    let bad_certificate = Origin::https(CertKind::SelfSigned).await;
+    let http = client(None);
+    let mut codes = Vec::new();
+    for url in [
+        with_secrets(&origin.url("/missing.json")),
+        with_secrets(&origin.url("/ftp")),
+        with_secrets(&stopped.url("/data.json")),
+        with_secrets(&bad_certificate.url("/data.json")),
+        "https://user:secret@no-such-host.invalid/data.json?token=abc".to_owned(),
+        "https://user:secret@/data.json?token=abc".to_owned(),
+    ] {
+        let error = get(&http, &url, &Validators::default()).await.unwrap_err();
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(
+                !shown.contains("secret") && !shown.contains("abc") && !shown.contains("frag"),
+                "{shown}"
+            );
+        }
+        eprintln!("{}: {error}", error.code());
+        codes.push(error.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            "source.http_status",
+            "source.redirect",
+            "source.connect",
+            "source.certificate",
+            "source.dns",
+            "source.bad_url"
+        ]
+    );
+    let shown = get(
+        &http,
+        &with_secrets(&origin.url("/missing.json")),
+        &Validators::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(shown.contains(&origin.url("/missing.json")), "{shown}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("x.part");
+    let error = http
+        .download(
+            &with_secrets(&origin.url("/missing.mp3")),
+            &partial,
+            &Validators::default(),
+            LIMIT,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err();
+    assert!(!format!("{error} {error:?}").contains("secret"), "{error}");
+}
+
+#[tokio::test]
 async fn other_schemes_are_bad_urls() {
     let error = get(&client(None), "ftp://127.0.0.1/a", &Validators::default())
         .await

@@ -11,8 +11,6 @@
 //! plus an optional parish CA file. Conditional requests follow RFC 9110
 //! §13.1; resumption uses `Range` with `If-Range` (§14.2, §13.1.5).
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,11 +26,16 @@ use tokio::time::{Instant, timeout_at};
 mod error;
 mod tls;
 
+use super::redact_url;
 pub use error::FetchError;
-use error::{classify, root_cause};
+use error::{RedirectRefused, classify, root_cause};
 
 /// More hops than any CDN needs; a loop fails fast instead of until the timeout.
 const MAX_REDIRECTS: usize = 5;
+
+/// A connection that sends nothing for this long is given up on, well
+/// before a download's total deadline: the next attempt resumes it.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The first allocation for a body, whatever Content-Length claims.
 const MAX_PREALLOCATE: u64 = 1 << 20;
@@ -120,6 +123,7 @@ impl Http {
             .tls_backend_preconfigured(tls)
             .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout)
+            .read_timeout(STALL_TIMEOUT)
             .redirect(redirect_policy())
             // Proxies are not configured here; a stray HTTPS_PROXY must not
             // route the parish's content (or the tests) elsewhere.
@@ -233,7 +237,7 @@ impl Http {
                         // Not the range asked for: start over next time.
                         truncate(partial).await.map_err(io_error)?;
                         return Err(FetchError::Body {
-                            url: url.to_string(),
+                            url: redact_url(url),
                             reason: format!("asked for bytes {have}- but got {start:?}"),
                         });
                     }
@@ -248,7 +252,7 @@ impl Http {
                 // Bytes from the middle, unasked: appending them would corrupt.
                 StatusCode::PARTIAL_CONTENT => {
                     return Err(FetchError::Protocol {
-                        url: url.to_string(),
+                        url: redact_url(url),
                         reason: "206 partial content to a request without Range".to_string(),
                     });
                 }
@@ -315,7 +319,8 @@ impl Http {
     ) -> Result<reqwest::Response, FetchError> {
         match timeout_at(deadline, request.send()).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(classify(url, &e, self.connect_timeout)),
+            // Without its URL: reqwest's message would quote it whole.
+            Ok(Err(e)) => Err(classify(url, &e.without_url(), self.connect_timeout)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }
@@ -329,7 +334,8 @@ impl Http {
     ) -> Result<Option<bytes::Bytes>, FetchError> {
         match timeout_at(deadline, response.chunk()).await {
             Ok(Ok(chunk)) => Ok(chunk),
-            Ok(Err(e)) => Err(classify(url, &e, self.connect_timeout)),
+            // Without its URL: reqwest's message would quote it whole.
+            Ok(Err(e)) => Err(classify(url, &e.without_url(), self.connect_timeout)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }
@@ -337,7 +343,7 @@ impl Http {
 
 fn check_url(url: &str) -> Result<Url, FetchError> {
     let bad = |reason: &str| FetchError::BadUrl {
-        url: url.to_string(),
+        url: redact_url(url),
         reason: reason.to_string(),
     };
     let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -362,21 +368,21 @@ fn check_length(url: &str, declared: Option<u64>, max_bytes: u64) -> Result<(), 
 
 fn too_large(url: &str, limit: u64) -> FetchError {
     FetchError::TooLarge {
-        url: url.to_string(),
+        url: redact_url(url),
         limit,
     }
 }
 
 fn timed_out(url: &str, after: Duration) -> FetchError {
     FetchError::Timeout {
-        url: url.to_string(),
+        url: redact_url(url),
         after,
     }
 }
 
 fn status_error(url: &str, status: StatusCode) -> FetchError {
     FetchError::Status {
-        url: url.to_string(),
+        url: redact_url(url),
         status: status.as_u16(),
     }
 }
@@ -399,28 +405,29 @@ fn content_range_start(value: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
-/// Errors a redirect policy raises, found again by `classify`.
-#[derive(Debug)]
-struct RedirectRefused(String);
-
-impl fmt::Display for RedirectRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for RedirectRefused {}
-
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS {
-            let reason = format!("more than {MAX_REDIRECTS} redirects");
-            attempt.error(RedirectRefused(reason))
+        let refused = if attempt.previous().len() > MAX_REDIRECTS {
+            Some(RedirectRefused::TooMany(MAX_REDIRECTS))
         } else if !matches!(attempt.url().scheme(), "http" | "https") {
-            let reason = format!("redirect to {} is not http or https", attempt.url());
-            attempt.error(RedirectRefused(reason))
+            Some(RedirectRefused::Scheme(redact_url(attempt.url().as_str())))
+        } else if attempt.url().scheme() == "http"
+            && attempt
+                .previous()
+                .last()
+                .is_some_and(|from| from.scheme() == "https")
+        {
+            // The parish chose https; a hop to plain http would hand the
+            // schedule and audio to anyone on the path to rewrite.
+            Some(RedirectRefused::Insecure {
+                to: redact_url(attempt.url().as_str()),
+            })
         } else {
-            attempt.follow()
+            None
+        };
+        match refused {
+            Some(refused) => attempt.error(refused),
+            None => attempt.follow(),
         }
     })
 }

@@ -32,6 +32,7 @@ use super::cache::{DiskCache, Entry, Snapshot, SnapshotService, Validators};
 use super::feed;
 use super::http::{Fetched, Http, sidecar_path};
 use super::published::Published;
+use super::redact::Redacted;
 use super::schedule::{Schedule, Service};
 use crate::config::Location;
 use crate::media::decode::Decoder;
@@ -338,7 +339,12 @@ impl Refresher {
             Location::Url(url) => {
                 let fetched = self
                     .http
-                    .fetch(url, &self.validators, MAX_SCHEDULE_BYTES, SCHEDULE_TIMEOUT)
+                    .fetch(
+                        url.as_str(),
+                        &self.validators,
+                        MAX_SCHEDULE_BYTES,
+                        SCHEDULE_TIMEOUT,
+                    )
                     .await
                     .map_err(|e| (e.code(), e.to_string()))?;
                 match fetched {
@@ -367,7 +373,7 @@ impl Refresher {
             return AudioRef::Remote(file.to_owned());
         }
         match &self.config.audio {
-            Location::Url(base) => AudioRef::Remote(join_url(base, file)),
+            Location::Url(base) => AudioRef::Remote(join_url(base.as_str(), file)),
             Location::Path(dir) => AudioRef::Local(dir.join(file)),
         }
     }
@@ -384,12 +390,12 @@ impl Refresher {
         {
             return None;
         }
-        let subject = format!("audio {url}");
+        let subject = format!("audio {}", Redacted(url));
         match self.download(url).await {
             Ok(entry) => {
                 self.retries.remove(url);
                 self.clear(&subject);
-                tracing::info!(%url, bytes = entry.size, "downloaded and checked");
+                tracing::info!(url = %Redacted(url), bytes = entry.size, "downloaded and checked");
                 Some(entry)
             }
             Err((code, reason)) => {
@@ -565,28 +571,4 @@ fn decodes(path: &Path, hint: Option<&str>) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_files_join_their_folder_url_encoded() {
-        assert_eq!(
-            join_url("https://p.example/dial/audio/", "2026-06-07 Trinity.mp3"),
-            "https://p.example/dial/audio/2026-06-07%20Trinity.mp3"
-        );
-        assert_eq!(
-            join_url("https://p.example/audio", "sub/a.mp3"),
-            "https://p.example/audio/sub/a.mp3"
-        );
-    }
-
-    #[test]
-    fn extensions_come_from_the_url_path() {
-        assert_eq!(
-            extension_of("https://x/a/sermon.MP3?v=2").as_deref(),
-            Some("mp3")
-        );
-        assert_eq!(extension_of("https://x/a/feed"), None);
-        assert_eq!(extension_of("https://x/a.b/c"), None);
-    }
-}
+mod tests;
