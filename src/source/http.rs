@@ -81,6 +81,12 @@ impl Validators {
         }
     }
 
+    /// Whether a download holding this version can be resumed: there is something to
+    /// send in `If-Range`.
+    pub fn can_resume(&self) -> bool {
+        self.if_range().is_some()
+    }
+
     /// The value for `If-Range`: a weak ETag may not be used there (§13.1.5),
     /// so fall back to the date.
     fn if_range(&self) -> Option<&str> {

@@ -36,7 +36,7 @@ impl DiskCache {
 
     /// [`DiskCache::open`] with the write check given, so tests can refuse writes even
     /// when they run as root (who may write anywhere).
-    pub(super) fn open_probing(
+    pub(crate) fn open_probing(
         root: &Path,
         probe: impl Fn(&Path) -> io::Result<()>,
     ) -> Result<DiskCache, CacheError> {

@@ -74,6 +74,34 @@ impl FetchError {
     }
 }
 
+impl FetchError {
+    /// Whether the same request may well work later, with what already arrived still
+    /// good: the network, TLS or the server had trouble. Not: the URL, the size, a
+    /// redirect, the disk, or a 4xx answer (the resource is gone or forbidden), which
+    /// another try would meet again or which say nothing for the bytes kept.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Dns { .. }
+            | FetchError::Connect { .. }
+            | FetchError::Certificate { .. }
+            | FetchError::Tls { .. }
+            | FetchError::Timeout { .. }
+            | FetchError::Stalled { .. }
+            | FetchError::Protocol { .. }
+            | FetchError::Body { .. } => true,
+            // Request Timeout, Too Many Requests and server errors pass.
+            FetchError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            FetchError::BadUrl { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::InsecureRedirect { .. }
+            | FetchError::Io { .. }
+            | FetchError::CaFile { .. }
+            | FetchError::Client { .. } => false,
+        }
+    }
+}
+
 /// Why the redirect policy refused to follow; found again by [`classify`]
 /// in the error's causes. Targets are already redacted.
 #[derive(Debug, thiserror::Error)]

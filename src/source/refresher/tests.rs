@@ -2,7 +2,11 @@
 //! downloads fail (against ports nothing listens on; the loopback test
 //! origin is for `tests/`).
 
+use std::path::Path;
+
+use super::downloads;
 use super::*;
+use crate::source::http::sidecar_path;
 
 #[test]
 fn relative_files_join_their_folder_url_encoded() {
@@ -14,16 +18,6 @@ fn relative_files_join_their_folder_url_encoded() {
         join_url("https://p.example/audio", "sub/a.mp3"),
         "https://p.example/audio/sub/a.mp3"
     );
-}
-
-#[test]
-fn extensions_come_from_the_url_path() {
-    assert_eq!(
-        extension_of("https://x/a/sermon.MP3?v=2").as_deref(),
-        Some("mp3")
-    );
-    assert_eq!(extension_of("https://x/a/feed"), None);
-    assert_eq!(extension_of("https://x/a.b/c"), None);
 }
 
 /// Everything the line logs while the guard lives, as text.
@@ -70,6 +64,11 @@ fn closed_port() -> u16 {
 }
 
 fn refresher(schedule: Location, audio: Location, cache: &Path) -> Refresher {
+    let cache = DiskCache::open(cache).expect("cache");
+    refresher_with(schedule, audio, cache)
+}
+
+fn refresher_with(schedule: Location, audio: Location, cache: DiskCache) -> Refresher {
     Refresher::new(
         RefresherConfig {
             schedule,
@@ -80,7 +79,7 @@ fn refresher(schedule: Location, audio: Location, cache: &Path) -> Refresher {
             church_name: None,
         },
         Http::new(&super::super::http::HttpConfig::default()).expect("client"),
-        Arc::new(DiskCache::open(cache).expect("cache")),
+        Arc::new(cache),
         Arc::new(Published::default()),
     )
 }
@@ -143,4 +142,109 @@ async fn a_failing_download_logs_no_credentials_or_query() {
         "{log}"
     );
     assert_no_secrets(&log);
+}
+
+/// A local `data.json` naming `files` (services on consecutive past days).
+fn schedule_naming(dir: &Path, files: &[String]) -> Location {
+    let services: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(n, file)| {
+            format!(
+                r#"{{ "datetime": "2024-05-{:02}T10:00:00+0100", "file": "{file}" }}"#,
+                n + 1
+            )
+        })
+        .collect();
+    let path = dir.join("data.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{ "church_name": "St Test's", "services": [{}] }}"#,
+            services.join(", ")
+        ),
+    )
+    .unwrap();
+    Location::Path(path)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_round_starts_only_a_few_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let files: Vec<String> = (0..5)
+        .map(|n| format!("http://127.0.0.1:{port}/{n}.mp3"))
+        .collect();
+    let (log, _guard) = Log::capture();
+    let mut refresher = refresher(
+        schedule_naming(dir.path(), &files),
+        Location::Path(dir.path().join("audio")),
+        &dir.path().join("cache"),
+    );
+    refresher.refresh_once().await;
+
+    let log = log.text();
+    let attempts = log.matches("source.connect").count();
+    assert_eq!(attempts, downloads::MAX_STARTS_PER_ROUND, "{log}");
+    assert!(log.contains("the rest follows in the next rounds"), "{log}");
+    // Newest first: the two oldest wait.
+    for old in &files[..2] {
+        assert!(!log.contains(old.as_str()), "{old} tried first:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_download_keeps_its_partial_only_if_it_can_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let resumable = format!("http://127.0.0.1:{port}/resumable.mp3");
+    let unprovable = format!("http://127.0.0.1:{port}/unprovable.mp3");
+    let cache = DiskCache::open(&dir.path().join("cache")).unwrap();
+    let partials = [
+        cache.partial_path(&resumable),
+        cache.partial_path(&unprovable),
+    ];
+    for part in &partials {
+        std::fs::write(part, b"the first half").unwrap();
+    }
+    std::fs::write(
+        sidecar_path(&partials[0]),
+        br#"{"etag":"\"v1\"","last_modified":null}"#,
+    )
+    .unwrap();
+    let mut refresher = refresher_with(
+        schedule_naming(dir.path(), &[resumable, unprovable]),
+        Location::Path(dir.path().join("audio")),
+        cache,
+    );
+    refresher.refresh_once().await;
+
+    assert!(partials[0].exists() && sidecar_path(&partials[0]).exists());
+    assert!(
+        !partials[1].exists(),
+        "no validators: it could never resume"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_only_cache_is_served_and_nothing_is_downloaded_or_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let root = dir.path().join("cache");
+    DiskCache::open(&root).unwrap();
+    let refused = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem));
+    let (log, _guard) = Log::capture();
+    let cache = DiskCache::open_probing(&root, refused).unwrap();
+    let mut refresher = refresher_with(
+        schedule_naming(dir.path(), &[format!("http://127.0.0.1:{port}/a.mp3")]),
+        Location::Path(dir.path().join("audio")),
+        cache,
+    );
+    refresher.restore().await;
+    refresher.refresh_once().await;
+
+    let log = log.text();
+    assert_eq!(log.matches("cache.read_only").count(), 1, "{log}");
+    assert!(!log.contains("source.connect"), "{log}");
+    assert!(!root.join("schedule.json").exists());
 }
