@@ -285,6 +285,40 @@ async fn a_stalled_origin_times_out_on_time() {
 }
 
 #[tokio::test]
+async fn a_silent_connection_is_dropped_as_stalled_before_the_deadline() {
+    let origin = Origin::http().await;
+    origin.set("/a.mp3", b"a".to_vec());
+    origin.stall(Duration::from_secs(30));
+    let stall = Duration::from_millis(300);
+    let config = HttpConfig {
+        connect_timeout: Duration::from_secs(5),
+        ..HttpConfig::default()
+    };
+    let http = Http::with_stall_timeout(&config, stall).expect("client");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let result = http
+        .download(
+            &origin.url("/a.mp3"),
+            &dir.path().join("a.part"),
+            &Validators::default(),
+            LIMIT,
+            Duration::from_secs(20),
+        )
+        .await;
+    let took = started.elapsed();
+    match &result {
+        Err(error @ FetchError::Stalled { after, .. }) => {
+            assert_eq!(*after, stall);
+            assert_eq!(error.code(), "source.stalled");
+            assert!(error.is_transient(), "worth resuming later");
+        }
+        other => panic!("expected a stall, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
 async fn an_oversized_body_is_refused_without_reading_it_all() {
     let origin = Origin::http().await;
     let size = 64 << 20;

@@ -35,7 +35,7 @@ const MAX_REDIRECTS: usize = 5;
 
 /// A connection that sends nothing for this long is given up on, well
 /// before a download's total deadline: the next attempt resumes it.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The first allocation for a body, whatever Content-Length claims.
 const MAX_PREALLOCATE: u64 = 1 << 20;
@@ -120,16 +120,23 @@ pub struct Downloaded {
 pub struct Http {
     client: reqwest::Client,
     connect_timeout: Duration,
+    stall_timeout: Duration,
 }
 
 impl Http {
     pub fn new(config: &HttpConfig) -> Result<Http, FetchError> {
+        Http::with_stall_timeout(config, STALL_TIMEOUT)
+    }
+
+    /// As [`Http::new`], giving up on a silent connection after `stall`
+    /// instead of [`STALL_TIMEOUT`] (for tests, which cannot wait a minute).
+    pub fn with_stall_timeout(config: &HttpConfig, stall: Duration) -> Result<Http, FetchError> {
         let tls = tls::client_config(config)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout)
-            .read_timeout(STALL_TIMEOUT)
+            .read_timeout(stall)
             .redirect(redirect_policy())
             // Proxies are not configured here; a stray HTTPS_PROXY must not
             // route the parish's content (or the tests) elsewhere.
@@ -141,6 +148,7 @@ impl Http {
         Ok(Http {
             client,
             connect_timeout: config.connect_timeout,
+            stall_timeout: stall,
         })
     }
 
@@ -316,6 +324,17 @@ impl Http {
         })
     }
 
+    /// Names a reqwest failure; without its URL, as reqwest's message
+    /// would quote it whole.
+    fn classify(&self, url: &str, error: reqwest::Error) -> FetchError {
+        classify(
+            url,
+            &error.without_url(),
+            self.connect_timeout,
+            self.stall_timeout,
+        )
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -325,8 +344,7 @@ impl Http {
     ) -> Result<reqwest::Response, FetchError> {
         match timeout_at(deadline, request.send()).await {
             Ok(Ok(response)) => Ok(response),
-            // Without its URL: reqwest's message would quote it whole.
-            Ok(Err(e)) => Err(classify(url, &e.without_url(), self.connect_timeout)),
+            Ok(Err(e)) => Err(self.classify(url, e)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }
@@ -340,8 +358,7 @@ impl Http {
     ) -> Result<Option<bytes::Bytes>, FetchError> {
         match timeout_at(deadline, response.chunk()).await {
             Ok(Ok(chunk)) => Ok(chunk),
-            // Without its URL: reqwest's message would quote it whole.
-            Ok(Err(e)) => Err(classify(url, &e.without_url(), self.connect_timeout)),
+            Ok(Err(e)) => Err(self.classify(url, e)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }

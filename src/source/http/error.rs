@@ -135,7 +135,12 @@ pub(super) fn root_cause<'a>(error: &'a (dyn StdError + 'static)) -> &'a (dyn St
 }
 
 /// Names a reqwest failure by the types in its cause chain.
-pub(super) fn classify(url: &str, error: &reqwest::Error, connect_timeout: Duration) -> FetchError {
+pub(super) fn classify(
+    url: &str,
+    error: &reqwest::Error,
+    connect_timeout: Duration,
+    stall_timeout: Duration,
+) -> FetchError {
     let url = redact_url(url);
     let chain = causes(error);
     // A TLS cause is the most specific thing to say, so it wins.
@@ -176,7 +181,7 @@ pub(super) fn classify(url: &str, error: &reqwest::Error, connect_timeout: Durat
         // The client's read timeout: nothing arrived for that long.
         FetchError::Stalled {
             url,
-            after: super::STALL_TIMEOUT,
+            after: stall_timeout,
         }
     } else if error.is_dns() {
         FetchError::Dns { url, reason }
