@@ -362,7 +362,10 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
         println!("{greeting}");
         println!(
             "(The only service, {}, plays straight after the greeting.)",
-            service.title.as_deref().unwrap_or(&service.file)
+            service
+                .title
+                .clone()
+                .unwrap_or_else(|| crate::source::redact_if_url(&service.file).into_owned())
         );
     } else {
         println!("{}", menu.text());

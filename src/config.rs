@@ -33,15 +33,17 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::media::Codec;
 
 mod call;
+mod secrets;
 mod source;
 mod trunk;
 use call::CallSettings;
 pub use call::{
     DtmfConfig, LineConfig, MAX_CALL_CEILING, MAX_CALL_MARGIN, MaxCallDuration, SpeechConfig,
 };
+use secrets::{scrub, secrets_of};
 use source::SourceSettings;
 pub use source::{
-    CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig,
+    CacheConfig, DEFAULT_KEEP_LATEST, DEFAULT_REFRESH_INTERVAL, Location, SourceConfig, SourceUrl,
 };
 use trunk::TrunkSettings;
 pub use trunk::{
@@ -56,8 +58,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: not valid toml: {message}", file.display())]
-    Syntax { file: PathBuf, message: String },
+    /// Named by line and column, never quoting the file: see [`ConfigError::syntax`].
+    #[error("{}: line {line}, column {column}: not valid toml: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: unknown section [{section}] (known sections: {known})", file.display())]
     UnknownSection {
         file: PathBuf,
@@ -258,10 +266,8 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let dir = origin.parent().unwrap_or(Path::new(""));
-        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, &e))?;
 
         let mut settings = Settings::default();
         for (section, keys) in table {
@@ -292,12 +298,13 @@ impl Config {
                         known: known_keys.join(", "),
                     });
                 }
+                let secrets = secrets_of(&key, &value);
                 settings
                     .set(&section, &key, value, Some(dir))
                     .map_err(|message| ConfigError::BadValue {
                         file: origin.to_owned(),
                         key: format!("[{section}] {key}"),
-                        message,
+                        message: scrub(message, &secrets),
                     })?;
             }
         }
@@ -309,12 +316,14 @@ impl Config {
                 let Some(text) = env(&variable).filter(|t| !t.trim().is_empty()) else {
                     continue;
                 };
+                let value = toml::Value::String(text);
+                let secrets = secrets_of(key, &value);
                 settings
-                    .set(section, key, toml::Value::String(text), None)
+                    .set(section, key, value, None)
                     .map_err(|message| ConfigError::BadEnv {
                         variable,
                         key: format!("[{section}] {key}"),
-                        message,
+                        message: scrub(message, &secrets),
                     })?;
             }
         }
@@ -654,5 +663,7 @@ impl Visitor<'_> for DurationVisitor {
     }
 }
 
+#[cfg(test)]
+mod error_tests;
 #[cfg(test)]
 mod tests;

@@ -159,7 +159,7 @@ impl Content {
                 match schedule.latest(now) {
                     Some(service) => tracing::info!(
                         church = %schedule.church_name,
-                        file = %service.file,
+                        file = %crate::source::redact_if_url(&service.file),
                         "latest service: {}",
                         service.datetime
                     ),
@@ -476,7 +476,7 @@ pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport 
             "{}{title}, {}: {}",
             if i == 0 { "latest: " } else { "" },
             service.datetime,
-            path.display()
+            crate::source::redact_if_url(&path.display().to_string())
         );
         match tracks.open(&path, Codec::Pcmu) {
             Ok(track) => report.ok(format!("{what} ({})", describe(&track))),

@@ -285,6 +285,40 @@ async fn a_stalled_origin_times_out_on_time() {
 }
 
 #[tokio::test]
+async fn a_silent_connection_is_dropped_as_stalled_before_the_deadline() {
+    let origin = Origin::http().await;
+    origin.set("/a.mp3", b"a".to_vec());
+    origin.stall(Duration::from_secs(30));
+    let stall = Duration::from_millis(300);
+    let config = HttpConfig {
+        connect_timeout: Duration::from_secs(5),
+        ..HttpConfig::default()
+    };
+    let http = Http::with_stall_timeout(&config, stall).expect("client");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let result = http
+        .download(
+            &origin.url("/a.mp3"),
+            &dir.path().join("a.part"),
+            &Validators::default(),
+            LIMIT,
+            Duration::from_secs(20),
+        )
+        .await;
+    let took = started.elapsed();
+    match &result {
+        Err(error @ FetchError::Stalled { after, .. }) => {
+            assert_eq!(*after, stall);
+            assert_eq!(error.code(), "source.stalled");
+            assert!(error.is_transient(), "worth resuming later");
+        }
+        other => panic!("expected a stall, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
 async fn an_oversized_body_is_refused_without_reading_it_all() {
     let origin = Origin::http().await;
     let size = 64 << 20;
@@ -398,6 +432,108 @@ async fn redirects_are_followed_within_limits() {
         assert_eq!(error.code(), "source.redirect", "{error}");
     }
     assert_eq!(origin.request_count("/loop"), 6);
+}
+
+#[tokio::test]
+async fn a_redirect_from_https_to_http_is_refused() {
+    let plain = Origin::http().await;
+    plain.set("/data.json", b"from plain http".to_vec());
+    let secure = Origin::https(CertKind::Valid).await;
+    secure.set("/new/data.json", b"moved, still https".to_vec());
+    secure.redirect("/data.json", &plain.url("/data.json?token=abc"));
+    secure.redirect("/moved.json", &secure.url("/new/data.json"));
+    let http = client(Some(secure.ca_file()));
+
+    let error = get(&http, &secure.url("/data.json"), &Validators::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "source.insecure_redirect", "{error}");
+    let shown = error.to_string();
+    eprintln!("{shown}");
+    assert!(shown.contains(&secure.url("/data.json")), "{shown}");
+    assert!(shown.contains(&plain.url("/data.json")), "{shown}");
+    assert!(!shown.contains("token"), "{shown}");
+    assert_eq!(
+        plain.request_count("/data.json"),
+        0,
+        "never asked over http"
+    );
+
+    // https to https, and http up to https, are followed.
+    let moved = get(&http, &secure.url("/moved.json"), &Validators::default()).await;
+    assert!(moved.is_ok(), "{moved:?}");
+    plain.redirect("/up.json", &secure.url("/new/data.json"));
+    let up = get(&http, &plain.url("/up.json"), &Validators::default()).await;
+    assert!(up.is_ok(), "{up:?}");
+}
+
+/// `http(s)://user:secret@127.0.0.1:PORT/path?token=abc#frag`.
+fn with_secrets(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    format!("{scheme}://user:secret@{rest}?token=abc#frag")
+}
+
+#[tokio::test]
+async fn failures_never_show_credentials_or_query() {
+    let origin = Origin::http().await;
+    origin.redirect("/ftp", "ftp://user:secret@127.0.0.1/x?token=abc");
+    let mut stopped = Origin::http().await;
+    stopped.stop().await;
+    let bad_certificate = Origin::https(CertKind::SelfSigned).await;
+    let http = client(None);
+    let mut codes = Vec::new();
+    for url in [
+        with_secrets(&origin.url("/missing.json")),
+        with_secrets(&origin.url("/ftp")),
+        with_secrets(&stopped.url("/data.json")),
+        with_secrets(&bad_certificate.url("/data.json")),
+        "https://user:secret@no-such-host.invalid/data.json?token=abc".to_owned(),
+        "https://user:secret@/data.json?token=abc".to_owned(),
+    ] {
+        let error = get(&http, &url, &Validators::default()).await.unwrap_err();
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(
+                !shown.contains("secret") && !shown.contains("abc") && !shown.contains("frag"),
+                "{shown}"
+            );
+        }
+        eprintln!("{}: {error}", error.code());
+        codes.push(error.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            "source.http_status",
+            "source.redirect",
+            "source.connect",
+            "source.certificate",
+            "source.dns",
+            "source.bad_url"
+        ]
+    );
+    let shown = get(
+        &http,
+        &with_secrets(&origin.url("/missing.json")),
+        &Validators::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(shown.contains(&origin.url("/missing.json")), "{shown}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("x.part");
+    let error = http
+        .download(
+            &with_secrets(&origin.url("/missing.mp3")),
+            &partial,
+            &Validators::default(),
+            LIMIT,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err();
+    assert!(!format!("{error} {error:?}").contains("secret"), "{error}");
 }
 
 #[tokio::test]

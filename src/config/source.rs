@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{count, duration_within, text};
+use crate::source::{Redacted, redact_url};
 
 pub(super) const SOURCE_KEYS: &[&str] = &[
     "schedule",
@@ -27,7 +28,45 @@ pub const DEFAULT_KEEP_LATEST: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Path(PathBuf),
-    Url(String),
+    Url(SourceUrl),
+}
+
+/// A URL as configured. Shown (`Display` and `Debug`, so in every log line,
+/// error, `check` and `menu` output) without its user part, query or
+/// fragment, where credentials and tokens live ([`redact_url`]); the whole
+/// URL only through [`SourceUrl::as_str`], to fetch it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceUrl(String);
+
+impl SourceUrl {
+    /// The URL as written, secrets included: for the HTTP client only.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SourceUrl {
+    fn from(url: &str) -> SourceUrl {
+        SourceUrl(url.to_owned())
+    }
+}
+
+impl From<String> for SourceUrl {
+    fn from(url: String) -> SourceUrl {
+        SourceUrl(url)
+    }
+}
+
+impl fmt::Display for SourceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Redacted(&self.0).fmt(f)
+    }
+}
+
+impl fmt::Debug for SourceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceUrl({:?})", Redacted(&self.0))
+    }
 }
 
 impl Location {
@@ -38,13 +77,14 @@ impl Location {
         let lower = trimmed.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             if trimmed.len() <= "https://".len() || trimmed.contains(char::is_whitespace) {
-                return Err(format!("{trimmed:?} is not a usable URL"));
+                return Err(format!("{:?} is not a usable URL", redact_url(trimmed)));
             }
-            return Ok(Location::Url(trimmed.to_owned()));
+            return Ok(Location::Url(trimmed.into()));
         }
         if lower.contains("://") {
             return Err(format!(
-                "{trimmed:?}: only http:// and https:// URLs, or a path on this machine"
+                "{:?}: only http:// and https:// URLs, or a path on this machine",
+                redact_url(trimmed)
             ));
         }
         let path = PathBuf::from(trimmed);
@@ -69,6 +109,7 @@ impl Location {
                 Location::Path(path.parent().unwrap_or(Path::new("")).join("audio"))
             }
             Location::Url(url) => {
+                let url = url.as_str();
                 // Past the scheme and host, the last '/' ends the folder.
                 let after_scheme = url.find("://").map_or(0, |i| i + 3);
                 let without_query = url.split(['?', '#']).next().unwrap_or(url);
@@ -77,7 +118,7 @@ impl Location {
                     None => without_query,
                 };
                 let folder = folder.trim_end_matches('/');
-                Location::Url(format!("{folder}/audio/"))
+                Location::Url(format!("{folder}/audio/").into())
             }
         }
     }
@@ -87,7 +128,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Path(path) => write!(f, "{}", path.display()),
-            Location::Url(url) => f.write_str(url),
+            Location::Url(url) => url.fmt(f),
         }
     }
 }
@@ -240,6 +281,35 @@ mod tests {
             source.audio,
             Location::Url("HTTPS://example.org/audio/".into())
         );
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        let url = "https://user:secret@stmarys.example/dial/data.json?token=abc#x";
+        let (source, _) = finish(&[("source", "schedule", url.into())]).unwrap();
+        let Location::Url(schedule) = &source.schedule else {
+            panic!("a URL: {:?}", source.schedule);
+        };
+        assert_eq!(schedule.as_str(), url, "fetched as written");
+        for shown in [
+            source.schedule.to_string(),
+            format!("{:?}", source.schedule),
+            format!("{source:?}"),
+        ] {
+            assert!(
+                shown.contains("https://stmarys.example/dial/data.json"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("secret") && !shown.contains("abc"),
+                "{shown}"
+            );
+        }
+        let error =
+            finish(&[("source", "audio", "ftp://u:secret@x/a?token=abc".into())]).unwrap_err();
+        assert!(error.contains("\"ftp://x/a\""), "{error}");
+        let error = finish(&[("source", "audio", "https://u:secret@x/a b".into())]).unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]

@@ -291,7 +291,7 @@ fn other_bad_values() {
     assert!(error("[log]\nlevel = \"loud=!\"").contains("[log] level: expected a log level"));
     let syntax = error("[sip\nlisten = 1");
     assert!(
-        syntax.starts_with("/etc/das/das.toml: not valid toml: "),
+        syntax.starts_with("/etc/das/das.toml: line 1, column 5: not valid toml: "),
         "{syntax}"
     );
 }

@@ -8,8 +8,18 @@
 //! audio/<key>.<ext>       verified copy of a URL; <key> = first 32 hex digits of sha256(url)
 //! audio/<key>.<ext>.meta  JSON sidecar: url, size, sha256, validators, stored_at, mtime
 //! partial/<key>.part      download in progress, kept across restarts for resumption
+//! partial/<key>.part.validators  JSON: the validators of what that `.part` holds
+//!                         (`http::sidecar_path`), for `If-Range` when it resumes
 //! schedule.json           the last published snapshot
 //! ```
+//!
+//! A partial download (and its `.validators`) lives only while its URL is wanted
+//! ([`DiskCache::evict`]) and for at most [`MAX_PARTIAL_AGE`] since its last byte
+//! ([`DiskCache::prune_partials`]); a `.validators` without its `.part` is removed.
+//!
+//! A cache folder the line may not write (mounted read-only, owned by another user) is
+//! not a reason to stay silent: [`DiskCache::open`] says so once and opens it read-only,
+//! serving what it holds; stray temporary files are then left where they are.
 //!
 //! Every write goes to a uniquely named temporary file in the destination folder, is
 //! fsynced, renamed over the target, and the folder fsynced; on any failure (a full disk
@@ -23,7 +33,6 @@
 //! Blocking I/O throughout: the refresher calls it from `spawn_blocking`. One
 //! `DiskCache` per root per process; its lock serialises commits, checks and evictions.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +43,12 @@ use std::time::UNIX_EPOCH;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::redact::Redacted;
+
+mod upkeep;
+pub use upkeep::MAX_PARTIAL_AGE;
+use upkeep::PARTIAL_SUFFIX;
 
 /// Audio extensions kept in cached names so decoders get the right format hint.
 const AUDIO_EXTENSIONS: &[&str] = &[
@@ -47,7 +62,6 @@ const KEY_LEN: usize = 32;
 const MAX_META_LEN: u64 = 64 * 1024;
 /// Read in chunks: recordings run past 100 MB.
 const CHUNK: usize = 64 * 1024;
-
 /// Makes temporary names unique within the process (the pid covers other processes).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -65,6 +79,8 @@ pub enum CacheError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("cache: {} is read-only", root.display())]
+    ReadOnly { root: PathBuf },
     #[error("cache: cannot encode the meta or snapshot for {}: {source}", path.display())]
     Encode {
         path: PathBuf,
@@ -95,6 +111,7 @@ impl CacheError {
         match self {
             CacheError::Full { .. } => "cache.full",
             CacheError::Io { .. } => "cache.io",
+            CacheError::ReadOnly { .. } => "cache.read_only",
             CacheError::Encode { .. } => "cache.encode",
         }
     }
@@ -184,29 +201,13 @@ pub struct DiskCache {
     /// Serialises commits, checks and evictions: a check between a commit's two renames
     /// would otherwise see a half-replaced entry.
     lock: Mutex<()>,
+    /// The folder cannot be written: serve what it holds, write nothing.
+    read_only: bool,
     #[cfg(test)]
     fail: Mutex<Option<FailPoint>>,
 }
 
 impl DiskCache {
-    /// Creates the folders and removes temporary files left by a crash; partial downloads
-    /// are kept for resumption.
-    pub fn open(root: &Path) -> Result<DiskCache, CacheError> {
-        let cache = DiskCache {
-            root: root.to_path_buf(),
-            lock: Mutex::new(()),
-            #[cfg(test)]
-            fail: Mutex::new(None),
-        };
-        for dir in [cache.audio_dir(), cache.partial_dir()] {
-            fs::create_dir_all(&dir).map_err(|e| CacheError::io("create", &dir, e))?;
-        }
-        for dir in [cache.root.clone(), cache.audio_dir(), cache.partial_dir()] {
-            remove_temp_files(&dir)?;
-        }
-        Ok(cache)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -220,7 +221,8 @@ impl DiskCache {
 
     /// Where a download of `url` in progress lives, kept across restarts.
     pub fn partial_path(&self, url: &str) -> PathBuf {
-        self.partial_dir().join(format!("{}.part", url_key(url)))
+        self.partial_dir()
+            .join(format!("{}{PARTIAL_SUFFIX}", url_key(url)))
     }
 
     /// Moves a finished download into place with its sidecar meta; the download must not
@@ -232,6 +234,7 @@ impl DiskCache {
         partial: &Path,
         validators: Validators,
     ) -> Result<Entry, CacheError> {
+        self.writable()?;
         let _guard = self.guard();
         let path = self.audio_path(url);
         let meta_path = meta_path_of(&path);
@@ -293,11 +296,20 @@ impl DiskCache {
         let meta_path = meta_path_of(&path);
         match self.inspect(url, &path, &meta_path, deep) {
             Ok(entry) => entry,
+            Err(Bad::Corrupt(reason)) if self.read_only => {
+                tracing::warn!(
+                    code = "cache.corrupt",
+                    file = %path.display(),
+                    url = %Redacted(url),
+                    "cached copy not served, and left (the cache is read-only): {reason}"
+                );
+                None
+            }
             Err(Bad::Corrupt(reason)) => {
                 tracing::warn!(
                     code = "cache.corrupt",
                     file = %path.display(),
-                    %url,
+                    url = %Redacted(url),
                     "cached copy removed, will fetch again: {reason}"
                 );
                 for file in [&path, &meta_path] {
@@ -310,7 +322,7 @@ impl DiskCache {
                 None
             }
             Err(Bad::Unreadable(file, e)) => {
-                tracing::warn!(code = "cache.io", file = %file.display(), %url, "cannot check cached copy: {e}");
+                tracing::warn!(code = "cache.io", file = %file.display(), url = %Redacted(url), "cannot check cached copy: {e}");
                 None
             }
         }
@@ -338,7 +350,10 @@ impl DiskCache {
             Err(e) => return Err(Bad::Unreadable(meta_path.to_path_buf(), e)),
         };
         if meta.url != url {
-            return Err(Bad::Corrupt(format!("its meta names {}", meta.url)));
+            return Err(Bad::Corrupt(format!(
+                "its meta names {}",
+                Redacted(&meta.url)
+            )));
         }
         let stat = match fs::metadata(path) {
             Ok(stat) if stat.is_file() => stat,
@@ -379,7 +394,8 @@ impl DiskCache {
         };
         // Record what was verified so the next check is cheap; if this fails, the next
         // check just hashes again.
-        if found != &meta.current || mtime_ns != meta.mtime_ns || meta.previous.is_some() {
+        let stale = found != &meta.current || mtime_ns != meta.mtime_ns || meta.previous.is_some();
+        if stale && !self.read_only {
             let healed = Meta {
                 url: meta.url.clone(),
                 current: found.clone(),
@@ -395,6 +411,7 @@ impl DiskCache {
 
     /// Replaces `schedule.json` atomically; on error the previous snapshot stays.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), CacheError> {
+        self.writable()?;
         let _guard = self.guard();
         let path = self.snapshot_path();
         let json = serde_json::to_vec_pretty(snapshot).map_err(|source| CacheError::Encode {
@@ -422,33 +439,6 @@ impl DiskCache {
                 None
             }
         }
-    }
-
-    /// Deletes audio, metas and partial downloads of every URL not in `keep`; returns the
-    /// files removed. Files not named by this cache are left alone.
-    pub fn evict(&self, keep: &[&str]) -> Result<Vec<PathBuf>, CacheError> {
-        let _guard = self.guard();
-        let keep: HashSet<String> = keep.iter().map(|url| url_key(url)).collect();
-        let mut removed = Vec::new();
-        for dir in [self.audio_dir(), self.partial_dir()] {
-            for name in list_files(&dir)? {
-                let key = name.split('.').next().unwrap_or_default();
-                if !is_key(key) || keep.contains(key) {
-                    continue;
-                }
-                let file = dir.join(&name);
-                match fs::remove_file(&file) {
-                    Ok(()) => removed.push(file),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    // One stuck file must not keep the rest of the disk full.
-                    Err(e) => {
-                        tracing::warn!(code = "cache.io", file = %file.display(), "cannot remove: {e}")
-                    }
-                }
-            }
-        }
-        removed.sort();
-        Ok(removed)
     }
 
     fn audio_dir(&self) -> PathBuf {
@@ -618,29 +608,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn list_files(dir: &Path) -> Result<Vec<String>, CacheError> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| CacheError::io("list", dir, e))? {
-        let entry = entry.map_err(|e| CacheError::io("list", dir, e))?;
-        if entry.file_type().is_ok_and(|t| t.is_file())
-            && let Some(name) = entry.file_name().to_str()
-        {
-            names.push(name.to_string());
-        }
-    }
-    Ok(names)
-}
-
-fn remove_temp_files(dir: &Path) -> Result<(), CacheError> {
-    for name in list_files(dir)? {
-        if name.starts_with(TEMP_PREFIX) {
-            let file = dir.join(&name);
-            fs::remove_file(&file).map_err(|e| CacheError::io("remove", &file, e))?;
-        }
-    }
-    Ok(())
-}
-
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
@@ -653,3 +620,5 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upkeep_tests;

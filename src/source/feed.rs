@@ -26,6 +26,7 @@ use chrono_tz::Tz;
 use feed_rs::model::Entry;
 use url::Url;
 
+use super::redact::{redact_if_url, redact_url};
 use super::schedule::{Schedule, Service, is_remote};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +85,7 @@ pub fn parse_feed(
         Some(url) if is_remote(url) => Url::parse(url.trim()).ok(),
         Some(url) => {
             return Err(FeedError::BaseUrl {
-                url: url.to_owned(),
+                url: redact_url(url),
             });
         }
     };
@@ -189,27 +190,29 @@ const UNKNOWN_BASE: &str = "https://feed-url-unknown.invalid/";
 
 /// An enclosure's URL made absolute; only http(s) is ever fetched.
 fn absolute(href: &str, base: Option<&Url>) -> Result<String, String> {
+    let shown = redact_if_url(href);
     if is_remote(href) {
         let url = Url::parse(href.trim())
-            .map_err(|_| format!("enclosure {href:?} is not a usable url"))?;
+            .map_err(|_| format!("enclosure {shown:?} is not a usable url"))?;
         if let Some(relative) = url.as_str().strip_prefix(UNKNOWN_BASE) {
             return Err(format!(
-                "enclosure \"{relative}\" is relative and the feed's url is unknown"
+                "enclosure \"{}\" is relative and the feed's url is unknown",
+                redact_url(relative)
             ));
         }
         return Ok(url.into());
     }
     if Url::parse(href).is_ok() {
-        return Err(format!("enclosure {href:?} is not an http(s) url"));
+        return Err(format!("enclosure {shown:?} is not an http(s) url"));
     }
     let Some(base) = base else {
         return Err(format!(
-            "enclosure {href:?} is relative and the feed's url is unknown"
+            "enclosure {shown:?} is relative and the feed's url is unknown"
         ));
     };
     match base.join(href) {
         Ok(url) if is_remote(url.as_str()) => Ok(url.into()),
-        _ => Err(format!("enclosure {href:?} is not a usable url")),
+        _ => Err(format!("enclosure {shown:?} is not a usable url")),
     }
 }
 

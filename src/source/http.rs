@@ -11,8 +11,6 @@
 //! plus an optional parish CA file. Conditional requests follow RFC 9110
 //! §13.1; resumption uses `Range` with `If-Range` (§14.2, §13.1.5).
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,11 +26,16 @@ use tokio::time::{Instant, timeout_at};
 mod error;
 mod tls;
 
+use super::redact_url;
 pub use error::FetchError;
-use error::{classify, root_cause};
+use error::{RedirectRefused, classify, root_cause};
 
 /// More hops than any CDN needs; a loop fails fast instead of until the timeout.
 const MAX_REDIRECTS: usize = 5;
+
+/// A connection that sends nothing for this long is given up on, well
+/// before a download's total deadline: the next attempt resumes it.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The first allocation for a body, whatever Content-Length claims.
 const MAX_PREALLOCATE: u64 = 1 << 20;
@@ -78,6 +81,12 @@ impl Validators {
         }
     }
 
+    /// Whether a download holding this version can be resumed: there is something to
+    /// send in `If-Range`.
+    pub fn can_resume(&self) -> bool {
+        self.if_range().is_some()
+    }
+
     /// The value for `If-Range`: a weak ETag may not be used there (§13.1.5),
     /// so fall back to the date.
     fn if_range(&self) -> Option<&str> {
@@ -111,15 +120,23 @@ pub struct Downloaded {
 pub struct Http {
     client: reqwest::Client,
     connect_timeout: Duration,
+    stall_timeout: Duration,
 }
 
 impl Http {
     pub fn new(config: &HttpConfig) -> Result<Http, FetchError> {
+        Http::with_stall_timeout(config, STALL_TIMEOUT)
+    }
+
+    /// As [`Http::new`], giving up on a silent connection after `stall`
+    /// instead of [`STALL_TIMEOUT`] (for tests, which cannot wait a minute).
+    pub fn with_stall_timeout(config: &HttpConfig, stall: Duration) -> Result<Http, FetchError> {
         let tls = tls::client_config(config)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout)
+            .read_timeout(stall)
             .redirect(redirect_policy())
             // Proxies are not configured here; a stray HTTPS_PROXY must not
             // route the parish's content (or the tests) elsewhere.
@@ -131,6 +148,7 @@ impl Http {
         Ok(Http {
             client,
             connect_timeout: config.connect_timeout,
+            stall_timeout: stall,
         })
     }
 
@@ -233,7 +251,7 @@ impl Http {
                         // Not the range asked for: start over next time.
                         truncate(partial).await.map_err(io_error)?;
                         return Err(FetchError::Body {
-                            url: url.to_string(),
+                            url: redact_url(url),
                             reason: format!("asked for bytes {have}- but got {start:?}"),
                         });
                     }
@@ -248,7 +266,7 @@ impl Http {
                 // Bytes from the middle, unasked: appending them would corrupt.
                 StatusCode::PARTIAL_CONTENT => {
                     return Err(FetchError::Protocol {
-                        url: url.to_string(),
+                        url: redact_url(url),
                         reason: "206 partial content to a request without Range".to_string(),
                     });
                 }
@@ -306,6 +324,17 @@ impl Http {
         })
     }
 
+    /// Names a reqwest failure; without its URL, as reqwest's message
+    /// would quote it whole.
+    fn classify(&self, url: &str, error: reqwest::Error) -> FetchError {
+        classify(
+            url,
+            &error.without_url(),
+            self.connect_timeout,
+            self.stall_timeout,
+        )
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -315,7 +344,7 @@ impl Http {
     ) -> Result<reqwest::Response, FetchError> {
         match timeout_at(deadline, request.send()).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(classify(url, &e, self.connect_timeout)),
+            Ok(Err(e)) => Err(self.classify(url, e)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }
@@ -329,7 +358,7 @@ impl Http {
     ) -> Result<Option<bytes::Bytes>, FetchError> {
         match timeout_at(deadline, response.chunk()).await {
             Ok(Ok(chunk)) => Ok(chunk),
-            Ok(Err(e)) => Err(classify(url, &e, self.connect_timeout)),
+            Ok(Err(e)) => Err(self.classify(url, e)),
             Err(_) => Err(timed_out(url, timeout)),
         }
     }
@@ -337,7 +366,7 @@ impl Http {
 
 fn check_url(url: &str) -> Result<Url, FetchError> {
     let bad = |reason: &str| FetchError::BadUrl {
-        url: url.to_string(),
+        url: redact_url(url),
         reason: reason.to_string(),
     };
     let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -362,21 +391,21 @@ fn check_length(url: &str, declared: Option<u64>, max_bytes: u64) -> Result<(), 
 
 fn too_large(url: &str, limit: u64) -> FetchError {
     FetchError::TooLarge {
-        url: url.to_string(),
+        url: redact_url(url),
         limit,
     }
 }
 
 fn timed_out(url: &str, after: Duration) -> FetchError {
     FetchError::Timeout {
-        url: url.to_string(),
+        url: redact_url(url),
         after,
     }
 }
 
 fn status_error(url: &str, status: StatusCode) -> FetchError {
     FetchError::Status {
-        url: url.to_string(),
+        url: redact_url(url),
         status: status.as_u16(),
     }
 }
@@ -399,28 +428,29 @@ fn content_range_start(value: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
-/// Errors a redirect policy raises, found again by `classify`.
-#[derive(Debug)]
-struct RedirectRefused(String);
-
-impl fmt::Display for RedirectRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for RedirectRefused {}
-
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS {
-            let reason = format!("more than {MAX_REDIRECTS} redirects");
-            attempt.error(RedirectRefused(reason))
+        let refused = if attempt.previous().len() > MAX_REDIRECTS {
+            Some(RedirectRefused::TooMany(MAX_REDIRECTS))
         } else if !matches!(attempt.url().scheme(), "http" | "https") {
-            let reason = format!("redirect to {} is not http or https", attempt.url());
-            attempt.error(RedirectRefused(reason))
+            Some(RedirectRefused::Scheme(redact_url(attempt.url().as_str())))
+        } else if attempt.url().scheme() == "http"
+            && attempt
+                .previous()
+                .last()
+                .is_some_and(|from| from.scheme() == "https")
+        {
+            // The parish chose https; a hop to plain http would hand the
+            // schedule and audio to anyone on the path to rewrite.
+            Some(RedirectRefused::Insecure {
+                to: redact_url(attempt.url().as_str()),
+            })
         } else {
-            attempt.follow()
+            None
+        };
+        match refused {
+            Some(refused) => attempt.error(refused),
+            None => attempt.follow(),
         }
     })
 }

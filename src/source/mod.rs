@@ -4,5 +4,8 @@ pub mod cache;
 pub mod feed;
 pub mod http;
 pub mod published;
+pub mod redact;
 pub mod refresher;
 pub mod schedule;
+
+pub use redact::{Redacted, redact_if_url, redact_url};

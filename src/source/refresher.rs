@@ -6,52 +6,49 @@
 //! never touches the network: it reads what was last published.
 //!
 //! ```text
-//!  start ─► snapshot from the disk cache (checked deeply) ─► publish
+//!  start ─► prune old partials ─► snapshot from the disk cache (checked deeply) ─► publish
 //!    └─► every interval: fetch ─► 304: keep the schedule, retry failed audio
-//!                              └─► body: parse ─► newest `keep_latest`
+//!                              └─► body: parse ─► newest `keep_latest`, then upcoming
 //!        for each service: cached? ─► yes: keep
-//!                          └─► no, not backing off: download ─► decode all ─► commit
-//!        publish the services whose audio is in the cache ─► save snapshot ─► evict the rest
+//!                          └─► no, not backing off, room in this round:
+//!                              download ─► decode all ─► commit
+//!        publish the services whose audio is in the cache ─► save snapshot
+//!          ─► evict the rest ─► prune old partials
 //! ```
 //!
 //! A failure (DNS, connect, certificate, HTTP status, timeout, size, bad
 //! schedule, undecodable audio) is logged once per change with the URL and
 //! the reason, and counted; the last good schedule stays published, so the
 //! seed's outage (a CDN presenting a bad certificate) leaves callers
-//! hearing the cached services.
+//! hearing the cached services. URLs are logged redacted (`source::redact`).
+//! How many downloads a round starts, how long they may take, when a failed
+//! one is retried and what it leaves on disk: `downloads`. With a read-only
+//! cache nothing is downloaded or written: what it holds is served.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::cache::{DiskCache, Entry, Snapshot, SnapshotService, Validators};
+use super::cache::{CacheError, DiskCache, Entry, Snapshot, SnapshotService, Validators};
 use super::feed;
-use super::http::{Fetched, Http, sidecar_path};
+use super::http::{Fetched, Http};
 use super::published::Published;
+use super::redact::{Redacted, redact_url};
 use super::schedule::{Schedule, Service};
 use crate::config::Location;
-use crate::media::decode::Decoder;
+
+mod downloads;
+use downloads::{Downloads, Permit};
 
 /// A schedule or feed larger than this is not a schedule.
 const MAX_SCHEDULE_BYTES: u64 = 4 * 1024 * 1024;
 const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Three hours of 128 kbit/s MP3 is 170 MB; a file past this is refused.
-const MAX_AUDIO_BYTES: u64 = 1024 * 1024 * 1024;
-/// A slow parish uplink may take a while; a stalled one is given up on
-/// (the partial file stays, and the next attempt resumes it).
-const AUDIO_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// A failed download is retried after the refresh interval, doubling up
-/// to this.
-const MAX_RETRY: Duration = Duration::from_secs(6 * 3600);
 /// Services still to come that are downloaded ahead of their time.
 const UPCOMING: usize = 2;
-/// Less than this much decoded audio is not a service.
-const MIN_AUDIO_FRAMES: u64 = 8_000;
-
 #[derive(Debug, Clone)]
 pub struct RefresherConfig {
     pub schedule: Location,
@@ -89,18 +86,20 @@ impl RefreshStatus {
     }
 }
 
+/// What became of one service's audio this round.
+enum Audio {
+    Ready(Entry),
+    /// Not downloaded: it failed now or recently (logged), or the cache is read-only.
+    Missing,
+    /// Not tried: this round has started enough downloads.
+    Deferred,
+}
+
 /// Where one service's audio comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AudioRef {
     Remote(String),
     Local(PathBuf),
-}
-
-/// A failed download and when it may be tried again.
-#[derive(Debug, Clone)]
-struct Retry {
-    at: Instant,
-    delay: Duration,
 }
 
 pub struct Refresher {
@@ -113,7 +112,8 @@ pub struct Refresher {
     /// and for retrying its audio after a 304.
     schedule: Option<Schedule>,
     validators: Validators,
-    retries: HashMap<String, Retry>,
+    /// Per-round limits and per-URL backoff for audio downloads.
+    downloads: Downloads,
     /// The problem last logged per subject (the schedule, each URL), so
     /// each is logged once per change.
     problems: HashMap<String, String>,
@@ -128,6 +128,7 @@ impl Refresher {
         cache: Arc<DiskCache>,
         published: Arc<Published>,
     ) -> Refresher {
+        let downloads = Downloads::new(config.interval, Instant::now());
         Refresher {
             config,
             http,
@@ -136,7 +137,7 @@ impl Refresher {
             status: Arc::default(),
             schedule: None,
             validators: Validators::default(),
-            retries: HashMap::new(),
+            downloads,
             problems: HashMap::new(),
             offering: None,
         }
@@ -162,6 +163,9 @@ impl Refresher {
     pub async fn restore(&mut self) {
         let cache = self.cache.clone();
         let restored = tokio::task::spawn_blocking(move || {
+            // Downloads abandoned long ago go first: age is all there is to judge them by
+            // until a schedule is fetched.
+            prune_partials(&cache);
             let snapshot = cache.load_snapshot()?;
             let services: Vec<(SnapshotService, Entry)> = snapshot
                 .services
@@ -207,6 +211,7 @@ impl Refresher {
 
     /// One round: fetch, download what is new, publish.
     pub async fn refresh_once(&mut self) {
+        self.downloads.start_round(Instant::now());
         let subject = format!("schedule {}", self.config.schedule);
         match self.fetch_schedule().await {
             Ok(Some((schedule, validators))) => {
@@ -232,11 +237,13 @@ impl Refresher {
         };
         let now = Utc::now();
         // The newest `keep_latest` services that play (one whose audio fails
-        // is passed over, so an older one stays offered), and the next few
+        // is passed over, so an older one stays offered), then the next few
         // still to come, downloaded ahead of their time (the menu hides
-        // them until then).
+        // them until then). Newest first: with few downloads a round, what
+        // callers most want comes first.
         let mut offered = Vec::new();
         let mut kept_urls = Vec::new();
+        let mut deferred = 0;
         let mut upcoming: Vec<&Service> = schedule
             .services
             .iter()
@@ -246,16 +253,23 @@ impl Refresher {
         let upcoming = upcoming.into_iter().take(UPCOMING).map(|s| (s, false));
         let available = schedule.available(now).into_iter().map(|s| (s, true));
         let mut counted = 0;
-        for (service, counts) in upcoming.chain(available) {
+        for (service, counts) in available.chain(upcoming) {
             if counts && counted >= self.config.keep_latest {
-                break;
+                continue;
             }
             let reference = self.audio_ref(&service.file);
             let path = match &reference {
                 AudioRef::Local(path) => Some(path.clone()),
                 AudioRef::Remote(url) => {
                     kept_urls.push(url.clone());
-                    self.ensure_audio(url).await.map(|e| e.path)
+                    match self.ensure_audio(url).await {
+                        Audio::Ready(entry) => Some(entry.path),
+                        Audio::Deferred => {
+                            deferred += 1;
+                            None
+                        }
+                        Audio::Missing => None,
+                    }
                 }
             };
             if let Some(path) = path {
@@ -277,6 +291,20 @@ impl Refresher {
                 .collect(),
             problems: Vec::new(),
         };
+        if deferred > 0 {
+            tracing::info!(
+                deferred,
+                "more audio to download than one round starts; the rest follows in the next rounds"
+            );
+        }
+        let wanted: HashSet<&str> = kept_urls.iter().map(String::as_str).collect();
+        self.downloads.forget_others(&wanted);
+        self.problems.retain(|subject, _| {
+            // A URL the schedule dropped is no longer a problem to report as fixed.
+            subject
+                .strip_prefix("audio ")
+                .is_none_or(|shown| wanted.iter().any(|url| redact_url(url) == shown))
+        });
         let count = published.services.len();
         let offering = describe(&published);
         if self.offering.as_ref() != Some(&offering) {
@@ -303,9 +331,14 @@ impl Refresher {
         };
         let cache = self.cache.clone();
         let saved = tokio::task::spawn_blocking(move || {
+            if cache.is_read_only() {
+                return Ok::<_, CacheError>(Vec::new()); // said once, when it was opened
+            }
             cache.save_snapshot(&snapshot)?;
             let keep: Vec<&str> = kept_urls.iter().map(String::as_str).collect();
-            cache.evict(&keep)
+            let removed = cache.evict(&keep)?;
+            prune_partials(&cache);
+            Ok(removed)
         })
         .await;
         match saved {
@@ -338,7 +371,12 @@ impl Refresher {
             Location::Url(url) => {
                 let fetched = self
                     .http
-                    .fetch(url, &self.validators, MAX_SCHEDULE_BYTES, SCHEDULE_TIMEOUT)
+                    .fetch(
+                        url.as_str(),
+                        &self.validators,
+                        MAX_SCHEDULE_BYTES,
+                        SCHEDULE_TIMEOUT,
+                    )
                     .await
                     .map_err(|e| (e.code(), e.to_string()))?;
                 match fetched {
@@ -367,89 +405,47 @@ impl Refresher {
             return AudioRef::Remote(file.to_owned());
         }
         match &self.config.audio {
-            Location::Url(base) => AudioRef::Remote(join_url(base, file)),
+            Location::Url(base) => AudioRef::Remote(join_url(base.as_str(), file)),
             Location::Path(dir) => AudioRef::Local(dir.join(file)),
         }
     }
 
-    /// The cached copy of `url`, downloading and checking it if needed.
-    async fn ensure_audio(&mut self, url: &str) -> Option<Entry> {
+    /// The cached copy of `url`, downloading and checking it if this round
+    /// may (see `downloads`).
+    async fn ensure_audio(&mut self, url: &str) -> Audio {
         let cache = self.cache.clone();
         let key = url.to_owned();
         if let Ok(Some(entry)) = tokio::task::spawn_blocking(move || cache.get(&key, false)).await {
-            return Some(entry);
+            return Audio::Ready(entry);
         }
-        if let Some(retry) = self.retries.get(url)
-            && Instant::now() < retry.at
-        {
-            return None;
+        if self.cache.is_read_only() {
+            return Audio::Missing; // said once, when the cache was opened
         }
-        let subject = format!("audio {url}");
-        match self.download(url).await {
+        let timeout = match self.downloads.permit(url, Instant::now()) {
+            Permit::Go { timeout } => timeout,
+            Permit::BackingOff => return Audio::Missing,
+            Permit::Deferred => return Audio::Deferred,
+        };
+        let subject = format!("audio {}", Redacted(url));
+        match self.download(url, timeout).await {
             Ok(entry) => {
-                self.retries.remove(url);
+                self.downloads.succeeded(url);
                 self.clear(&subject);
-                tracing::info!(%url, bytes = entry.size, "downloaded and checked");
-                Some(entry)
+                tracing::info!(url = %Redacted(url), bytes = entry.size, "downloaded and checked");
+                Audio::Ready(entry)
             }
-            Err((code, reason)) => {
+            Err(failure) => {
                 let delay = self
-                    .retries
-                    .get(url)
-                    .map_or(self.config.interval, |r| (r.delay * 2).min(MAX_RETRY));
-                self.retries.insert(
-                    url.to_owned(),
-                    Retry {
-                        at: Instant::now() + delay,
-                        delay,
-                    },
+                    .downloads
+                    .failed(url, failure.progressed, Instant::now());
+                let consequence = format!(
+                    "the service is not offered until it works (next try in {})",
+                    humantime::format_duration(delay)
                 );
-                self.fail(
-                    &subject,
-                    code,
-                    &reason,
-                    "the service is not offered until it works",
-                );
-                None
+                self.fail(&subject, failure.code, &failure.reason, &consequence);
+                Audio::Missing
             }
         }
-    }
-
-    async fn download(&self, url: &str) -> Result<Entry, (&'static str, String)> {
-        let partial = self.cache.partial_path(url);
-        let downloaded = self
-            .http
-            .download(
-                url,
-                &partial,
-                &Validators::default(),
-                MAX_AUDIO_BYTES,
-                AUDIO_TIMEOUT,
-            )
-            .await
-            .map_err(|e| (e.code(), e.to_string()))?;
-        let hint = extension_of(url);
-        let check_path = partial.clone();
-        let checked = tokio::task::spawn_blocking(move || decodes(&check_path, hint.as_deref()))
-            .await
-            .map_err(|e| ("source.decode", e.to_string()))?;
-        let sidecar = sidecar_path(&partial);
-        if let Err(reason) = checked {
-            // A corrupt file is fetched afresh next time, not resumed.
-            let _ = std::fs::remove_file(&partial);
-            let _ = std::fs::remove_file(&sidecar);
-            return Err(("source.decode", reason));
-        }
-        let cache = self.cache.clone();
-        let url = url.to_owned();
-        let validators = downloaded.validators;
-        let entry = tokio::task::spawn_blocking(move || cache.commit(&url, &partial, validators))
-            .await
-            .map_err(|e| ("cache.io", e.to_string()))?
-            .map_err(|e| (e.code(), e.to_string()))?;
-        // The resumption record is done with once the file is in place.
-        let _ = std::fs::remove_file(&sidecar);
-        Ok(entry)
     }
 
     fn church_name(&self, from_schedule: &str) -> String {
@@ -485,6 +481,21 @@ impl Refresher {
         if self.problems.remove(subject).is_some() {
             tracing::info!("{subject}: working again");
         }
+    }
+}
+
+/// Removes partial downloads past their age (see `cache::upkeep`); trouble is
+/// logged, never fatal.
+fn prune_partials(cache: &DiskCache) {
+    if cache.is_read_only() {
+        return;
+    }
+    match cache.prune_partials(std::time::SystemTime::now()) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(removed = removed.len(), "old partial downloads deleted");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(code = error.code(), "{error}"),
     }
 }
 
@@ -541,52 +552,5 @@ fn join_url(base: &str, file: &str) -> String {
     out
 }
 
-/// The extension of a URL's path (`mp3` of `…/sermon.mp3?x=1`).
-fn extension_of(url: &str) -> Option<String> {
-    let path = url.split(['?', '#']).next()?;
-    let name = path.rsplit('/').next()?;
-    let (_, extension) = name.rsplit_once('.')?;
-    Some(extension.to_ascii_lowercase()).filter(|e| e.len() <= 5)
-}
-
-/// Decodes the whole file: a truncated or corrupt download fails here, not
-/// in a caller's ear.
-fn decodes(path: &Path, hint: Option<&str>) -> Result<(), String> {
-    let mut decoder = Decoder::open_with_hint(path, hint).map_err(|e| e.to_string())?;
-    let mut chunk = Vec::new();
-    while decoder.next_chunk(&mut chunk).map_err(|e| e.to_string())? {}
-    if decoder.frames_decoded() < MIN_AUDIO_FRAMES {
-        return Err(format!(
-            "only {} frames of audio: not a service",
-            decoder.frames_decoded()
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_files_join_their_folder_url_encoded() {
-        assert_eq!(
-            join_url("https://p.example/dial/audio/", "2026-06-07 Trinity.mp3"),
-            "https://p.example/dial/audio/2026-06-07%20Trinity.mp3"
-        );
-        assert_eq!(
-            join_url("https://p.example/audio", "sub/a.mp3"),
-            "https://p.example/audio/sub/a.mp3"
-        );
-    }
-
-    #[test]
-    fn extensions_come_from_the_url_path() {
-        assert_eq!(
-            extension_of("https://x/a/sermon.MP3?v=2").as_deref(),
-            Some("mp3")
-        );
-        assert_eq!(extension_of("https://x/a/feed"), None);
-        assert_eq!(extension_of("https://x/a.b/c"), None);
-    }
-}
+mod tests;

@@ -27,6 +27,8 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use url::Url;
 
+use super::redact::redact_if_url;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("cannot read schedule {}: {source}", path.display())]
@@ -202,9 +204,8 @@ fn parse_service(entry: &Value, timezone: Tz) -> Result<(Service, Option<String>
     };
     let file = match entry.get("file") {
         None | Some(Value::Null) => return Err("no \"file\"".to_owned()),
-        Some(Value::String(file)) => {
-            audio_reference(file).ok_or_else(|| format!("file {file:?} {NOT_AUDIO_REFERENCE}"))?
-        }
+        Some(Value::String(file)) => audio_reference(file)
+            .ok_or_else(|| format!("file {:?} {NOT_AUDIO_REFERENCE}", redact_if_url(file)))?,
         Some(other) => return Err(format!("file {other} is not a string")),
     };
     let title = match entry.get("title") {
@@ -234,7 +235,7 @@ fn audio_field(value: Option<&Value>, field: &str) -> Result<Option<String>, Str
         Some(Value::String(file)) if file.trim().is_empty() => Ok(None),
         Some(Value::String(file)) => audio_reference(file)
             .map(Some)
-            .ok_or_else(|| format!("{field} {file:?} {NOT_AUDIO_REFERENCE}")),
+            .ok_or_else(|| format!("{field} {:?} {NOT_AUDIO_REFERENCE}", redact_if_url(file))),
         Some(other) => Err(format!("{field} {other} is not a string")),
     }
 }

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rustls::CertificateError;
+
+use crate::source::redact_url;
 use rustls::pki_types::UnixTime;
 
+/// Every `url` here is as shown in logs: without credentials, query or
+/// fragment ([`redact_url`]), so an error can be logged or displayed as is.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("bad url {url}: {reason}")]
@@ -26,10 +30,14 @@ pub enum FetchError {
     Status { url: String, status: u16 },
     #[error("{url} timed out after {after:?}")]
     Timeout { url: String, after: Duration },
+    #[error("{url} sent nothing for {after:?}: the connection stalled")]
+    Stalled { url: String, after: Duration },
     #[error("{url} is larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("redirect from {url} refused: {reason}")]
     Redirect { url: String, reason: String },
+    #[error("redirect from {url} to {to} refused: it leaves https for plain http")]
+    InsecureRedirect { url: String, to: String },
     #[error("{url} broke off before its answer: {reason}")]
     Protocol { url: String, reason: String },
     #[error("reading the body of {url} failed: {reason}")]
@@ -53,8 +61,10 @@ impl FetchError {
             FetchError::Tls { .. } => "source.tls",
             FetchError::Status { .. } => "source.http_status",
             FetchError::Timeout { .. } => "source.timeout",
+            FetchError::Stalled { .. } => "source.stalled",
             FetchError::TooLarge { .. } => "source.too_large",
             FetchError::Redirect { .. } => "source.redirect",
+            FetchError::InsecureRedirect { .. } => "source.insecure_redirect",
             FetchError::Protocol { .. } => "source.protocol",
             FetchError::Body { .. } => "source.body",
             FetchError::Io { .. } => "source.io",
@@ -62,6 +72,46 @@ impl FetchError {
             FetchError::Client { .. } => "source.client",
         }
     }
+}
+
+impl FetchError {
+    /// Whether the same request may well work later, with what already arrived still
+    /// good: the network, TLS or the server had trouble. Not: the URL, the size, a
+    /// redirect, the disk, or a 4xx answer (the resource is gone or forbidden), which
+    /// another try would meet again or which say nothing for the bytes kept.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Dns { .. }
+            | FetchError::Connect { .. }
+            | FetchError::Certificate { .. }
+            | FetchError::Tls { .. }
+            | FetchError::Timeout { .. }
+            | FetchError::Stalled { .. }
+            | FetchError::Protocol { .. }
+            | FetchError::Body { .. } => true,
+            // Request Timeout, Too Many Requests and server errors pass.
+            FetchError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            FetchError::BadUrl { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::InsecureRedirect { .. }
+            | FetchError::Io { .. }
+            | FetchError::CaFile { .. }
+            | FetchError::Client { .. } => false,
+        }
+    }
+}
+
+/// Why the redirect policy refused to follow; found again by [`classify`]
+/// in the error's causes. Targets are already redacted.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RedirectRefused {
+    #[error("more than {0} redirects")]
+    TooMany(usize),
+    #[error("redirect to {0} is not http or https")]
+    Scheme(String),
+    #[error("redirect to {to} leaves https for plain http")]
+    Insecure { to: String },
 }
 
 /// The causes of `error`, itself first. `io::Error::source` skips the error
@@ -85,8 +135,13 @@ pub(super) fn root_cause<'a>(error: &'a (dyn StdError + 'static)) -> &'a (dyn St
 }
 
 /// Names a reqwest failure by the types in its cause chain.
-pub(super) fn classify(url: &str, error: &reqwest::Error, connect_timeout: Duration) -> FetchError {
-    let url = url.to_string();
+pub(super) fn classify(
+    url: &str,
+    error: &reqwest::Error,
+    connect_timeout: Duration,
+    stall_timeout: Duration,
+) -> FetchError {
+    let url = redact_url(url);
     let chain = causes(error);
     // A TLS cause is the most specific thing to say, so it wins.
     if let Some(tls) = chain.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
@@ -101,11 +156,32 @@ pub(super) fn classify(url: &str, error: &reqwest::Error, connect_timeout: Durat
             },
         };
     }
+    if let Some(refused) = chain
+        .iter()
+        .find_map(|c| c.downcast_ref::<RedirectRefused>())
+    {
+        return match refused {
+            RedirectRefused::Insecure { to } => FetchError::InsecureRedirect {
+                url,
+                to: to.clone(),
+            },
+            other => FetchError::Redirect {
+                url,
+                reason: other.to_string(),
+            },
+        };
+    }
     let reason = root_cause(error).to_string();
     if error.is_timeout() && error.is_connect() {
         FetchError::Timeout {
             url,
             after: connect_timeout,
+        }
+    } else if error.is_timeout() {
+        // The client's read timeout: nothing arrived for that long.
+        FetchError::Stalled {
+            url,
+            after: stall_timeout,
         }
     } else if error.is_dns() {
         FetchError::Dns { url, reason }
