@@ -103,7 +103,17 @@ fn a_password_file_error_never_shows_its_contents() {
     std::fs::write(&not_text, bytes).unwrap();
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
-    for file in [not_text.as_path(), empty.as_path(), dir.path()] {
+    let huge = dir.path().join("huge");
+    std::fs::write(&huge, SECRET.repeat(2000)).unwrap();
+    // An endless file (a mistaken /dev/zero) must not hang the start.
+    let endless = std::path::Path::new("/dev/zero");
+    for file in [
+        not_text.as_path(),
+        empty.as_path(),
+        dir.path(),
+        huge.as_path(),
+        endless,
+    ] {
         let text = trunk(&format!(
             "password_file = {:?}\n",
             file.display().to_string()

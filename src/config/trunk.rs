@@ -473,10 +473,28 @@ impl TrunkSettings {
 }
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
-    let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+    // A password is short; reading at most this much means a mistaken
+    // `/dev/zero` or log file cannot hang or swell the start.
+    const MAX_PASSWORD_FILE: u64 = 4096;
+    let error = |source| ConfigError::PasswordFile {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut contents = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(error)?,
+            MAX_PASSWORD_FILE + 1,
+        ),
+        &mut contents,
+    )
+    .map_err(error)?;
+    if contents.len() as u64 > MAX_PASSWORD_FILE {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_PASSWORD_FILE} bytes: not a password file"),
+        )));
+    }
     // Editors and `echo` add a final newline that is not part of the secret.
     let secret = contents.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
@@ -491,11 +509,12 @@ fn read_password(path: &Path) -> Result<String, ConfigError> {
 fn sip_uri(value: toml::Value) -> Result<SipUri, String> {
     let uri: SipUri = text(value, SipUri::EXPECTED)?.parse()?;
     if uri.uri.contains('@') {
-        return Err(format!(
+        // Not quoted: a user part may carry a password (`sip:u:secret@host`).
+        return Err(
             "expected the server's URI without a user, like \"sip:sip.example.com\" \
-             (the account goes in username), found {:?}",
-            uri.uri
-        ));
+             (the account goes in username), found one with a user part"
+                .to_owned(),
+        );
     }
     Ok(uri)
 }
