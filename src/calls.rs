@@ -17,8 +17,8 @@ use crate::content::Content;
 use crate::endpoint::{CallId, EndReason};
 use crate::log_summary::{Limits, LogSummary, Verdict};
 use crate::media::pacer::{
-    Comfort, Control, KeyListening, MediaEngine, MediaEvent, Programme, Steering, StreamId,
-    StreamParams,
+    Comfort, Control, KeyListening, MediaEngine, MediaEvent, MediaTimeout, Programme, Steering,
+    StreamId, StreamParams,
 };
 use crate::media::ports::RtpSockets;
 use crate::media::{Codec, FRAME_DURATION};
@@ -197,6 +197,13 @@ impl Calls {
             }
             MediaEvent::Key { id, key, via } => {
                 self.handle_key(CallId(id.0), key, via, now, engine, content)
+            }
+            MediaEvent::Timeout { id, reason } => {
+                let reason = match reason {
+                    MediaTimeout::Held => EndReason::HoldTimeout,
+                    MediaTimeout::Unreachable => EndReason::MediaUnreachable,
+                };
+                self.hang_ups.push((CallId(id.0), reason));
             }
         }
     }

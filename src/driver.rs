@@ -17,7 +17,7 @@ use crate::content::{Catalogue, Content};
 use crate::endpoint::admission::Policy;
 use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
 use crate::fd_limit;
-use crate::media::pacer::{MediaEngine, StreamId};
+use crate::media::pacer::{EngineConfig, MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
@@ -63,6 +63,8 @@ impl MediaPorts for BoundPorts {
                 self.reserved.insert(port, sockets);
                 Some(port)
             }
+            // A full range is the endpoint's to report (once a minute).
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => None,
             Err(error) => {
                 tracing::warn!(%error, "cannot bind an RTP port");
                 None
@@ -147,7 +149,15 @@ pub async fn serve(
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let engine = MediaEngine::start(workers, events_tx).map_err(DriverError::Media)?;
+    let engine = MediaEngine::start_with(
+        EngineConfig {
+            workers,
+            hold_timeout: config.media.hold_timeout,
+            ..EngineConfig::default()
+        },
+        events_tx,
+    )
+    .map_err(DriverError::Media)?;
     let mut ports = BoundPorts {
         allocator,
         reserved: HashMap::new(),

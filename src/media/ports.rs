@@ -2,17 +2,25 @@
 //! RTCP on the next odd one (RFC 3550 §11; RFC 3264 §5.1 lets SDP name only
 //! the RTP port, implying RTCP at +1).
 //!
-//! The cursor rotates through the range, so a port freed by a call that just
-//! ended is not handed to the next call at once: late packets of the old call
-//! would otherwise reach the new one. Ports another process holds are skipped
-//! (std does not set `SO_REUSEADDR`, so a bind to a taken port fails rather
-//! than sharing it).
+//! Free pairs wait in a queue: a call takes the one at the front, and a
+//! pair comes back at the end when its sockets are dropped (the
+//! [`PortLease`] in [`RtpSockets`] sees to it). So a port freed by a call
+//! that just ended is not handed to the next call at once (late packets of
+//! the old call would reach the new one), and a full range refuses in O(1)
+//! instead of trying to bind every pair. Ports another process holds are
+//! moved to the back (std does not set `SO_REUSEADDR`, so a bind to a taken
+//! port fails rather than sharing it); an allocation tries a few at most.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::PortRange;
+
+/// Pairs an allocation tries before giving up: bounded, so a range full of
+/// other processes' ports costs a few binds, not thousands.
+const MAX_ATTEMPTS: usize = 8;
 
 /// A bound pair, both non-blocking, ready for the media engine.
 #[derive(Debug)]
@@ -21,6 +29,22 @@ pub struct RtpSockets {
     pub rtcp: UdpSocket,
     /// The RTP port, for the SDP `m=` line; RTCP is `port + 1`.
     pub port: u16,
+    /// Gives the pair back when dropped; keep it as long as the sockets
+    /// (`None` for sockets not from an allocator, as in tests).
+    pub lease: Option<PortLease>,
+}
+
+/// Returns its pair to the allocator's free queue when dropped.
+#[derive(Debug)]
+pub struct PortLease {
+    index: u32,
+    free: Arc<Mutex<VecDeque<u32>>>,
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        lock(&self.free).push_back(self.index);
+    }
 }
 
 #[derive(Debug)]
@@ -29,8 +53,13 @@ pub struct PortAllocator {
     /// The even RTP ports that have an odd partner inside the range.
     first: u32,
     pairs: u32,
-    /// Index of the pair to try next.
-    cursor: Mutex<u32>,
+    /// Indices of the pairs not leased, in the order they are handed out.
+    free: Arc<Mutex<VecDeque<u32>>>,
+}
+
+fn lock(free: &Mutex<VecDeque<u32>>) -> MutexGuard<'_, VecDeque<u32>> {
+    // Pushes and pops are whole: the queue is consistent after a panic.
+    free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl PortAllocator {
@@ -48,7 +77,7 @@ impl PortAllocator {
             ip,
             first,
             pairs,
-            cursor: Mutex::new(0),
+            free: Arc::new(Mutex::new((0..pairs).collect())),
         }
     }
 
@@ -57,27 +86,42 @@ impl PortAllocator {
         self.pairs as usize
     }
 
-    /// Binds the next free pair after the cursor. Fails with `AddrInUse`
-    /// when every pair in the range is taken, or with the bind error when
-    /// binding cannot work at all (the address is not local, permission).
+    /// Pairs not leased now (some may be held by other processes).
+    pub fn available(&self) -> usize {
+        lock(&self.free).len()
+    }
+
+    /// Binds the pair at the front of the free queue. Fails with `AddrInUse`
+    /// at once when none is free or the few tried are all taken by others,
+    /// or with the bind error when binding cannot work at all (the address
+    /// is not local, permission).
     pub fn allocate(&self) -> io::Result<RtpSockets> {
-        // Hold the lock across the binds so two calls never race for the
-        // same pair; a bind is a few µs and calls arrive far slower.
-        let mut cursor = self
-            .cursor
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for step in 0..self.pairs {
-            let index = (*cursor + step) % self.pairs;
+        // Held across the binds so two calls never race for the same
+        // pair; a bind is a few µs.
+        let mut free = lock(&self.free);
+        for _ in 0..MAX_ATTEMPTS.min(free.len()) {
+            let Some(index) = free.pop_front() else {
+                break;
+            };
             let port = u16::try_from(self.first + 2 * index)
                 .expect("pairs only counts ports up to the range's u16 end");
             match self.bind_pair(port) {
-                Ok(sockets) => {
-                    *cursor = (index + 1) % self.pairs;
-                    return Ok(sockets);
+                Ok((rtp, rtcp)) => {
+                    return Ok(RtpSockets {
+                        rtp,
+                        rtcp,
+                        port,
+                        lease: Some(PortLease {
+                            index,
+                            free: Arc::clone(&self.free),
+                        }),
+                    });
                 }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => free.push_back(index),
+                Err(e) => {
+                    free.push_front(index);
+                    return Err(e);
+                }
             }
         }
         Err(io::Error::new(
@@ -91,13 +135,13 @@ impl PortAllocator {
         ))
     }
 
-    fn bind_pair(&self, port: u16) -> io::Result<RtpSockets> {
+    fn bind_pair(&self, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
         let rtp = UdpSocket::bind(SocketAddr::new(self.ip, port))?;
         // Dropping `rtp` on a failed RTCP bind frees the even port again.
         let rtcp = UdpSocket::bind(SocketAddr::new(self.ip, port + 1))?;
         rtp.set_nonblocking(true)?;
         rtcp.set_nonblocking(true)?;
-        Ok(RtpSockets { rtp, rtcp, port })
+        Ok((rtp, rtcp))
     }
 }
 
@@ -147,8 +191,34 @@ mod tests {
         assert_eq!(d.port, first);
         let err = ports.allocate().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(ports.available(), 0);
         drop(c);
+        assert_eq!(ports.available(), 1);
         assert_eq!(ports.allocate().unwrap().port, first + 4);
+    }
+
+    #[test]
+    fn a_refusal_tries_a_few_pairs_however_large_the_range() {
+        let range = free_range(43_000, 20);
+        let ports = PortAllocator::new(LOCALHOST, range);
+        // Another process holds every RTP port of the range.
+        let mut squatters: Vec<Option<UdpSocket>> = (0..20)
+            .map(|i| Some(UdpSocket::bind((LOCALHOST, range.first + 2 * i)).unwrap()))
+            .collect();
+        assert_eq!(
+            ports.allocate().unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        // Only the first MAX_ATTEMPTS pairs were tried (and moved to the
+        // back): with pairs 0 and 8 free again, pair 8 is next, not 0.
+        squatters[0] = None;
+        squatters[MAX_ATTEMPTS] = None;
+        let got = ports.allocate().unwrap();
+        assert_eq!(got.port, range.first + 2 * MAX_ATTEMPTS as u16);
+        assert_eq!(ports.available(), 19);
+        drop(got);
+        assert_eq!(ports.available(), 20);
+        drop(squatters);
     }
 
     #[test]
@@ -160,6 +230,8 @@ mod tests {
         let a = ports.allocate().unwrap();
         assert_eq!(a.port, range.first + 2);
         assert!(ports.allocate().is_err());
+        // The squatted pair went to the back of the queue, still free.
+        assert_eq!(ports.available(), 1);
     }
 
     #[test]

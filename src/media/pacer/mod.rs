@@ -21,8 +21,11 @@
 //! The per-stream logic (clock, playlist position, hold, catch-up) is the
 //! sans-IO [`playout::Playout`]; the worker only does I/O and bookkeeping.
 
+mod icmp;
 mod keys;
+mod liveness;
 mod playout;
+mod source_lock;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -37,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use keys::KeyListening;
+pub use liveness::MediaTimeout;
 pub use stats::{EngineStats, Lateness};
 
 use super::Codec;
@@ -77,6 +81,9 @@ pub enum MediaEvent {
     },
     /// The caller pressed a key (each way it arrived is reported).
     Key { id: StreamId, key: Key, via: Via },
+    /// The caller seems gone (see [`MediaTimeout`]); reported once. The
+    /// stream stays until removed.
+    Timeout { id: StreamId, reason: MediaTimeout },
 }
 
 /// A change to a steered stream's playback, applied at its next slot.
@@ -216,6 +223,12 @@ pub struct EngineConfig {
     /// (a receiver's jitter buffer absorbs 100 ms); beyond it, a burst would
     /// overflow that buffer, so the stream shifts later instead.
     pub catch_up_window: Duration,
+    /// Held with nothing from the caller this long: [`MediaTimeout::Held`]
+    /// (`[media] hold_timeout`).
+    pub hold_timeout: Duration,
+    /// ICMP errors and nothing from the caller this long:
+    /// [`MediaTimeout::Unreachable`]. Far beyond any route flap.
+    pub unreachable_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -224,6 +237,8 @@ impl Default for EngineConfig {
             workers: 1,
             report_interval: Duration::from_secs(5),
             catch_up_window: Duration::from_millis(100),
+            hold_timeout: crate::config::DEFAULT_HOLD_TIMEOUT,
+            unreachable_timeout: Duration::from_secs(30),
         }
     }
 }

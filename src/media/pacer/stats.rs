@@ -44,6 +44,7 @@ pub(super) struct WorkerStats {
     pub underruns: AtomicU64,
     pub send_errors: AtomicU64,
     pub latches: AtomicU64,
+    pub strangers: AtomicU64,
     lateness: [AtomicU64; BUCKETS],
     lateness_sum_us: AtomicU64,
     lateness_max_us: AtomicU64,
@@ -58,6 +59,7 @@ impl Default for WorkerStats {
             underruns: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             latches: AtomicU64::new(0),
+            strangers: AtomicU64::new(0),
             lateness: std::array::from_fn(|_| AtomicU64::new(0)),
             lateness_sum_us: AtomicU64::new(0),
             lateness_max_us: AtomicU64::new(0),
@@ -87,6 +89,7 @@ impl WorkerStats {
             underruns: self.underruns.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
             latches: self.latches.load(Relaxed),
+            strangers: self.strangers.load(Relaxed),
             lateness: Lateness {
                 buckets: self.lateness.iter().map(|b| b.load(Relaxed)).collect(),
                 sum_us: self.lateness_sum_us.load(Relaxed),
@@ -110,6 +113,8 @@ pub struct EngineStats {
     pub send_errors: u64,
     /// Times a stream switched its destination to the caller's RTP source.
     pub latches: u64,
+    /// RTP packets dropped because they came from someone not the caller.
+    pub strangers: u64,
     pub lateness: Lateness,
 }
 
@@ -122,6 +127,7 @@ impl EngineStats {
         self.underruns += other.underruns;
         self.send_errors += other.send_errors;
         self.latches += other.latches;
+        self.strangers += other.strangers;
         self.lateness.merge(&other.lateness);
     }
 }
@@ -130,13 +136,14 @@ impl fmt::Display for EngineStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "streams {} packets {} catch-ups {} underruns {} send-errors {} latches {}; lateness {}",
+            "streams {} packets {} catch-ups {} underruns {} send-errors {} latches {} strangers {}; lateness {}",
             self.streams_active,
             self.packets_sent,
             self.catch_ups,
             self.underruns,
             self.send_errors,
             self.latches,
+            self.strangers,
             self.lateness
         )
     }

@@ -91,6 +91,7 @@ impl Caller {
                 port: rtp.local_addr().unwrap().port(),
                 rtp,
                 rtcp,
+                lease: None,
             },
             remote_rtp: self.rtp.local_addr().unwrap(),
             remote_rtcp: self.rtcp.local_addr().unwrap(),
@@ -396,11 +397,15 @@ fn latches_onto_the_callers_rtp_source() {
         !receive(&caller.rtp, 2, 100 * MS).is_empty(),
         "still at the SDP address"
     );
+    // In its first seconds the stream learns a new source that sends a
+    // few packets in sequence (strict RTP's probation).
     let nat = localhost_socket();
     let mut packet = [0u8; 172];
     let mut p = rtp::Packetizer::new(rtp::PayloadType(0), 160);
-    let len = p.write_packet(&[0xff; 160], &mut packet).unwrap();
-    nat.send_to(&packet[..len], our_rtp).unwrap();
+    for _ in 0..source_lock::PROBATION {
+        let len = p.write_packet(&[0xff; 160], &mut packet).unwrap();
+        nat.send_to(&packet[..len], our_rtp).unwrap();
+    }
     let switched = Instant::now();
     let at_nat = receive(&nat, 3, 500 * MS);
     assert_eq!(at_nat.len(), 3);
@@ -533,3 +538,5 @@ fn two_hundred_streams_at_once_arrive_complete() {
     assert_eq!(stats.streams_active, 0);
     eprintln!("200 streams: {stats}");
 }
+
+mod strict;

@@ -20,11 +20,15 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::super::rtcp::{self, NtpTimestamp};
 use super::super::rtp::{self, PayloadType, RtpHeader};
+use super::icmp::{drain_icmp_errors, is_icmp_error, receive_icmp_errors};
 use super::keys::KeyListener;
+use super::liveness::{Liveness, Timeouts};
 use super::playout::{Action, Playout};
+use super::source_lock::{SourceLock, Verdict};
 use super::stats::WorkerStats;
 use super::{Control, MediaEvent, Programme, Shared, StreamId, StreamParams};
 use crate::call::dtmf::{Key, Via};
+use crate::media::ports::PortLease;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 
@@ -80,30 +84,66 @@ struct Stream {
     next_report: Instant,
     /// `None` when the call listens for no keys.
     keys: Option<Box<KeyListener>>,
+    /// Strict RTP: whose packets are the caller's.
+    lock: SourceLock,
+    /// Whether the caller seems gone.
+    liveness: Liveness,
+    /// Logged the first stranger already (once per stream).
+    stranger_logged: bool,
+    /// Whether `remote_rtp` and `remote_rtcp` may be sent to at all.
+    destination_ok: bool,
+    /// Returns the port pair when the stream goes; declared last, so the
+    /// sockets above are closed first.
+    _lease: Option<PortLease>,
+}
+
+/// Only one host's unicast address, with a port, is ever sent to: never a
+/// group, a broadcast or "nowhere" (`0.0.0.0` means hold).
+fn may_send_to(destination: SocketAddr) -> bool {
+    destination.port() != 0 && crate::sdp::is_one_host(destination.ip())
+}
+
+/// The address the SDP named, `None` for hold (`0.0.0.0`).
+fn expected_source(remote_rtp: SocketAddr) -> Option<SocketAddr> {
+    may_send_to(remote_rtp).then_some(remote_rtp)
 }
 
 impl Stream {
-    /// Handles one RTP packet from the caller: latching, and key presses
-    /// (pushed onto `keys`).
+    /// Handles one RTP packet: dropped unless it is the caller's (strict
+    /// RTP); then following the caller's source (symmetric RTP, for NAT)
+    /// and key presses (pushed onto `keys`).
     fn handle_rtp(
         &mut self,
         header: &RtpHeader<'_>,
         from: SocketAddr,
+        now: Instant,
         stats: &WorkerStats,
         keys: &mut Vec<(Key, Via)>,
     ) {
+        match self.lock.handle(from, header.ssrc.0, header.sequence, now) {
+            Verdict::Drop => {
+                WorkerStats::count(&stats.strangers);
+                if !self.stranger_logged {
+                    self.stranger_logged = true;
+                    tracing::info!(stream = self.id.0, %from, caller = ?self.lock.locked_source(), "RTP from someone not the caller ignored");
+                }
+                return;
+            }
+            Verdict::Accept { moved } => {
+                if moved && from != self.remote_rtp {
+                    tracing::debug!(stream = self.id.0, %from, sdp = %self.remote_rtp, "following the caller's rtp source");
+                    self.remote_rtp = from;
+                    if let Some(port) = from.port().checked_add(1) {
+                        self.remote_rtcp = SocketAddr::new(from.ip(), port);
+                    }
+                    self.destination_ok = may_send_to(from);
+                    WorkerStats::count(&stats.latches);
+                }
+            }
+        }
+        self.liveness.handle_heard(now);
         if let Some(listener) = &mut self.keys {
             listener.handle(header, keys);
-        }
-        if from != self.remote_rtp {
-            // Symmetric RTP: a caller behind NAT sends from the address it
-            // can receive on, whatever its SDP said.
-            tracing::debug!(stream = self.id.0, from = %from, sdp = %self.remote_rtp, "latching rtp");
-            self.remote_rtp = from;
-            if let Some(port) = from.port().checked_add(1) {
-                self.remote_rtcp = SocketAddr::new(from.ip(), port);
-            }
-            WorkerStats::count(&stats.latches);
         }
     }
 }
@@ -258,20 +298,36 @@ impl Worker {
                 self.finish(slot, true);
                 return;
             }
-            Action::Send { len } => {
+            Action::Send { len } if stream.destination_ok => {
                 self.stats.record_lateness(tick.lateness);
                 match stream.rtp.send_to(&self.packet[..len], stream.remote_rtp) {
                     Ok(_) => WorkerStats::count(&self.stats.packets_sent),
                     // A full socket buffer or an unreachable caller: the
                     // packet is lost, the stream goes on.
-                    Err(_) => WorkerStats::count(&self.stats.send_errors),
+                    Err(error) => {
+                        WorkerStats::count(&self.stats.send_errors);
+                        if is_icmp_error(&error) {
+                            drain_icmp_errors(&stream.rtp);
+                            stream.liveness.handle_icmp_error(now);
+                        }
+                    }
                 }
                 if now >= stream.next_report {
                     send_report(stream, false, now, &mut self.packet, &self.stats);
                     stream.next_report = now + report_interval(self.shared.config.report_interval);
                 }
             }
-            Action::Silent | Action::Waiting => {}
+            Action::Send { .. } | Action::Silent | Action::Waiting => {}
+        }
+        let limits = Timeouts {
+            hold: self.shared.config.hold_timeout,
+            unreachable: self.shared.config.unreachable_timeout,
+        };
+        if let Some(reason) = stream.liveness.poll_timeout(now, limits) {
+            let _ = self.events.send(MediaEvent::Timeout {
+                id: stream.id,
+                reason,
+            });
         }
         let wake = stream.playout.next_wake();
         self.timers
@@ -293,20 +349,31 @@ impl Worker {
                 } else {
                     &stream.rtcp
                 };
+                let now = Instant::now();
                 let (len, from) = match socket.recv_from(&mut self.datagram) {
                     Ok(received) => received,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                    // ICMP errors surface here on Linux; nothing to do.
+                    // The ICMP errors the RTP socket asked for (IP_RECVERR):
+                    // the caller's address answers that nobody is there.
+                    Err(e) if is_icmp_error(&e) => {
+                        drain_icmp_errors(socket);
+                        stream.liveness.handle_icmp_error(now);
+                        continue;
+                    }
                     Err(_) => continue,
                 };
                 let datagram = &self.datagram[..len];
-                // RTCP from the caller (RR, BYE) on either port is ignored:
-                // the call core learns of hang-ups from SIP.
+                // RTCP from the caller (RR, BYE) on either port is not
+                // acted on (the call core learns of hang-ups from SIP), but
+                // it shows the caller is there.
                 if !on_rtp_socket || rtcp::is_rtcp(datagram) {
+                    if stream.lock.is_caller_host(from) {
+                        stream.liveness.handle_heard(now);
+                    }
                     continue;
                 }
                 if let Ok(header) = rtp::parse(datagram) {
-                    stream.handle_rtp(&header, from, &self.stats, &mut self.keys);
+                    stream.handle_rtp(&header, from, now, &self.stats, &mut self.keys);
                     for (key, via) in self.keys.drain(..) {
                         let id = stream.id;
                         let _ = self.events.send(MediaEvent::Key { id, key, via });
@@ -334,13 +401,19 @@ impl Worker {
                         // caller's next RTP latches afresh if it differs);
                         // the same ones, as in a hold re-INVITE from behind
                         // NAT, keep it.
+                        let now = Instant::now();
                         if (remote_rtp, remote_rtcp) != (stream.sdp_rtp, stream.sdp_rtcp) {
                             stream.sdp_rtp = remote_rtp;
                             stream.sdp_rtcp = remote_rtcp;
                             stream.remote_rtp = remote_rtp;
                             stream.remote_rtcp = remote_rtcp;
+                            stream.destination_ok =
+                                may_send_to(remote_rtp) && may_send_to(remote_rtcp);
+                            // New media, new caller source to learn.
+                            stream.lock.reset(expected_source(remote_rtp), now);
                         }
                         stream.playout.set_sending(sending);
+                        stream.liveness.handle_held(!sending, now);
                     }
                 }
                 Ok(Command::Control { id, control }) => {
@@ -412,6 +485,10 @@ impl Worker {
         } = params;
         sockets.rtp.set_nonblocking(true)?;
         sockets.rtcp.set_nonblocking(true)?;
+        let lease = sockets.lease;
+        if let Err(error) = receive_icmp_errors(&sockets.rtp) {
+            tracing::debug!(%error, "cannot ask for ICMP errors on an RTP socket");
+        }
         let mut rtp = UdpSocket::from_std(sockets.rtp);
         let mut rtcp = UdpSocket::from_std(sockets.rtcp);
         let registry = self.poll.registry();
@@ -440,6 +517,11 @@ impl Worker {
             sdp_rtcp: remote_rtcp,
             playout,
             keys: KeyListener::new(keys, codec, payload_type, telephone_event).map(Box::new),
+            lock: SourceLock::new(expected_source(remote_rtp), now),
+            liveness: Liveness::new(!sending, now),
+            stranger_logged: false,
+            destination_ok: may_send_to(remote_rtp) && may_send_to(remote_rtcp),
+            _lease: lease,
             cname: random_cname(),
             // RFC 3550 §6.2: the first report after half an interval.
             next_report: now + report_interval(interval) / 2,
@@ -498,6 +580,9 @@ impl Worker {
 
 /// Sends SR + SDES (+ BYE) to the caller's RTCP address.
 fn send_report(stream: &mut Stream, bye: bool, now: Instant, buf: &mut [u8], stats: &WorkerStats) {
+    if !stream.destination_ok {
+        return;
+    }
     let info = stream.playout.sender_info(now, NtpTimestamp::now());
     let ssrc = stream.playout.packetizer().ssrc();
     match rtcp::write_compound(ssrc, &info, &stream.cname, bye, buf) {
