@@ -371,3 +371,130 @@ fn an_abandoned_call_ends_at_max_call_duration() {
         line.log_text()
     );
 }
+
+/// An answered call from `uac` (offer tweaked by `edit`), ACKed: when, and
+/// the line's RTP address from its answer.
+fn answered(
+    line: &Line,
+    uac: &mut RawUac,
+    edit: impl Fn(String) -> String,
+) -> (Instant, std::net::SocketAddr) {
+    let offer = edit(uac.offer("0"));
+    let invite = uac.request("INVITE", "z9hG4bK-call", 1, &offer);
+    let ok = (0..5)
+        .find_map(|_| {
+            uac.send(&invite);
+            uac.wait_for_status(200, SECOND)
+        })
+        .unwrap_or_else(|| panic!("answered\n{}", line.log_text()));
+    uac.to_tag = to_tag(&ok);
+    uac.send(&uac.request("ACK", "z9hG4bK-call-ack", 1, ""));
+    let port = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .expect("an m=audio line in the answer");
+    (
+        Instant::now(),
+        std::net::SocketAddr::new(line.sip.ip(), port),
+    )
+}
+
+/// An RTP packet: PCMU silence, or (with `key`) an RFC 4733 event (PT 101).
+fn rtp_packet(ssrc: u32, seq: u16, key: Option<u8>) -> Vec<u8> {
+    let pt = if key.is_some() { 101 } else { 0 };
+    let mut packet = vec![0x80, pt];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
+    match key {
+        Some(event) => packet.extend_from_slice(&[event, 10, 0, 160]),
+        None => packet.extend_from_slice(&[0xff; 160]),
+    }
+    packet
+}
+
+#[test]
+fn a_strangers_rtp_and_keys_change_nothing_and_a_nat_move_is_followed() {
+    let line = Line::start(&[]);
+    let mut uac = RawUac::new(line.sip);
+    let (_, ours) = answered(&line, &mut uac, |offer| offer);
+    assert!(uac.count_rtp_for(SECOND / 2) > 5, "the service plays");
+    // The caller's own packet locks the stream on its address.
+    uac.rtp.send_to(&rtp_packet(7, 1, None), ours).unwrap();
+    // A stranger on another host sends audio and presses 2, in sequence.
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    stranger.set_read_timeout(Some(SECOND / 2)).unwrap();
+    for seq in 0..30 {
+        let key = (seq % 3 == 0).then_some(2);
+        stranger.send_to(&rtp_packet(99, seq, key), ours).unwrap();
+    }
+    assert!(
+        uac.count_rtp_for(SECOND) > 30,
+        "the audio stays with the caller"
+    );
+    assert!(
+        stranger.recv_from(&mut [0u8; 2048]).is_err(),
+        "none for the stranger"
+    );
+    assert_eq!(
+        line.log_count("caller pressed a key"),
+        0,
+        "{}",
+        line.log_text()
+    );
+    assert!(line.log_count("RTP from someone not the caller ignored") >= 1);
+
+    // Another call, whose caller is behind NAT: its RTP comes from another
+    // port than the SDP says, in the first second. The line follows it.
+    let mut natted = RawUac::new(line.sip);
+    natted.call_id.push_str("-nat");
+    let (_, ours) = answered(&line, &mut natted, |offer| offer);
+    let outside = UdpSocket::bind("127.0.0.1:0").unwrap();
+    outside.set_read_timeout(Some(SECOND)).unwrap();
+    for seq in 1..=5 {
+        outside.send_to(&rtp_packet(42, seq, None), ours).unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + 2 * SECOND;
+    let mut at_outside = 0;
+    while Instant::now() < deadline && at_outside < 10 {
+        if outside.recv_from(&mut buf).is_ok() {
+            at_outside += 1;
+        }
+    }
+    assert_eq!(at_outside, 10, "the audio follows the caller's NAT address");
+}
+
+#[test]
+fn an_abandoned_held_call_ends_at_the_hold_timeout() {
+    let line = Line::start(&[("DAS_MEDIA_HOLD_TIMEOUT", "10s".to_owned())]);
+    for (i, hold) in ["a=sendonly", "a=inactive", "c=0.0.0.0"].iter().enumerate() {
+        let mut uac = RawUac::new(line.sip);
+        uac.call_id.push_str(&format!("-hold{i}"));
+        let (started, _) = answered(&line, &mut uac, |offer| {
+            if hold.starts_with("c=") {
+                offer.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+            } else {
+                offer.replace("a=sendrecv", hold)
+            }
+        });
+        // The caller sends nothing at all from now on.
+        let bye = uac
+            .receive_for(15 * SECOND)
+            .into_iter()
+            .find(|(_, m)| m.starts_with("BYE "))
+            .unwrap_or_else(|| panic!("{hold}: no BYE\n{}", line.log_text()));
+        let after = bye.0 - started;
+        assert!(
+            after >= 9 * SECOND && after < 12 * SECOND,
+            "{hold}: {after:?}"
+        );
+    }
+    assert_eq!(
+        line.log_count("code=\"media.hold_timeout\""),
+        3,
+        "{}",
+        line.log_text()
+    );
+}
