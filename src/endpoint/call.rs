@@ -65,6 +65,8 @@ pub(super) struct Call {
     pub session_timer: SessionTimer,
     /// When to give up waiting for the caller's refresh (RFC 4028 §10).
     pub session_expiry: Option<Instant>,
+    /// Its media was stopped and its end logged.
+    pub ended: bool,
 }
 
 impl Call {
@@ -212,9 +214,13 @@ impl Endpoint {
         self.forget_call(id);
     }
 
-    /// Stops media and logs the end; the SIP side is the caller's business.
+    /// Stops media and logs the end, once per call (our BYE and the
+    /// caller's may cross); the SIP side is the caller's business.
     pub(super) fn end_call(&mut self, id: CallId, reason: EndReason) {
-        if let Some(call) = self.calls.get(&id) {
+        if let Some(call) = self.calls.get_mut(&id)
+            && !call.ended
+        {
+            call.ended = true;
             self.actions.push_back(Action::StopMedia {
                 call: id,
                 rtp_port: call.rtp_port,

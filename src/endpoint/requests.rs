@@ -392,6 +392,7 @@ impl Endpoint {
             ends_at: None,
             session_timer,
             session_expiry: None,
+            ended: false,
             invite_request: request,
             dialog,
         };

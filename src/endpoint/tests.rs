@@ -609,4 +609,5 @@ fn a_public_address_goes_into_contact_and_sdp() {
     assert!(ok.contains("c=IN IP4 203.0.113.7"), "{ok}");
 }
 
+mod fuzzed;
 mod limits;
