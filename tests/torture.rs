@@ -1,7 +1,8 @@
 //! The RFC 4475 torture messages and recorded peer messages through
 //! `sip::message`: every §3.1.1 valid message is understood and answerable,
 //! every §3.1.2 invalid one is rejected with the right answer (or none) or
-//! read as something we can answer, and random mutations never panic.
+//! read as something we can answer, and neither random mutations nor
+//! multi-byte UTF-8 at every byte position ever panic.
 
 use std::net::SocketAddr;
 
@@ -438,6 +439,10 @@ impl Rng {
     }
 }
 
+/// Valid multi-byte UTF-8: 2-, 3- and 4-byte characters, and U+2028, a line
+/// separator to Unicode (and to `str::lines`-style code) but not to SIP.
+const MULTIBYTE: &[&str] = &["é", "€", "\u{2028}", "😀"];
+
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     const INSERTS: &[&[u8]] = &[
         b"\r", b"\n", b"\r\n", b"\r\n ", b" ", b",", b";", b"<", b">", b"\"", b":", b"\\", b"[",
@@ -446,7 +451,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     let mut data = input.to_vec();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(data.len() + 1);
-        match rng.below(4) {
+        match rng.below(6) {
             0 if !data.is_empty() => {
                 let at = at.min(data.len() - 1);
                 data[at] ^= 1 << rng.below(8);
@@ -455,6 +460,16 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
             2 => {
                 let insert = INSERTS[rng.below(INSERTS.len())];
                 data.splice(at..at, insert.iter().copied());
+            }
+            // A multi-byte character in place of a byte, or inserted.
+            3 | 4 => {
+                let text = MULTIBYTE[rng.below(MULTIBYTE.len())].as_bytes();
+                let end = if rng.below(2) == 0 {
+                    at
+                } else {
+                    (at + 1).min(data.len())
+                };
+                data.splice(at..end, text.iter().copied());
             }
             _ => {
                 let end = (at + rng.below(16)).min(data.len());
@@ -521,12 +536,56 @@ fn regressions_from_mutation_runs() {
     }
 }
 
-#[test]
-fn random_mutations_never_panic() {
+/// Every message of the torture set and the recorded peers.
+fn corpus() -> Vec<&'static [u8]> {
     let mut corpus: Vec<&[u8]> = valid_messages().iter().map(|v| v.bytes).collect();
     corpus.extend(UNKNOWN_METHOD.iter().map(|(_, bytes, _)| *bytes));
     corpus.extend(INVALID.iter().map(|(_, bytes, _)| *bytes));
     corpus.extend(SEMANTIC.iter().chain(RECORDED).copied());
+    corpus
+}
+
+/// Runs `exercise`, printing the input if it panics so that it can become
+/// a regression fixture.
+fn exercise_or_show(data: &[u8]) -> Outcome {
+    std::panic::catch_unwind(|| exercise(data)).unwrap_or_else(|panic| {
+        eprintln!("failing input: {:?}", String::from_utf8_lossy(data));
+        std::panic::resume_unwind(panic)
+    })
+}
+
+/// Issue 9: valid multi-byte UTF-8 at every byte position of every message,
+/// inserted, and in place of the byte there. Slicing a `&str` at a byte
+/// offset found by an ASCII search panics only when the offset falls inside
+/// a character, which random bytes (mostly invalid UTF-8, so rejected
+/// early) almost never reach; this sweep reaches every such offset.
+#[test]
+fn multibyte_characters_at_every_position_never_panic() {
+    let mut outcomes = std::collections::HashMap::new();
+    for message in corpus() {
+        for at in 0..=message.len() {
+            for (index, text) in MULTIBYTE.iter().enumerate() {
+                let mut inserted = message.to_vec();
+                inserted.splice(at..at, text.bytes());
+                *outcomes.entry(exercise_or_show(&inserted)).or_insert(0) += 1;
+                // Replacing every byte with every character would double
+                // the run for little: one character per position, in turn.
+                if at < message.len() && at % MULTIBYTE.len() == index {
+                    let mut replaced = message.to_vec();
+                    replaced.splice(at..at + 1, text.bytes());
+                    *outcomes.entry(exercise_or_show(&replaced)).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    for outcome in [Outcome::Parsed, Outcome::Answered, Outcome::Dropped] {
+        assert!(outcomes.contains_key(&outcome), "{outcomes:?}");
+    }
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let corpus = corpus();
     let mut outcomes = std::collections::HashMap::new();
     // TORTURE_ITERATIONS=1000000 for a longer hunt; the default is quick.
     let iterations = std::env::var("TORTURE_ITERATIONS")
@@ -541,11 +600,7 @@ fn random_mutations_never_panic() {
     for _ in 0..iterations {
         let seed = corpus[rng.below(corpus.len())];
         let mutant = mutate(&mut rng, seed);
-        let outcome = std::panic::catch_unwind(|| exercise(&mutant)).unwrap_or_else(|panic| {
-            // Print the input so that it can become a regression fixture.
-            eprintln!("failing input: {:?}", String::from_utf8_lossy(&mutant));
-            std::panic::resume_unwind(panic)
-        });
+        let outcome = exercise_or_show(&mutant);
         *outcomes.entry(outcome).or_insert(0) += 1;
     }
     // Every path must be exercised for the run to mean anything.
