@@ -74,7 +74,9 @@ impl Calls {
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Play { tag, programme } => {
-                    tracing::info!(%call, tag, "playing {}", programme.label());
+                    // The greeting follows every answer: "call answered"
+                    // already says it (a line per call, not two).
+                    tracing::debug!(%call, tag, "playing {}", programme.label());
                     first = Some((tag, content.programme(&programme, codec)));
                 }
                 other => tracing::debug!(%call, ?other, "flow action before media; ignored"),

@@ -167,6 +167,9 @@ pub struct SipConfig {
     /// except the trunk's and trusted ones: a flood from one source cannot
     /// take every port.
     pub max_setups_per_source: usize,
+    /// New calls a second from one address (trunk and trusted ones aside),
+    /// with bursts of twice that.
+    pub max_call_rate_per_source: f64,
     /// `Server` / `User-Agent` header value; `None` sends neither, so a
     /// scanner is not told what answers.
     pub user_agent: Option<String>,
@@ -207,6 +210,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "answer_delay",
             "max_calls",
             "max_setups_per_source",
+            "max_call_rate_per_source",
             "user_agent",
         ],
     ),
@@ -236,6 +240,9 @@ pub const DEFAULT_MAX_CACHED_TRACKS: usize = 16;
 /// Setups in flight from one address: a caller's phone has one or two; a
 /// source with more is flooding (the trunk's and trusted sources are exempt).
 pub const DEFAULT_MAX_SETUPS_PER_SOURCE: usize = 10;
+/// A person redials every few seconds at most; a scanner or a flood of
+/// completed calls from one address runs at hundreds a second.
+pub const DEFAULT_MAX_CALL_RATE_PER_SOURCE: f64 = 2.0;
 /// Longer than any hold a caller means; a trunk that holds sends RTCP or
 /// keep-alive RTP meanwhile, which resets it.
 pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -354,6 +361,7 @@ struct Settings {
     answer_delay: Option<Duration>,
     max_calls: Option<usize>,
     max_setups_per_source: Option<usize>,
+    max_call_rate_per_source: Option<f64>,
     user_agent: Option<String>,
     rtp_ports: Option<PortRange>,
     codecs: Option<Vec<Codec>>,
@@ -424,6 +432,21 @@ impl Settings {
                     value,
                     "expected a whole number of calls, at least 1",
                 )?);
+            }
+            ("sip", "max_call_rate_per_source") => {
+                let expected = "expected calls a second from 0.01 to 100000, like 2 or 0.5";
+                let rate = match &value {
+                    toml::Value::Integer(n) => *n as f64,
+                    toml::Value::Float(n) => *n,
+                    toml::Value::String(text) => {
+                        text.trim().parse().map_err(|_| expected.to_owned())?
+                    }
+                    _ => return Err(format!("{expected}, found {}", describe(&value))),
+                };
+                if !(0.01..=100_000.0).contains(&rate) {
+                    return Err(expected.to_owned());
+                }
+                self.max_call_rate_per_source = Some(rate);
             }
             ("sip", "user_agent") => {
                 // Empty (the default) sends no product header at all.
@@ -499,6 +522,9 @@ impl Settings {
                 max_setups_per_source: self
                     .max_setups_per_source
                     .unwrap_or(DEFAULT_MAX_SETUPS_PER_SOURCE),
+                max_call_rate_per_source: self
+                    .max_call_rate_per_source
+                    .unwrap_or(DEFAULT_MAX_CALL_RATE_PER_SOURCE),
                 user_agent: self.user_agent.filter(|name| !name.is_empty()),
             },
             media: MediaConfig {

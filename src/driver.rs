@@ -124,6 +124,7 @@ pub async fn serve(
         untrusted: trunk.map(|t| t.untrusted).unwrap_or_default(),
         max_calls,
         max_setups_per_source: config.sip.max_setups_per_source,
+        max_call_rate_per_source: config.sip.max_call_rate_per_source,
         max_call_duration: config.line.max_call_duration.limit(None),
     });
     if let Some(external) = config.trunk.as_ref().and_then(|t| t.external_address) {

@@ -224,6 +224,8 @@ fn a_flood_from_one_address_cannot_take_every_port() {
     let line = Line::start(&[
         ("DAS_MEDIA_RTP_PORTS", format!("{base}-{}", base + 39)),
         ("DAS_SIP_MAX_SETUPS_PER_SOURCE", "5".to_owned()),
+        // The rate limit is tried on its own below.
+        ("DAS_SIP_MAX_CALL_RATE_PER_SOURCE", "1000".to_owned()),
         ("DAS_SIP_ANSWER_DELAY", "20s".to_owned()),
     ]);
     let flooder = RawUac::new_on(line.sip, "127.0.0.3");
@@ -252,6 +254,46 @@ fn a_flood_from_one_address_cannot_take_every_port() {
     // The flood's refusals were logged once, then summarised.
     let refusals = line.log_count("too many calls being set up from one address");
     assert_eq!(refusals, 1, "{}", line.log_text());
+}
+
+#[test]
+fn calls_from_one_address_faster_than_a_person_dials_get_503() {
+    let line = Line::start(&[]);
+    let flooder = RawUac::new_on(line.sip, "127.0.0.4");
+    // Calls that complete at once: each is answered, ACKed and hung up.
+    let mut answered = 0;
+    let mut busy = 0;
+    for i in 0..20 {
+        let mut uac = RawUac::new_on(line.sip, "127.0.0.4");
+        uac.call_id = format!("fast-{i}");
+        uac.send(&uac.request("INVITE", &format!("z9hG4bK-fast{i}"), 1, &uac.offer("0")));
+        for (_, message) in uac.receive_for(SECOND / 5) {
+            match status_of(&message) {
+                Some(200) => {
+                    answered += 1;
+                    uac.to_tag = to_tag(&message);
+                    uac.send(&uac.request("ACK", &format!("z9hG4bK-fast{i}a"), 1, ""));
+                    uac.send(&uac.request("BYE", &format!("z9hG4bK-fast{i}b"), 2, ""));
+                }
+                Some(503) => busy += 1,
+                _ => {}
+            }
+        }
+    }
+    // A burst of twice the default two a second, then about two a second.
+    assert!((4..=14).contains(&answered), "{answered} answered");
+    assert_eq!(answered + busy, 20, "{answered} answered, {busy} busy");
+    assert_eq!(
+        line.log_count("calls coming too fast from one address"),
+        1,
+        "{}",
+        line.log_text()
+    );
+    // Someone else is not slowed down by it.
+    let caller = RawUac::new(line.sip);
+    caller.send(&caller.request("INVITE", "z9hG4bK-other", 1, &caller.offer("0")));
+    assert!(caller.wait_for_status(200, 2 * SECOND).is_some());
+    drop(flooder);
 }
 
 #[test]

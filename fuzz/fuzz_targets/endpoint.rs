@@ -87,6 +87,7 @@ fn endpoint_config(flags: u8) -> EndpointConfig {
         // Small, so the fuzzer reaches the limits.
         max_calls: 4,
         max_setups_per_source: 2,
+        max_call_rate_per_source: 5.0,
         max_call_duration: Duration::from_secs(if flags & 0x80 == 0 { 3600 } else { 90 }),
     }
 }

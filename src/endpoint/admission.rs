@@ -9,11 +9,15 @@
 //! - **Limits.** At most `max_calls` calls at once, and at most
 //!   `max_setups_per_source` calls being set up (offered, not yet
 //!   acknowledged) from one address, so a flood of INVITEs that never ACK
-//!   cannot hold every RTP port; trusted and trunk addresses are exempt.
-//!   Refusals are `503` with `Retry-After` (RFC 3261 §21.5.4), in O(1).
+//!   cannot hold every RTP port; and new calls from one address at most
+//!   `max_call_rate_per_source` a second (a token bucket, like Kamailio's
+//!   `pike`), so a flood of calls that do complete cannot take the line or
+//!   its log. Trusted and trunk addresses are exempt from both. Refusals are
+//!   `503` with `Retry-After` (RFC 3261 §21.5.4), in O(1).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use crate::config::{IpNet, Untrusted};
 
@@ -64,6 +68,8 @@ pub enum Refusal {
     Full,
     /// The source has `max_setups_per_source` calls being set up.
     SourceBusy,
+    /// The source starts calls faster than `max_call_rate_per_source`.
+    SourceTooFast,
 }
 
 impl Refusal {
@@ -73,6 +79,9 @@ impl Refusal {
             Refusal::Full => "call refused: the line is full ([sip] max_calls)",
             Refusal::SourceBusy => {
                 "call refused: too many calls being set up from one address ([sip] max_setups_per_source)"
+            }
+            Refusal::SourceTooFast => {
+                "call refused: calls coming too fast from one address ([sip] max_call_rate_per_source)"
             }
         }
     }
@@ -89,7 +98,16 @@ pub struct Admission {
     max_setups_per_source: usize,
     /// Calls being set up, per source address.
     setups: HashMap<IpAddr, usize>,
+    /// New calls a second from one address, and the burst allowed.
+    rate: f64,
+    burst: f64,
+    /// Per address: tokens left, and when they were counted.
+    buckets: HashMap<IpAddr, (f64, Instant)>,
 }
+
+/// Buckets kept before full ones are forgotten (bounds memory under a
+/// forged-address flood; a full bucket is the same as none).
+const MAX_BUCKETS: usize = 4096;
 
 impl Admission {
     pub fn new(
@@ -97,7 +115,9 @@ impl Admission {
         untrusted: Untrusted,
         max_calls: usize,
         max_setups_per_source: usize,
+        max_call_rate_per_source: f64,
     ) -> Self {
+        let rate = max_call_rate_per_source.max(0.01);
         Admission {
             policy,
             untrusted,
@@ -105,6 +125,11 @@ impl Admission {
             max_calls: max_calls.max(1),
             max_setups_per_source: max_setups_per_source.max(1),
             setups: HashMap::new(),
+            rate,
+            // A few seconds' worth at once: a caller who redials, a small
+            // office whose phones all ring the line after a service.
+            burst: (rate * 2.0).max(3.0),
+            buckets: HashMap::new(),
         }
     }
 
@@ -146,19 +171,44 @@ impl Admission {
             || matches!(&self.policy, Policy::Networks(nets) if nets.iter().any(|n| n.contains(source)))
     }
 
-    /// May a new call from `source` start, with `active` calls up?
-    pub fn check_new_call(&self, source: IpAddr, active: usize) -> Result<(), Refusal> {
+    /// May a new call from `source` start at `now`, with `active` calls
+    /// up? A call let through takes a token from its source's bucket.
+    pub fn check_new_call(
+        &mut self,
+        source: IpAddr,
+        active: usize,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         if active >= self.max_calls {
             return Err(Refusal::Full);
         }
-        let setting_up = self
-            .setups
-            .get(&source.to_canonical())
-            .copied()
-            .unwrap_or(0);
-        if setting_up >= self.max_setups_per_source && !self.is_exempt(source) {
+        if self.is_exempt(source) {
+            return Ok(());
+        }
+        let source = source.to_canonical();
+        let setting_up = self.setups.get(&source).copied().unwrap_or(0);
+        if setting_up >= self.max_setups_per_source {
             return Err(Refusal::SourceBusy);
         }
+        if self.buckets.len() >= MAX_BUCKETS {
+            let (rate, burst) = (self.rate, self.burst);
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if self.buckets.len() >= MAX_BUCKETS {
+                // Thousands of addresses at once are forged or a botnet:
+                // forgetting them all costs each one burst more, no memory.
+                self.buckets.clear();
+            }
+        }
+        let (rate, burst) = (self.rate, self.burst);
+        let (tokens, at) = self.buckets.entry(source).or_insert((burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(Refusal::SourceTooFast);
+        }
+        *tokens -= 1.0;
         Ok(())
     }
 
@@ -207,14 +257,14 @@ mod tests {
             Policy::from_settings(Some(vec![net]), true, true),
             Policy::Networks(vec![net])
         );
-        let gate = Admission::new(Policy::Networks(vec![net]), Untrusted::Ignore, 10, 2);
+        let gate = Admission::new(Policy::Networks(vec![net]), Untrusted::Ignore, 10, 2, 2.0);
         assert!(gate.is_allowed(ip(3)));
         assert!(!gate.is_allowed(ip(200)));
     }
 
     #[test]
     fn trunk_only_admits_nobody_until_the_trunk_is_resolved() {
-        let mut gate = Admission::new(Policy::TrunkOnly, Untrusted::Reject, 10, 2);
+        let mut gate = Admission::new(Policy::TrunkOnly, Untrusted::Reject, 10, 2, 2.0);
         assert!(!gate.is_allowed(ip(5)));
         gate.add_trunk_address(ip(5));
         assert!(gate.is_allowed(ip(5)));
@@ -226,31 +276,67 @@ mod tests {
 
     #[test]
     fn setups_are_limited_per_source_but_not_for_the_trunk() {
-        let mut gate = Admission::new(Policy::Anyone, Untrusted::Reject, 100, 2);
+        let now = Instant::now();
+        let mut gate = Admission::new(Policy::Anyone, Untrusted::Reject, 100, 2, 100.0);
         gate.add_trunk_address(ip(1));
         for _ in 0..2 {
-            assert_eq!(gate.check_new_call(ip(9), 0), Ok(()));
+            assert_eq!(gate.check_new_call(ip(9), 0, now), Ok(()));
             gate.setup_started(ip(9));
         }
-        assert_eq!(gate.check_new_call(ip(9), 2), Err(Refusal::SourceBusy));
+        assert_eq!(gate.check_new_call(ip(9), 2, now), Err(Refusal::SourceBusy));
         assert_eq!(
-            gate.check_new_call(ip(10), 2),
+            gate.check_new_call(ip(10), 2, now),
             Ok(()),
             "others still get in"
         );
         gate.setup_ended(ip(9));
-        assert_eq!(gate.check_new_call(ip(9), 1), Ok(()));
+        assert_eq!(gate.check_new_call(ip(9), 1, now), Ok(()));
         for _ in 0..50 {
             gate.setup_started(ip(1));
         }
         assert_eq!(
-            gate.check_new_call(ip(1), 51),
+            gate.check_new_call(ip(1), 51, now),
             Ok(()),
             "the trunk is exempt"
         );
-        assert_eq!(gate.check_new_call(ip(1), 100), Err(Refusal::Full));
+        assert_eq!(gate.check_new_call(ip(1), 100, now), Err(Refusal::Full));
         gate.setup_ended(ip(9));
         gate.setup_ended(ip(9));
         assert_eq!(gate.setups_from(ip(9)), 0, "never below zero");
+    }
+
+    #[test]
+    fn calls_from_one_address_are_limited_in_rate_after_a_burst() {
+        let t0 = Instant::now();
+        let mut gate = Admission::new(Policy::Anyone, Untrusted::Reject, 1000, 1000, 2.0);
+        gate.add_trunk_address(ip(1));
+        let admitted = |gate: &mut Admission, source, at| {
+            (0..100)
+                .filter(|_| gate.check_new_call(source, 0, at).is_ok())
+                .count()
+        };
+        assert_eq!(
+            admitted(&mut gate, ip(9), t0),
+            4,
+            "a burst of two seconds' worth"
+        );
+        assert_eq!(
+            gate.check_new_call(ip(9), 0, t0),
+            Err(Refusal::SourceTooFast)
+        );
+        let later = t0 + std::time::Duration::from_secs(3);
+        assert_eq!(
+            admitted(&mut gate, ip(9), later),
+            4,
+            "refilled, to the burst"
+        );
+        assert_eq!(admitted(&mut gate, ip(10), t0), 4, "each address its own");
+        assert_eq!(admitted(&mut gate, ip(1), t0), 100, "the trunk is exempt");
+        // Forged addresses cannot grow the table without bound.
+        for i in 0..10_000u32 {
+            let forged = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = gate.check_new_call(forged, 0, later + std::time::Duration::from_secs(10));
+        }
+        assert!(gate.buckets.len() <= MAX_BUCKETS + 1);
     }
 }

@@ -72,6 +72,8 @@ pub struct EndpointConfig {
     pub max_calls: usize,
     /// Calls being set up from one (untrusted, non-trunk) address.
     pub max_setups_per_source: usize,
+    /// New calls a second from one (untrusted, non-trunk) address.
+    pub max_call_rate_per_source: f64,
     /// The longest a call may last from its answer; the line then says
     /// goodbye with BYE ([`EndpointConfig::max_call_duration`] may change
     /// while running: `"auto"` follows the longest service).
@@ -258,6 +260,7 @@ impl Endpoint {
             config.untrusted,
             config.max_calls,
             config.max_setups_per_source,
+            config.max_call_rate_per_source,
         );
         Endpoint {
             config,

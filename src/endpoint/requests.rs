@@ -313,7 +313,10 @@ impl Endpoint {
         self.stats.calls_offered += 1;
         // Everything that can refuse the call runs before any state is
         // kept, so refusals are stateless and cost O(1).
-        if let Err(refusal) = self.admission.check_new_call(source.ip(), self.calls.len()) {
+        if let Err(refusal) = self
+            .admission
+            .check_new_call(source.ip(), self.calls.len(), now)
+        {
             return self.refuse_for_load(&request, source, origin, refusal.kind(), now);
         }
         let offer = match parse_offer(&request) {

@@ -35,6 +35,7 @@ fn config(answer_delay: Duration) -> EndpointConfig {
         untrusted: crate::config::Untrusted::Reject,
         max_calls: 1000,
         max_setups_per_source: 1000,
+        max_call_rate_per_source: 1000.0,
         max_call_duration: Duration::from_secs(4 * 3600),
     }
 }

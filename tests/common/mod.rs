@@ -6,6 +6,7 @@ pub mod audio;
 pub mod capture;
 pub mod kamailio;
 pub mod origin;
+pub mod procfs;
 pub mod raw_uac;
 
 use std::io::{BufRead, BufReader};
@@ -85,7 +86,13 @@ impl Line {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in env {
-            command.env(key, value);
+            // An empty RUST_LOG means unset: the config's `[log] level`
+            // (or DAS_LOG_LEVEL) decides, as in production.
+            if *key == "RUST_LOG" && value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
         }
         let mut child = command.spawn().expect("start dial-a-service");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -134,6 +141,11 @@ impl Line {
             .iter()
             .filter(|l| l.contains(needle))
             .count()
+    }
+
+    /// The line's process id, to read its `/proc/<pid>` (memory, descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {
