@@ -24,7 +24,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -485,7 +485,7 @@ struct RtpPacket {
 }
 
 /// The RTP packets sent to `port`, in capture order.
-fn rtp_to(pcap: &PathBuf, port: u16) -> Vec<RtpPacket> {
+fn rtp_to(pcap: &Path, port: u16) -> Vec<RtpPacket> {
     let output = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap()])
         .args(["-d", &format!("udp.port=={port},rtp")])

@@ -537,7 +537,8 @@ impl Endpoint {
         if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut)
             && let Some(id) = call
         {
-            tracing::warn!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
+            // "call ended" names it (sip.ack_timeout).
+            tracing::debug!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
             self.hang_up(id, EndReason::AckTimedOut, now);
         }
     }
@@ -550,7 +551,7 @@ impl Endpoint {
         let call = entry.call;
         self.flush_client(branch);
         if event == Some(crate::sip::transaction::ClientEvent::TimedOut) {
-            tracing::info!(call = %call, "no answer to our BYE; call forgotten");
+            tracing::debug!(call = %call, "no answer to our BYE; call forgotten");
             self.forget_call(call);
         }
     }

@@ -465,7 +465,8 @@ impl Endpoint {
             match answer.map(|a| sdp::accept_answer(&a, &offered)) {
                 Some(Ok(negotiated)) => call.media = Some(negotiated),
                 _ => {
-                    tracing::info!(call = %id, "the ACK carried no usable SDP answer; hanging up");
+                    // "call ended" names it; this line is for tracing the SDP.
+                    tracing::debug!(call = %id, "the ACK carried no usable SDP answer; hanging up");
                     call.state = CallState::Confirmed;
                     return self.hang_up(id, EndReason::BadAckAnswer, now);
                 }
