@@ -8,6 +8,7 @@ pub mod kamailio;
 pub mod origin;
 pub mod procfs;
 pub mod raw_uac;
+pub mod watchdog;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -95,6 +96,7 @@ impl Line {
             }
         }
         let mut child = command.spawn().expect("start dial-a-service");
+        watchdog::watch(child.id());
         let log = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         for stream in [
