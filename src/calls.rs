@@ -65,6 +65,13 @@ impl Calls {
         }
     }
 
+    /// New settings (a reload) for calls answered from now on; calls in
+    /// progress keep the flow they started with.
+    pub fn reconfigure(&mut self, flow_config: FlowConfig, dtmf: DtmfConfig) {
+        self.flow_config = flow_config;
+        self.dtmf = dtmf;
+    }
+
     /// The call is about to be answered with `codec`: fix its menu and get
     /// its first programme (greeting and menu, or the apology) ready.
     pub fn prepare(&mut self, call: CallId, codec: Codec, content: &Content) {
@@ -227,7 +234,7 @@ impl Calls {
             return;
         };
         if self.key_log.note(KEY_PRESSED, call, now) == Verdict::Log {
-            tracing::info!(%call, key = %key.as_char(), ?via, "{KEY_PRESSED}");
+            tracing::info!(%call, key = %key.as_char(), via = via.name(), "{KEY_PRESSED}");
         }
         entry.flow.handle_key(key, now);
         self.drain(call, now, engine, content);

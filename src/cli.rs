@@ -222,8 +222,15 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::driver::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = runtime.block_on(async {
+        let signals = signals();
+        crate::driver::run(config, path, signals).await
+    });
+    match outcome {
+        Ok(()) => {
+            tracing::info!(code = "line.stopped", "stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!("{error}");
             eprintln!("dial-a-service: {error}");
@@ -232,26 +239,35 @@ fn run(path: PathBuf) -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (containers stop with SIGTERM).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+/// SIGTERM and SIGINT (containers and service managers stop with SIGTERM;
+/// a second one hurries), and SIGHUP: reload, as daemons do, and never the
+/// default of dying, which a closed SSH session would otherwise cause.
+fn signals() -> tokio::sync::mpsc::UnboundedReceiver<crate::driver::Signal> {
+    use crate::driver::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (kind, what, name) in [
+        (SignalKind::terminate(), Signal::Stop, "SIGTERM"),
+        (SignalKind::interrupt(), Signal::Stop, "SIGINT"),
+        (SignalKind::hangup(), Signal::Reload, "SIGHUP"),
+    ] {
+        let tx = tx.clone();
+        match signal(kind) {
+            Ok(mut stream) => {
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        tracing::info!(signal = name, "received {name}");
+                        if tx.send(what).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for {name}"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    // The listeners keep their senders: the channel never closes by itself.
+    rx
 }
 
 /// Prints what the line would play now and every problem found; exits 1

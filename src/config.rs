@@ -35,6 +35,7 @@ use crate::media::Codec;
 mod call;
 mod secrets;
 mod source;
+mod suggest;
 mod trunk;
 use call::CallSettings;
 pub use call::{
@@ -104,6 +105,19 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A misspelt override would otherwise be ignored without a word.
+    #[error("unknown environment variable {variable}{}", did_you_mean(suggestion.as_deref()))]
+    UnknownEnv {
+        variable: String,
+        suggestion: Option<String>,
+    },
+}
+
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map_or_else(
+        || " (every DAS_ variable is DAS_<SECTION>_<KEY> of a key in the config file)".to_owned(),
+        |s| format!(" (did you mean {s}?)"),
+    )
 }
 
 /// Local UDP ports for RTP, inclusive.
@@ -138,7 +152,7 @@ impl fmt::Display for PortRange {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
@@ -152,7 +166,7 @@ pub struct Config {
     /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
     pub trunk: Option<TrunkConfig>,
 }
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
     pub listen: SocketAddr,
     /// The address put in Contact, Via and SDP (see the module docs for the default).
@@ -174,7 +188,7 @@ pub struct SipConfig {
     /// scanner is not told what answers.
     pub user_agent: Option<String>,
 }
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MediaConfig {
     pub rtp_ports: PortRange,
     /// In our order of preference (used when we make the offer).
@@ -185,14 +199,14 @@ pub struct MediaConfig {
     /// with nothing at all from the caller before the line hangs up.
     pub hold_timeout: Duration,
 }
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AudioConfig {
     /// Played when a service cannot be.
     pub apology: PathBuf,
     /// The prompt library: one file per word or phrase (see `audio/README.md`).
     pub prompts: PathBuf,
 }
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, or directives like `info,dial_a_service::sip=debug`.
     pub level: String,
@@ -247,9 +261,27 @@ pub const DEFAULT_MAX_CALL_RATE_PER_SOURCE: f64 = 2.0;
 /// keep-alive RTP meanwhile, which resets it.
 pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+impl SipConfig {
+    /// Listening on every interface but advertising loopback (no `[sip]
+    /// public_address`): callers from elsewhere would send their audio to
+    /// themselves. Said at start and by `check`.
+    pub fn advertised_address_problem(&self) -> Option<String> {
+        (self.listen.ip().is_unspecified() && self.public_address.is_loopback()).then(|| {
+            format!(
+                "the line listens on every interface ({}) but tells callers to send audio to {} \
+                 ([sip] public_address is not set); set public_address (DAS_SIP_PUBLIC_ADDRESS) \
+                 to the address callers reach",
+                self.listen, self.public_address
+            )
+        })
+    }
+}
+
 impl Config {
-    /// Reads `path`, then applies `DAS_*` variables from the process environment.
+    /// Reads `path`, then applies `DAS_*` variables from the process environment,
+    /// refusing any `DAS_*` variable that names no key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        check_environment(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))?;
         Config::load_with_env(path, |name| std::env::var(name).ok())
     }
 
@@ -338,6 +370,35 @@ impl Config {
     }
 }
 
+/// The levels `[log] level` takes by name.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// A level by name, or a tracing filter (`info,dial_a_service=debug`). A
+/// bare word that is no level (`warning`) would be read by tracing as a
+/// module name and silence every line of the line's own, so it is refused.
+fn log_level(level: &str) -> Result<String, String> {
+    let word = level.trim().to_ascii_lowercase();
+    if LOG_LEVELS.contains(&word.as_str()) {
+        return Ok(word);
+    }
+    if !level.contains(['=', ',']) {
+        return Err(match suggest::nearest(&word, LOG_LEVELS) {
+            Some(near) => format!("unknown log level \"{level}\" (did you mean \"{near}\"?)"),
+            None => format!(
+                "unknown log level \"{level}\" (expected one of {})",
+                LOG_LEVELS.join(", ")
+            ),
+        });
+    }
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+        format!(
+            "expected a log level ({}) or tracing filter: {e}",
+            LOG_LEVELS.join(", ")
+        )
+    })?;
+    Ok(level.to_owned())
+}
+
 fn unknown_section(origin: &Path, section: String) -> ConfigError {
     let known: Vec<&str> = KEYS.iter().map(|(s, _)| *s).collect();
     ConfigError::UnknownSection {
@@ -345,6 +406,25 @@ fn unknown_section(origin: &Path, section: String) -> ConfigError {
         section,
         known: known.join(", "),
     }
+}
+
+/// Every `DAS_` variable in `names` must be one of [`env_name`]'s: a typo
+/// in a variable stops the start, as a typo in the file does.
+pub fn check_environment(names: impl IntoIterator<Item = String>) -> Result<(), ConfigError> {
+    let known: Vec<String> = KEYS
+        .iter()
+        .flat_map(|(section, keys)| keys.iter().map(|key| env_name(section, key)))
+        .collect();
+    for name in names {
+        if name.starts_with("DAS_") && !known.contains(&name) {
+            let suggestion = suggest::nearest(&name, known.iter().map(String::as_str));
+            return Err(ConfigError::UnknownEnv {
+                suggestion: suggestion.map(str::to_owned),
+                variable: name,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `DAS_<SECTION>_<KEY>`, e.g. `DAS_MEDIA_RTP_PORTS`.
@@ -481,10 +561,7 @@ impl Settings {
             ("audio", "prompts") => self.prompts = Some(path(value)?),
             ("log", "level") => {
                 let level = text(value, "expected a log level like \"info\"")?;
-                tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
-                    format!("expected a log level (error, warn, info, debug, trace) or tracing filter: {e}")
-                })?;
-                self.level = Some(level);
+                self.level = Some(log_level(&level)?);
             }
             ("trunk", key) => self.trunk.set(key, value, base)?,
             ("line" | "dtmf" | "speech", key) => self.call.set(section, key, value, base)?,

@@ -389,6 +389,11 @@ impl CheckReport {
         self.lines.push(format!("  ok    {line}"));
     }
 
+    /// Not a reason callers miss the service, but worth fixing.
+    fn warn(&mut self, line: String) {
+        self.lines.push(format!("  WARN  {line}"));
+    }
+
     fn problem(&mut self, line: String) {
         self.problems += 1;
         self.lines.push(format!("  FAIL  {line}"));
@@ -418,6 +423,9 @@ impl std::fmt::Display for CheckReport {
 /// Checks the schedule, each available service's audio and the apology clip.
 pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport {
     let mut report = CheckReport::default();
+    if let Some(problem) = config.sip.advertised_address_problem() {
+        report.warn(problem);
+    }
     let tracks = TrackCache::new(1);
     let describe = |track: &Arc<Track>| match track.duration() {
         Some(d) => format!("{} min {} s", d.as_secs() / 60, d.as_secs() % 60),

@@ -3,8 +3,8 @@
 //! on the socket or to the [`MediaEngine`]. It decides nothing.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,19 +77,37 @@ impl MediaPorts for BoundPorts {
     }
 }
 
-/// Runs the line until `shutdown` resolves, then hangs up every call.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DriverError> {
+/// What the process's signals ask of the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM/SIGINT: refuse new calls, let calls in progress play on for
+    /// `[line] shutdown_grace`, then hang up, unregister and return. A
+    /// second one hangs up at once.
+    Stop,
+    /// SIGHUP: read the config file and the schedule again.
+    Reload,
+}
+
+/// Runs the line until a [`Signal::Stop`] and its grace are over (or the
+/// signals' sender is dropped), then hangs up every call. `config_path` is
+/// read again on [`Signal::Reload`].
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    signals: mpsc::UnboundedReceiver<Signal>,
+) -> Result<(), DriverError> {
     let transport = SipTransport::bind(config.sip.listen).await?;
     let local = transport.local_addr().map_err(DriverError::Socket)?;
-    serve(config, transport, local, shutdown).await
+    serve(config, config_path, transport, local, signals).await
 }
 
 /// Like [`run`], on an already bound transport (tests bind port 0).
 pub async fn serve(
-    config: Config,
+    mut config: Config,
+    config_path: PathBuf,
     mut transport: SipTransport,
     local: SocketAddr,
-    shutdown: impl Future<Output = ()>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<(), DriverError> {
     let ip = config.sip.public_address;
     let contact_addr = SocketAddr::new(ip, local.port());
@@ -136,16 +154,7 @@ pub async fn serve(
     if let Some(trunk) = &config.trunk {
         tokio::spawn(resolve_trunk(trunk.next_hop().lookup_target(), resolved_tx));
     }
-    let content = Arc::new(
-        Content::new(
-            catalogue(&config)?,
-            config.audio.apology.clone(),
-            config.media.max_cached_tracks,
-            voice(&config),
-        )
-        .with_timezone(config.line.timezone)
-        .with_church_name(config.line.church_name.clone()),
-    );
+    let (mut content, mut refresher) = build_content(&config)?;
     content.check_at_start(&config.media.codecs, chrono::Utc::now());
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -163,14 +172,7 @@ pub async fn serve(
         allocator,
         reserved: HashMap::new(),
     };
-    let mut calls = Calls::new(
-        FlowConfig {
-            menu_timeout: config.line.menu_timeout,
-            skip_single_menu: config.line.skip_single_menu,
-            ..FlowConfig::default()
-        },
-        config.dtmf,
-    );
+    let mut calls = Calls::new(flow_config(&config), config.dtmf);
     tracing::info!(
         sip = %local,
         advertised = %contact_addr,
@@ -181,12 +183,22 @@ pub async fn serve(
         endpoint.admission().policy().describe()
     );
 
+    if let Some(problem) = config.sip.advertised_address_problem() {
+        tracing::warn!(code = "sip.advertises_loopback", "{problem}");
+    }
+
     // The schedule is read ahead of callers, so new names are rendered
     // and problems logged before anyone meets them.
     let mut refresh = tokio::time::interval(CONTENT_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
+    // Set by the first Stop: when the calls in progress must be hung up.
+    let mut draining_until: Option<Instant> = None;
     loop {
+        if let Some(deadline) = draining_until
+            && (endpoint.active_calls() == 0 || Instant::now() >= deadline)
+        {
+            break;
+        }
         // Media first: content prepared for a call is ready before its 200
         // OK leaves, so the caller's ACK finds it and RTP starts at once.
         loop {
@@ -204,10 +216,14 @@ pub async fn serve(
         while let Some(transmit) = endpoint.poll_transmit() {
             transport.send(&transmit).await;
         }
-        let wake = match (endpoint.poll_timeout(), calls.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake = [
+            endpoint.poll_timeout(),
+            calls.poll_timeout(),
+            draining_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -252,7 +268,7 @@ pub async fn serve(
                         Box::new(Digest::from_trunk(trunk)),
                         Instant::now(),
                     );
-                    tracing::info!(registrar = %trunk.registrar.uri, %destination, transport = ?trunk.transport, "registering with the trunk");
+                    tracing::info!(registrar = %trunk.registrar.uri, %destination, transport = trunk.transport.via_token(), "registering with the trunk");
                     endpoint.set_registration(registration, Instant::now());
                 }
             }
@@ -268,13 +284,53 @@ pub async fn serve(
                 // never a call.
                 drop(tokio::task::spawn_blocking(move || content.refresh(&codecs, chrono::Utc::now())));
             }
-            () = &mut shutdown => break,
+            signal = signals.recv() => match signal {
+                Some(Signal::Reload) => {
+                    if let Some(fresh) = reload(&config_path, &config) {
+                        match build_content(&fresh) {
+                            Ok((new_content, new_refresher)) => {
+                                if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
+                                    old.abort();
+                                }
+                                content = new_content;
+                                calls.reconfigure(flow_config(&fresh), fresh.dtmf);
+                                let content = content.clone();
+                                let codecs = fresh.media.codecs.clone();
+                                drop(tokio::task::spawn_blocking(move || {
+                                    content.check_at_start(&codecs, chrono::Utc::now())
+                                }));
+                                config = fresh;
+                            }
+                            Err(error) => tracing::warn!(
+                                code = "config.reload_refused",
+                                "the config was not reloaded, the old one is kept: {error}"
+                            ),
+                        }
+                    }
+                }
+                Some(Signal::Stop) if draining_until.is_none() && endpoint.active_calls() > 0 => {
+                    let grace = config.line.shutdown_grace;
+                    tracing::info!(
+                        code = "line.draining",
+                        calls = endpoint.active_calls(),
+                        "stopping: new calls are refused; the {} call(s) in progress may play on for up to {}",
+                        endpoint.active_calls(),
+                        humantime::format_duration(grace)
+                    );
+                    endpoint.start_draining();
+                    draining_until = Some(Instant::now() + grace);
+                }
+                // A second signal, no calls to wait for, or no one left to
+                // send one: stop now.
+                Some(Signal::Stop) | None => break,
+            },
         }
     }
 
     tracing::info!(
+        code = "line.shutdown",
         calls = endpoint.active_calls(),
-        "shutting down: hanging up every call"
+        "shutting down: hanging up every call and unregistering"
     );
     endpoint.shutdown(Instant::now());
     let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -307,28 +363,87 @@ pub async fn serve(
     Ok(())
 }
 
+/// The task refreshing a schedule from the web, if any: stopped when the
+/// config is reloaded.
+type Refresh = Option<tokio::task::AbortHandle>;
+
+/// The content callers hear, from `config`.
+fn build_content(config: &Config) -> Result<(Arc<Content>, Refresh), DriverError> {
+    let (catalogue, refresher) = catalogue(config)?;
+    let content = Content::new(
+        catalogue,
+        config.audio.apology.clone(),
+        config.media.max_cached_tracks,
+        voice(config),
+    )
+    .with_timezone(config.line.timezone)
+    .with_church_name(config.line.church_name.clone());
+    Ok((Arc::new(content), refresher))
+}
+
+fn flow_config(config: &Config) -> FlowConfig {
+    FlowConfig {
+        menu_timeout: config.line.menu_timeout,
+        skip_single_menu: config.line.skip_single_menu,
+        ..FlowConfig::default()
+    }
+}
+
+/// Reads the config file again for SIGHUP. What calls hear (the schedule,
+/// its audio, prompts, the menu's settings, keys) changes for the next
+/// call; what is bound or registered at start needs a restart, and says
+/// so. A config with a mistake is refused and the running one kept.
+fn reload(path: &std::path::Path, running: &Config) -> Option<Config> {
+    let fresh = match Config::load(path) {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            tracing::warn!(
+                code = "config.reload_refused",
+                "the config was not reloaded, the old one is kept: {error}"
+            );
+            return None;
+        }
+    };
+    let needs_restart: Vec<&str> = [
+        ("[sip]", fresh.sip != running.sip),
+        ("[media]", fresh.media != running.media),
+        ("[trunk]", fresh.trunk != running.trunk),
+        ("[cache]", fresh.cache != running.cache),
+        ("[log]", fresh.log != running.log),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect();
+    if needs_restart.is_empty() {
+        tracing::info!(
+            code = "config.reloaded",
+            "config and schedule reloaded from {}",
+            path.display()
+        );
+    } else {
+        tracing::warn!(
+            code = "config.reloaded",
+            "config and schedule reloaded from {}; changes to {} take effect only after a restart",
+            path.display(),
+            needs_restart.join(", ")
+        );
+    }
+    Some(fresh)
+}
+
 /// A local `data.json` with local audio is read for each call; anything
 /// from the web, and any feed, is fetched by the background refresher and
 /// published (the refresher is started here).
-fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
+fn catalogue(config: &Config) -> Result<(Catalogue, Refresh), DriverError> {
     if let (Location::Path(schedule), Location::Path(audio)) =
         (&config.source.schedule, &config.source.audio)
         && !is_feed_file(schedule)
     {
-        return Ok(Catalogue::Local {
+        let local = Catalogue::Local {
             schedule: schedule.clone(),
             audio: audio.clone(),
-        });
-    }
-    if let (Location::Url(schedule), Location::Path(audio)) =
-        (&config.source.schedule, &config.source.audio)
-    {
-        // Usually a config written for a local schedule, its URL set later.
-        tracing::warn!(
-            "the schedule comes from {schedule} but its audio from the folder {} ([source] audio); \
-             to take audio from beside the schedule's URL, remove [source] audio or set it to a URL",
-            audio.display()
-        );
+        };
+        return Ok((local, None));
     }
     let http = Http::new(&HttpConfig {
         ca_file: config.source.ca_file.clone(),
@@ -353,11 +468,12 @@ fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
         Arc::new(cache),
         published.clone(),
     );
-    tokio::spawn(refresher.run());
-    Ok(Catalogue::Published {
+    let task = tokio::spawn(refresher.run()).abort_handle();
+    let published = Catalogue::Published {
         published,
         origin: config.source.schedule.to_string(),
-    })
+    };
+    Ok((published, Some(task)))
 }
 
 /// A local schedule that is a podcast feed (its episodes are downloaded).
@@ -444,8 +560,8 @@ fn perform(
                 %call,
                 %caller,
                 codec = %media.codec,
-                remote = ?media.remote_rtp,
-                telephone_event = ?media.telephone_event,
+                remote = %media.remote_rtp.map_or("none (on hold)".to_owned(), |a| a.to_string()),
+                telephone_event = %media.telephone_event.map_or("none".to_owned(), |pt| pt.to_string()),
                 "call answered"
             );
             calls.start(call, sockets, &media, engine, content);

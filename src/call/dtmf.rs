@@ -136,6 +136,17 @@ pub enum Via {
     InBand,
 }
 
+impl Via {
+    /// How logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Rfc4733 => "rfc4733",
+            Via::SipInfo => "sip-info",
+            Via::InBand => "in-band",
+        }
+    }
+}
+
 /// Lets each press through once, whichever ways it arrives.
 #[derive(Debug, Default)]
 pub struct KeyDeduplicator {

@@ -14,10 +14,14 @@ pub(super) const LINE_KEYS: &[&str] = &[
     "menu_timeout",
     "skip_single_menu",
     "max_call_duration",
+    "shutdown_grace",
 ];
 pub(super) const DTMF_KEYS: &[&str] = &["methods"];
 pub(super) const SPEECH_KEYS: &[&str] = &["command", "voice", "rate"];
 
+/// How long calls in progress may play on after SIGTERM: most of a
+/// sermon's end, and within what service managers wait (systemd's 90 s).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// The "no key within 10 s after the menu".
 pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(10);
 /// espeak-ng's voice and pace for the shipped prompts (`audio/make-prompts.sh`),
@@ -65,6 +69,9 @@ pub struct LineConfig {
     /// With a single service, play it straight after the greeting.
     pub skip_single_menu: bool,
     pub max_call_duration: MaxCallDuration,
+    /// After SIGTERM, new calls get 503 while calls in progress play on
+    /// for at most this long; then they are hung up.
+    pub shutdown_grace: Duration,
 }
 
 /// Which ways the line listens for the caller's keys.
@@ -97,6 +104,7 @@ pub(super) struct CallSettings {
     menu_timeout: Option<Duration>,
     skip_single_menu: Option<bool>,
     max_call_duration: Option<MaxCallDuration>,
+    shutdown_grace: Option<Duration>,
     dtmf: Option<DtmfConfig>,
     command: Option<PathBuf>,
     voice: Option<String>,
@@ -138,6 +146,15 @@ impl CallSettings {
                 )?);
             }
             ("line", "skip_single_menu") => self.skip_single_menu = Some(boolean(value)?),
+            ("line", "shutdown_grace") => {
+                // Zero hangs up at once; a day is longer than any service.
+                self.shutdown_grace = Some(duration_within(
+                    value,
+                    Duration::ZERO,
+                    Duration::from_secs(24 * 3600),
+                    "expected a duration from 0 s to 24 hours, like \"60s\"",
+                )?);
+            }
             ("line", "max_call_duration") => {
                 let expected =
                     "expected \"auto\" or a duration from 1 minute to 24 hours, like \"2h\"";
@@ -194,6 +211,7 @@ impl CallSettings {
             menu_timeout: self.menu_timeout.unwrap_or(DEFAULT_MENU_TIMEOUT),
             skip_single_menu: self.skip_single_menu.unwrap_or(true),
             max_call_duration: self.max_call_duration.unwrap_or_default(),
+            shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         };
         let dtmf = self.dtmf.unwrap_or(DtmfConfig {
             rfc4733: true,

@@ -160,6 +160,9 @@ pub struct CacheConfig {
 pub(super) struct SourceSettings {
     schedule: Option<Location>,
     audio: Option<Location>,
+    /// Where each was set: the file (false) or the environment (true).
+    schedule_from_env: bool,
+    audio_from_env: bool,
     refresh_interval: Option<Duration>,
     ca_file: Option<PathBuf>,
     insecure_skip_verify: Option<bool>,
@@ -186,10 +189,12 @@ impl SourceSettings {
             ("source", "schedule") => {
                 let text = text(value, "expected a path or an http(s):// URL")?;
                 self.schedule = Some(Location::parse(&text, base)?);
+                self.schedule_from_env = base.is_none();
             }
             ("source", "audio") => {
                 let text = text(value, "expected a folder path or an http(s):// URL")?;
                 self.audio = Some(Location::parse(&text, base)?);
+                self.audio_from_env = base.is_none();
             }
             ("source", "refresh_interval") => {
                 // Slower than a day would miss a Sunday.
@@ -217,11 +222,19 @@ impl SourceSettings {
     }
 
     pub(super) fn finish(self, config_dir: &Path) -> (SourceConfig, CacheConfig) {
+        let schedule_set = self.schedule.is_some();
         let schedule = self
             .schedule
             .unwrap_or_else(|| Location::Path(config_dir.join("data.json")));
+        // `[source] audio` belongs to the schedule set in the same place: a
+        // schedule given only in the environment (`DAS_SOURCE_SCHEDULE=https://…`
+        // over the shipped file) must not be paired with the file's folder,
+        // or every service would be missing and callers hear the apology.
+        let audio = self
+            .audio
+            .filter(|_| !schedule_set || self.audio_from_env == self.schedule_from_env);
         // The parish's layout: `<root>/data.json` beside `<root>/audio/<file>`.
-        let audio = self.audio.unwrap_or_else(|| schedule.sibling_audio());
+        let audio = audio.unwrap_or_else(|| schedule.sibling_audio());
         let source = SourceConfig {
             schedule,
             audio,

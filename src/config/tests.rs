@@ -639,3 +639,86 @@ fn timezone_defaults_to_london_and_rejects_unknown_names() {
         "{text}"
     );
 }
+
+#[test]
+fn a_misspelt_log_level_is_refused_with_the_nearest_one() {
+    let message = error("[log]\nlevel = \"warning\"");
+    assert!(
+        message.contains("unknown log level \"warning\" (did you mean \"warn\"?)"),
+        "{message}"
+    );
+    let message = with_env("", &[("DAS_LOG_LEVEL", "verbose")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("DAS_LOG_LEVEL") && message.contains("expected one of"),
+        "{message}"
+    );
+    assert_eq!(from("[log]\nlevel = \"DEBUG\"").unwrap().log.level, "debug");
+}
+
+#[test]
+fn an_unknown_das_variable_is_named_with_the_nearest_one() {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(
+        check_environment(names(&[
+            "PATH",
+            "HOME",
+            "DAS_SIP_LISTEN",
+            "DAS_SOURCE_AUDIO"
+        ]))
+        .is_ok()
+    );
+    let message = check_environment(names(&["DAS_SOURCE_SCHEDUEL"]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "unknown environment variable DAS_SOURCE_SCHEDUEL (did you mean DAS_SOURCE_SCHEDULE?)"
+    );
+    let message = check_environment(names(&["DAS_WHATEVER"]))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("DAS_<SECTION>_<KEY>"), "{message}");
+}
+
+#[test]
+fn a_schedule_url_from_the_environment_takes_its_audio_from_beside_it_over_the_shipped_file() {
+    // The README's website example: the shipped file pins `audio = "../audio"`
+    // for its local sample schedule.
+    let shipped = include_str!("../../config/dial-a-service.toml");
+    let url = "https://stmarys.example/dial/data.json";
+    let c = with_env(shipped, &[("DAS_SOURCE_SCHEDULE", url)]).unwrap();
+    assert_eq!(
+        c.source.audio,
+        Location::Url("https://stmarys.example/dial/audio/".into())
+    );
+    // Set in the same place, it holds: a website's list with local audio.
+    let c = with_env(
+        shipped,
+        &[
+            ("DAS_SOURCE_SCHEDULE", url),
+            ("DAS_SOURCE_AUDIO", "/srv/audio"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.source.audio, Location::Path("/srv/audio".into()));
+    let c = from(&format!(
+        "[source]\nschedule = \"{url}\"\naudio = \"/srv/audio\""
+    ))
+    .unwrap();
+    assert_eq!(c.source.audio, Location::Path("/srv/audio".into()));
+    // The shipped file alone keeps its sample layout.
+    let c = from(shipped).unwrap();
+    assert_eq!(c.source.audio, Location::Path("/etc/das/../audio".into()));
+}
+
+#[test]
+fn listening_everywhere_without_a_public_address_is_named() {
+    let c = from("[sip]\nlisten = \"0.0.0.0:5060\"").unwrap();
+    let problem = c.sip.advertised_address_problem().expect("a warning");
+    assert!(problem.contains("public_address"), "{problem}");
+    let c = from("[sip]\nlisten = \"0.0.0.0:5060\"\npublic_address = \"203.0.113.7\"").unwrap();
+    assert_eq!(c.sip.advertised_address_problem(), None);
+    assert_eq!(from("").unwrap().sip.advertised_address_problem(), None);
+}

@@ -205,6 +205,16 @@ pub enum Untrusted {
     Ignore,
 }
 
+impl Untrusted {
+    /// As written in the config file.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Untrusted::Reject => "reject",
+            Untrusted::Ignore => "ignore",
+        }
+    }
+}
+
 /// An IP network in CIDR form (`203.0.113.0/24`, `2001:db8::/32`), or one address.
 /// Hand-written rather than the `ipnet` crate: parsing and `contains` are all we need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -70,6 +70,8 @@ pub enum Refusal {
     SourceBusy,
     /// The source starts calls faster than `max_call_rate_per_source`.
     SourceTooFast,
+    /// The line is stopping (SIGTERM): a proxy in front tries another.
+    ShuttingDown,
 }
 
 impl Refusal {
@@ -83,6 +85,7 @@ impl Refusal {
             Refusal::SourceTooFast => {
                 "call refused: calls coming too fast from one address ([sip] max_call_rate_per_source)"
             }
+            Refusal::ShuttingDown => "call refused: the line is shutting down",
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct Admission {
     burst: f64,
     /// Per address: tokens left, and when they were counted.
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// Set on SIGTERM: every new call is refused, the trunk's too.
+    draining: bool,
 }
 
 /// Buckets kept before full ones are forgotten (bounds memory under a
@@ -130,7 +135,17 @@ impl Admission {
             // office whose phones all ring the line after a service.
             burst: (rate * 2.0).max(3.0),
             buckets: HashMap::new(),
+            draining: false,
         }
+    }
+
+    /// From now on every new call is refused (the line is stopping).
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     pub fn policy(&self) -> &Policy {
@@ -179,6 +194,9 @@ impl Admission {
         active: usize,
         now: Instant,
     ) -> Result<(), Refusal> {
+        if self.draining {
+            return Err(Refusal::ShuttingDown);
+        }
         if active >= self.max_calls {
             return Err(Refusal::Full);
         }
@@ -338,5 +356,23 @@ mod tests {
             let _ = gate.check_new_call(forged, 0, later + std::time::Duration::from_secs(10));
         }
         assert!(gate.buckets.len() <= MAX_BUCKETS + 1);
+    }
+
+    #[test]
+    fn a_draining_line_refuses_everyone_even_the_trunk() {
+        let now = Instant::now();
+        let mut gate = Admission::new(Policy::Anyone, Untrusted::Reject, 100, 10, 2.0);
+        gate.add_trunk_address(ip(7));
+        assert_eq!(gate.check_new_call(ip(7), 0, now), Ok(()));
+        gate.start_draining();
+        assert!(gate.is_draining());
+        assert_eq!(
+            gate.check_new_call(ip(7), 0, now),
+            Err(Refusal::ShuttingDown)
+        );
+        assert_eq!(
+            gate.check_new_call(ip(1), 0, now),
+            Err(Refusal::ShuttingDown)
+        );
     }
 }

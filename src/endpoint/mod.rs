@@ -451,6 +451,12 @@ impl Endpoint {
 
     /// Hangs up every call (SIGTERM): BYE to answered ones, 480 to ringing
     /// ones; and unregisters from the trunk (`Expires: 0`).
+    /// The line is stopping: new calls get 503 from now on (a proxy in
+    /// front tries another line); calls in progress carry on.
+    pub fn start_draining(&mut self) {
+        self.admission.start_draining();
+    }
+
     pub fn shutdown(&mut self, now: Instant) {
         if let Some(registration) = &mut self.registration {
             registration.unregister(now);

@@ -184,7 +184,7 @@ impl Endpoint {
             tracing::info!(
                 %source,
                 method = %request.method,
-                untrusted = ?self.admission.untrusted(),
+                untrusted = self.admission.untrusted().config_name(),
                 "{KIND} (see [trunk] trust and accept_direct)"
             );
         }

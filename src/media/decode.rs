@@ -226,6 +226,9 @@ impl Decoder {
         if let Some(ext) = extension {
             hint.with_extension(ext);
         }
+        // The decoder crates' own warnings ("skipped 45 bytes of junk")
+        // name no file; the span puts it in their log line.
+        let _span = file_span(&path).entered();
         let format = symphonia::default::get_probe()
             .probe(
                 &hint,
@@ -292,6 +295,7 @@ impl Decoder {
         if self.finished {
             return Ok(false);
         }
+        let _span = file_span(&self.path).entered();
         loop {
             let packet = match self.format.next_packet() {
                 Ok(Some(packet)) => packet,
@@ -434,6 +438,13 @@ struct PickedTrack {
 }
 
 /// The default audio track and a decoder for it.
+/// A span naming the file being decoded, enabled at every log level (its
+/// level decides only that).
+fn file_span(path: &Path) -> tracing::Span {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    tracing::error_span!("decoding", file = %name.to_string_lossy())
+}
+
 fn pick_track(format: &dyn FormatReader, path: &Path) -> Result<PickedTrack, DecodeError> {
     let unsupported = |reason: String| DecodeError::Unsupported {
         path: path.to_path_buf(),
@@ -802,5 +813,38 @@ mod tests {
         write_wav(&path, 8000, 1, 0.0, tone(440.0, 8000, 0.5));
         let err = decode_all(&path).err().unwrap();
         assert_eq!(err.code(), "audio.corrupt", "{err}");
+    }
+}
+
+#[cfg(test)]
+mod id3_tests {
+    use super::fixtures::*;
+    use super::*;
+
+    /// Podcast MP3s open with an ID3v2 tag: read as metadata, not skipped
+    /// as junk with a warning on every call.
+    #[test]
+    fn an_id3_tag_is_read_as_metadata() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("tagged.wav");
+        write_wav(&wav, 44_100, 1, 1.0, tone(440.0, 44_100, 0.5));
+        let mp3 = ffmpeg(
+            &wav,
+            dir.path(),
+            "tagged.mp3",
+            &["-id3v2_version", "3", "-metadata", "title=Choral Evensong"],
+        );
+        assert!(std::fs::read(&mp3).unwrap().starts_with(b"ID3"));
+        let mut decoder = Decoder::open(&mp3).unwrap();
+        let mut metadata = decoder.format.metadata();
+        let revision = metadata.skip_to_latest().expect("the tag as metadata");
+        let text = format!("{revision:?}");
+        assert!(text.contains("Choral Evensong"), "{text}");
+        let mut out = Vec::new();
+        while decoder.next_chunk(&mut out).unwrap() {}
+        assert!(out.len() > 40_000);
     }
 }

@@ -86,6 +86,13 @@ impl Line {
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The tests' own knobs (DAS_SOAK_SECONDS…) are no keys of the line,
+        // which refuses unknown DAS_ variables.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DAS_") {
+                command.env_remove(name);
+            }
+        }
         for (key, value) in env {
             // An empty RUST_LOG means unset: the config's `[log] level`
             // (or DAS_LOG_LEVEL) decides, as in production.

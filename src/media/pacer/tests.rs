@@ -301,7 +301,8 @@ fn a_pending_start_waits_for_the_first_frame() {
     assert_contiguous(&got, 160);
     // t0 is the first frame's send time: the next two follow at 20 ms.
     let spacing = (got[2].at - got[0].at) / 2;
-    assert!(spacing >= 15 * MS && spacing <= 30 * MS, "{spacing:?}");
+    // Loose: a loaded 2-core box delays a wake-up now and then.
+    assert!(spacing >= 15 * MS && spacing <= 60 * MS, "{spacing:?}");
     assert_eq!(
         engine.stats().underruns,
         0,

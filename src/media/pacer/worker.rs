@@ -125,7 +125,7 @@ impl Stream {
                 WorkerStats::count(&stats.strangers);
                 if !self.stranger_logged {
                     self.stranger_logged = true;
-                    tracing::info!(stream = self.id.0, %from, caller = ?self.lock.locked_source(), "RTP from someone not the caller ignored");
+                    tracing::info!(stream = self.id.0, %from, caller = %self.lock.locked_source().map_or("not yet known".to_owned(), |a| a.to_string()), "RTP from someone not the caller ignored");
                 }
                 return;
             }
