@@ -63,7 +63,10 @@ fn docker_ready() -> bool {
     if !docker(&["info"]).status.success() {
         return unavailable("dockerd is not running: start it with .ci/docker");
     }
-    if !docker(&["image", "inspect", &base_image()]).status.success() {
+    if !docker(&["image", "inspect", &base_image()])
+        .status
+        .success()
+    {
         return unavailable(&format!(
             "no base image {}: make it with .ci/docker",
             base_image()
@@ -108,7 +111,12 @@ fn compose_accepts_both_profiles() {
         return;
     }
     // (docker-compose 1.29 lists profiled services whatever the profile.)
-    let scale = run(&mut compose(&["--profile", "scale", "config", "--services"]));
+    let scale = run(&mut compose(&[
+        "--profile",
+        "scale",
+        "config",
+        "--services",
+    ]));
     assert!(scale.status.success(), "{}", text(&scale));
     let mut services: Vec<String> = String::from_utf8_lossy(&scale.stdout)
         .split_whitespace()
@@ -272,7 +280,10 @@ fn the_image_takes_calls_and_stops_with_bye_and_exit_0() {
         parish.audio_dir().join("apology.wav"),
     )
     .expect("copy apology");
-    copy_dir(&repo().join("audio/prompts"), &parish.audio_dir().join("prompts"));
+    copy_dir(
+        &repo().join("audio/prompts"),
+        &parish.audio_dir().join("prompts"),
+    );
 
     let sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port()));
@@ -344,7 +355,9 @@ fn the_image_takes_calls_and_stops_with_bye_and_exit_0() {
     match healthz(admin) {
         Ok(status) if status.contains(" 200 ") => eprintln!("/healthz: {status}"),
         Ok(status) if !ADMIN_LISTENER_MERGED && status.contains(" 404 ") => {
-            eprintln!("NOT CHECKED: /healthz answered {status:?}: the admin listener is not merged yet")
+            eprintln!(
+                "NOT CHECKED: /healthz answered {status:?}: the admin listener is not merged yet"
+            )
         }
         Err(why) if !ADMIN_LISTENER_MERGED => {
             eprintln!("NOT CHECKED: /healthz: {why}: the admin listener is not merged yet")
@@ -387,7 +400,10 @@ fn the_image_takes_calls_and_stops_with_bye_and_exit_0() {
         stopped_in < Duration::from_secs(10),
         "docker stop took {stopped_in:?}: SIGTERM did not reach the line"
     );
-    assert!(project.logs().contains("line.shutdown"), "{}", project.logs());
+    assert!(
+        project.logs().contains("line.shutdown"),
+        "{}",
+        project.logs()
+    );
     eprintln!("docker test done in {:.0?}", started.elapsed());
 }
-

@@ -89,7 +89,10 @@ fn the_dispatcher_config_is_valid() {
         return;
     }
     let (ok, output) = dispatcher::check_config();
-    assert!(ok, "kamailio -c rejects deploy/kamailio/kamailio.cfg:\n{output}");
+    assert!(
+        ok,
+        "kamailio -c rejects deploy/kamailio/kamailio.cfg:\n{output}"
+    );
 }
 
 #[test]
