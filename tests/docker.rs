@@ -94,11 +94,18 @@ fn docker(args: &[&str]) -> Output {
     run(Command::new("docker").args(args))
 }
 
-/// `docker-compose` on the repository's compose file, from the repository.
+/// `docker-compose` on the repository's compose file, from the repository,
+/// with only the settings the test gives: a developer's `.env` (or
+/// `COMPOSE_PROFILES`) must not change what is tested.
 fn compose(args: &[&str]) -> Command {
+    static NO_ENV: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
+    let empty = NO_ENV.get_or_init(|| tempfile::NamedTempFile::new().expect("empty env file"));
     let mut command = Command::new("docker-compose");
     command
         .current_dir(repo())
+        .env_remove("COMPOSE_PROFILES")
+        .arg("--env-file")
+        .arg(empty.path())
         .arg("-f")
         .arg(repo().join("docker-compose.yml"))
         .args(args);
