@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod capture;
+pub mod dispatcher;
 pub mod kamailio;
 pub mod origin;
 pub mod procfs;
