@@ -303,6 +303,10 @@ pub async fn serve(
             () = tokio::time::sleep_until(wake.into()) => endpoint.handle_timeout(Instant::now()),
         }
     }
+    // A caller's BYE in the last round ended its call: log it too.
+    while let Some(action) = endpoint.poll_action() {
+        perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
+    }
     while let Some(transmit) = endpoint.poll_transmit() {
         transport.send(&transmit).await;
     }

@@ -143,3 +143,41 @@ async fn each_call_is_one_line_and_stats_counts_callers_and_listens() {
     let later = stats("2999-01-01");
     assert!(later.contains("0 calls, 0 distinct callers"), "{later}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_opt_in_the_number_is_kept_and_a_call_cut_by_shutdown_is_logged() {
+    if !tools() {
+        return;
+    }
+    let parish = ThreeServices::new(30.0);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("calls.jsonl");
+    let mut line = parish.line(&[
+        ("DAS_LOG_CALLS", log.display().to_string()),
+        ("DAS_LOG_CALLER_NUMBERS", "true".to_owned()),
+    ]);
+    let uri = line.uri();
+    let caller = tokio::spawn(async move {
+        let mut options = CallOptions::new(uri, Codec::Pcmu);
+        options.from_user = "+441134960003".to_owned();
+        place_call(options).await.expect("the call completes")
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(line.stop().is_some_and(|s| s.success()), "a clean exit");
+    let report = caller.await.unwrap();
+    assert!(matches!(report.hung_up_by, HangUp::FarEnd));
+
+    // Written before the line exited: no waiting.
+    let records = records(&log, 0);
+    assert_eq!(records.len(), 1, "{}", line.log_text());
+    let record = &records[0];
+    assert_eq!(record.caller.as_deref(), Some("+441134960003"));
+    assert_eq!(record.caller_hash.as_ref().map(String::len), Some(16));
+    assert_eq!(record.ended, "line.shutdown");
+    assert_eq!(record.keys, "");
+    assert!((3.0..=6.0).contains(&record.duration_s), "{record:?}");
+    assert!(
+        dial_a_service::call_log::key_path(&log).exists(),
+        "the caller key is kept beside the log"
+    );
+}
