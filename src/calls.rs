@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use crate::call::dtmf::{Key, KeyDeduplicator, Via};
 use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call_log::caller::Presented;
+use crate::call_log::record::{CallRecord, RecordBuilder};
 use crate::config::DtmfConfig;
 use crate::content::Content;
 use crate::endpoint::{CallId, EndReason};
@@ -51,6 +53,9 @@ pub struct Calls {
     hang_ups: Vec<(CallId, EndReason)>,
     /// Key presses, logged a few a minute per call at most.
     key_log: LogSummary<CallId>,
+    /// Each answered call's line for the call log, until its end is known
+    /// (it outlives the flow: media stops before the end is reported).
+    records: HashMap<CallId, RecordBuilder>,
 }
 
 impl Calls {
@@ -62,6 +67,7 @@ impl Calls {
             dtmf,
             hang_ups: Vec::new(),
             key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
+            records: HashMap::new(),
         }
     }
 
@@ -78,9 +84,14 @@ impl Calls {
         let now = chrono::Utc::now();
         let mut flow = CallFlow::new(content.menu(now), self.flow_config.clone());
         let mut first = None;
+        let record = self
+            .records
+            .entry(call)
+            .or_insert_with(|| RecordBuilder::new(now, Instant::now(), codec));
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Play { tag, programme } => {
+                    record.handle_play(tag, &programme, Instant::now());
                     // The greeting follows every answer: "call answered"
                     // already says it (a line per call, not two).
                     tracing::debug!(%call, tag, "playing {}", programme.label());
@@ -161,6 +172,24 @@ impl Calls {
         self.entries.remove(&call);
     }
 
+    /// The caller's From header, for the call log.
+    pub fn note_caller(&mut self, call: CallId, from: &str) {
+        if let Some(record) = self.records.get_mut(&call) {
+            record.handle_caller(from);
+        }
+    }
+
+    /// The call ended for `reason`: its call-log record and the caller as
+    /// presented (`None` for a call never answered).
+    pub fn finish_record(
+        &mut self,
+        call: CallId,
+        reason: EndReason,
+        now: Instant,
+    ) -> Option<(CallRecord, Presented)> {
+        Some(self.records.remove(&call)?.finish(reason, now))
+    }
+
     /// A key sent in a SIP INFO.
     pub fn handle_info_key(
         &mut self,
@@ -202,6 +231,9 @@ impl Calls {
                     Outcome::Completed
                 };
                 entry.flow.handle_played(tag, outcome, now);
+                if let Some(record) = self.records.get_mut(&call) {
+                    record.handle_played(tag, outcome, now);
+                }
                 self.drain(call, now, engine, content);
             }
             MediaEvent::Key { id, key, via } => {
@@ -235,6 +267,9 @@ impl Calls {
         };
         if self.key_log.note(KEY_PRESSED, call, now) == Verdict::Log {
             tracing::info!(%call, key = %key.as_char(), via = via.name(), "{KEY_PRESSED}");
+        }
+        if let Some(record) = self.records.get_mut(&call) {
+            record.handle_key(key);
         }
         entry.flow.handle_key(key, now);
         self.drain(call, now, engine, content);
@@ -277,12 +312,21 @@ impl Calls {
     }
 
     /// Carries out what the flow asked for, and re-arms its timer.
-    fn drain(&mut self, call: CallId, _now: Instant, engine: &MediaEngine, content: &Content) {
+    fn drain(&mut self, call: CallId, now: Instant, engine: &MediaEngine, content: &Content) {
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
         };
         let id = StreamId(call.0);
+        let mut record = self.records.get_mut(&call);
         while let Some(action) = entry.flow.poll_action() {
+            if let Some(record) = record.as_deref_mut() {
+                match &action {
+                    FlowAction::Play { tag, programme } => record.handle_play(*tag, programme, now),
+                    FlowAction::Pause => record.handle_pause(now),
+                    FlowAction::Resume => record.handle_resume(now),
+                    _ => {}
+                }
+            }
             let control = match action {
                 FlowAction::Play { tag, programme } => {
                     let started = Instant::now();

@@ -1,5 +1,5 @@
-//! Command line (clap): `run` the line, place a test `call`, `bench` the
-//! media path.
+//! Command line (clap): `run` the line, place a test `call`, `check` and
+//! `menu` the content, `stats` from the call log, `bench` the media path.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +58,17 @@ pub enum Command {
     },
     /// Check the config, the schedule and every audio file, as a caller would hear them.
     Check {
+        /// The config file.
+        #[arg(long, default_value = "config/dial-a-service.toml")]
+        config: PathBuf,
+    },
+    /// Print calls, distinct callers and listens per service and per week,
+    /// from the call log ([log] calls).
+    Stats {
+        /// Only calls from this day (2026-11-01, from midnight UTC) or
+        /// moment (2026-11-01T09:00:00Z) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
         /// The config file.
         #[arg(long, default_value = "config/dial-a-service.toml")]
         config: PathBuf,
@@ -149,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
         Command::Menu { at, config } => menu(config, at),
+        Command::Stats { since, config } => stats(config, since),
         Command::Call {
             uri,
             record,
@@ -287,6 +299,40 @@ fn check(path: PathBuf) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `dial-a-service stats`: the call log summed up, in plain English.
+fn stats(path: PathBuf, since: Option<String>) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dial-a-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let since = match since.as_deref().map(crate::call_log::stats::parse_since) {
+        None => None,
+        Some(Ok(since)) => Some(since),
+        Some(Err(error)) => {
+            eprintln!("dial-a-service stats: --since: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(log) = &config.log.calls.path else {
+        eprintln!("dial-a-service stats: the call log is off ([log] calls); nothing to count");
+        return ExitCode::FAILURE;
+    };
+    match crate::call_log::stats::summarise_file(log, since) {
+        Ok(summary) => {
+            println!("From {}:", log.display());
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("dial-a-service stats: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

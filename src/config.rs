@@ -33,6 +33,7 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::media::Codec;
 
 mod call;
+mod log;
 mod secrets;
 mod source;
 mod suggest;
@@ -41,6 +42,8 @@ use call::CallSettings;
 pub use call::{
     DtmfConfig, LineConfig, MAX_CALL_CEILING, MAX_CALL_MARGIN, MaxCallDuration, SpeechConfig,
 };
+use log::CallLogSettings;
+pub use log::{CallLogConfig, DEFAULT_CALLS_FILE, DEFAULT_CALLS_KEEP, DEFAULT_CALLS_MAX_SIZE};
 use secrets::{scrub, secrets_of};
 use source::SourceSettings;
 pub use source::{
@@ -210,6 +213,8 @@ pub struct AudioConfig {
 pub struct LogConfig {
     /// A `tracing` filter: `info`, or directives like `info,dial_a_service::sip=debug`.
     pub level: String,
+    /// The call log (`[log] calls` and the keys after it).
+    pub calls: CallLogConfig,
 }
 
 /// Every section and its keys: the single list that makes other keys errors, and the list
@@ -234,7 +239,16 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     ("source", source::SOURCE_KEYS),
     ("audio", &["apology", "prompts"]),
-    ("log", &["level"]),
+    (
+        "log",
+        &[
+            "level",
+            "calls",
+            "caller_numbers",
+            "calls_max_size",
+            "calls_keep",
+        ],
+    ),
     ("line", call::LINE_KEYS),
     ("dtmf", call::DTMF_KEYS),
     ("speech", call::SPEECH_KEYS),
@@ -451,6 +465,7 @@ struct Settings {
     apology: Option<PathBuf>,
     prompts: Option<PathBuf>,
     level: Option<String>,
+    call_log: CallLogSettings,
     call: CallSettings,
     trunk: TrunkSettings,
 }
@@ -563,6 +578,7 @@ impl Settings {
                 let level = text(value, "expected a log level like \"info\"")?;
                 self.level = Some(log_level(&level)?);
             }
+            ("log", key) => self.call_log.set(key, value, base)?,
             ("trunk", key) => self.trunk.set(key, value, base)?,
             ("line" | "dtmf" | "speech", key) => self.call.set(section, key, value, base)?,
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
@@ -583,6 +599,7 @@ impl Settings {
             ip => ip,
         });
         let (source, cache) = self.source.finish(config_dir);
+        let calls = self.call_log.finish(&cache.dir);
         let (line, dtmf, speech) = self.call.finish(config_dir);
         Ok(Config {
             trunk: self.trunk.finish(file)?,
@@ -622,6 +639,7 @@ impl Settings {
             },
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
+                calls,
             },
         })
     }

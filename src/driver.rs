@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::call::flow::FlowConfig;
+use crate::call_log::CallLog;
 use crate::calls::Calls;
 use crate::config::{Config, Location};
 use crate::content::{Catalogue, Content};
@@ -172,6 +173,7 @@ pub async fn serve(
         allocator,
         reserved: HashMap::new(),
     };
+    let call_log = CallLog::open(&config.log.calls);
     let mut calls = Calls::new(flow_config(&config), config.dtmf);
     tracing::info!(
         sip = %local,
@@ -203,7 +205,7 @@ pub async fn serve(
         // OK leaves, so the caller's ACK finds it and RTP starts at once.
         loop {
             while let Some(action) = endpoint.poll_action() {
-                perform(action, &engine, &mut ports, &content, &mut calls);
+                perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
             }
             let hang_ups = calls.take_hang_ups();
             if hang_ups.is_empty() {
@@ -339,7 +341,7 @@ pub async fn serve(
             transport.send(&transmit).await;
         }
         while let Some(action) = endpoint.poll_action() {
-            perform(action, &engine, &mut ports, &content, &mut calls);
+            perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
         }
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
@@ -356,6 +358,10 @@ pub async fn serve(
             }
             () = tokio::time::sleep_until(wake.into()) => endpoint.handle_timeout(Instant::now()),
         }
+    }
+    // A caller's BYE in the last round ended its call: log it too.
+    while let Some(action) = endpoint.poll_action() {
+        perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
     }
     while let Some(transmit) = endpoint.poll_transmit() {
         transport.send(&transmit).await;
@@ -539,6 +545,7 @@ fn perform(
     ports: &mut BoundPorts,
     content: &Content,
     calls: &mut Calls,
+    call_log: &CallLog,
 ) {
     match action {
         Action::PrepareMedia { call, codec } => {
@@ -564,6 +571,7 @@ fn perform(
                 telephone_event = %media.telephone_event.map_or("none".to_owned(), |pt| pt.to_string()),
                 "call answered"
             );
+            calls.note_caller(call, &caller);
             calls.start(call, sockets, &media, engine, content);
         }
         Action::UpdateMedia { call, media } => {
@@ -583,6 +591,9 @@ fn perform(
         }
         Action::CallEnded { call, reason } => {
             calls.stop(call);
+            if let Some((record, caller)) = calls.finish_record(call, reason, Instant::now()) {
+                call_log.append(record, &caller);
+            }
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {

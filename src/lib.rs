@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod call;
+pub mod call_log;
 pub mod calls;
 pub mod cli;
 pub mod client;

@@ -722,3 +722,75 @@ fn listening_everywhere_without_a_public_address_is_named() {
     assert_eq!(c.sip.advertised_address_problem(), None);
     assert_eq!(from("").unwrap().sip.advertised_address_problem(), None);
 }
+
+#[test]
+fn the_call_log_defaults_to_the_cache_folder_and_can_be_moved_or_turned_off() {
+    let c = from("[cache]\ndir = \"/var/lib/das\"\n").unwrap();
+    assert_eq!(
+        c.log.calls,
+        CallLogConfig {
+            path: Some(PathBuf::from("/var/lib/das/calls.jsonl")),
+            caller_numbers: false,
+            max_size: 10 * 1024 * 1024,
+            keep: 5,
+        }
+    );
+    let c = from(
+        "[log]\ncalls = \"logs/calls.jsonl\"\ncaller_numbers = true\ncalls_max_size = \"512KiB\"\ncalls_keep = 2\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.log.calls,
+        CallLogConfig {
+            // Relative to the config file's folder, like every path in it.
+            path: Some(PathBuf::from("/etc/das/logs/calls.jsonl")),
+            caller_numbers: true,
+            max_size: 512 * 1024,
+            keep: 2,
+        }
+    );
+    assert_eq!(from("[log]\ncalls = \"\"\n").unwrap().log.calls.path, None);
+    let c = with_env(
+        "",
+        &[
+            ("DAS_LOG_CALLS", "off"),
+            ("DAS_LOG_CALLER_NUMBERS", "yes"),
+            ("DAS_LOG_CALLS_MAX_SIZE", "1048576"),
+            ("DAS_LOG_CALLS_KEEP", "9"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.log.calls.path, None);
+    assert!(c.log.calls.caller_numbers);
+    assert_eq!(c.log.calls.max_size, 1 << 20);
+    assert_eq!(c.log.calls.keep, 9);
+    let c = with_env("", &[("DAS_LOG_CALLS", "here/calls.jsonl")]).unwrap();
+    assert_eq!(c.log.calls.path, Some(PathBuf::from("here/calls.jsonl")));
+}
+
+#[test]
+fn bad_call_log_values_are_named() {
+    for (text, expected) in [
+        ("[log]\ncalls = 3\n", "[log] calls: expected a file path"),
+        (
+            "[log]\ncaller_numbers = \"maybe\"\n",
+            "[log] caller_numbers: expected true or false",
+        ),
+        (
+            "[log]\ncalls_max_size = \"10 parsecs\"\n",
+            "[log] calls_max_size: expected a size",
+        ),
+        (
+            "[log]\ncalls_max_size = 100\n",
+            "[log] calls_max_size: expected a size of at least 4 KiB",
+        ),
+        (
+            "[log]\ncalls_keep = 0\n",
+            "[log] calls_keep: expected a whole number",
+        ),
+        ("[log]\ncall = \"x\"\n", "unknown key [log] call"),
+    ] {
+        let message = error(text);
+        assert!(message.contains(expected), "{text}: {message}");
+    }
+}
