@@ -8,10 +8,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::call::dtmf::{Key, KeyDeduplicator, Via};
-use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call::flow::{self, CallFlow, FlowAction, FlowConfig, Outcome, Seek};
 use crate::config::DtmfConfig;
 use crate::content::Content;
 use crate::endpoint::{CallId, EndReason};
@@ -22,6 +23,7 @@ use crate::media::pacer::{
 };
 use crate::media::ports::RtpSockets;
 use crate::media::{Codec, FRAME_DURATION};
+use crate::observe::LineState;
 use crate::sdp::Negotiated;
 
 /// Key presses logged whole per call and minute; more are summarised.
@@ -51,6 +53,8 @@ pub struct Calls {
     hang_ups: Vec<(CallId, EndReason)>,
     /// Key presses, logged a few a minute per call at most.
     key_log: LogSummary<CallId>,
+    /// Where plays per service are counted, for the admin pages.
+    observed: Option<Arc<LineState>>,
 }
 
 impl Calls {
@@ -62,7 +66,14 @@ impl Calls {
             dtmf,
             hang_ups: Vec::new(),
             key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
+            observed: None,
         }
+    }
+
+    /// Counts each service that starts playing in `state`.
+    pub fn with_observer(mut self, state: Arc<LineState>) -> Calls {
+        self.observed = Some(state);
+        self
     }
 
     /// The call is about to be answered with `codec`: fix its menu and get
@@ -278,6 +289,11 @@ impl Calls {
         while let Some(action) = entry.flow.poll_action() {
             let control = match action {
                 FlowAction::Play { tag, programme } => {
+                    if let (Some(state), flow::Programme::Service(service)) =
+                        (&self.observed, &programme)
+                    {
+                        state.service_played(service, chrono::Utc::now());
+                    }
                     let started = Instant::now();
                     let label = programme.label();
                     let programme = content.programme(&programme, entry.codec);

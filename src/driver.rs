@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::admin::{self, Admin};
 use crate::call::flow::FlowConfig;
 use crate::calls::Calls;
 use crate::config::{Config, Location};
@@ -19,6 +20,7 @@ use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
 use crate::fd_limit;
 use crate::media::pacer::{EngineConfig, MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
+use crate::observe::LineState;
 use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
@@ -27,6 +29,7 @@ use crate::source::cache::DiskCache;
 use crate::source::feed;
 use crate::source::http::{Http, HttpConfig};
 use crate::source::published::Published;
+use crate::source::redact::redact_url;
 use crate::source::refresher::{Refresher, RefresherConfig};
 use crate::speech::{Speech, SpeechConfig};
 
@@ -136,9 +139,10 @@ pub async fn serve(
     if let Some(trunk) = &config.trunk {
         tokio::spawn(resolve_trunk(trunk.next_hop().lookup_target(), resolved_tx));
     }
+    let (catalogue, source) = catalogue(&config)?;
     let content = Arc::new(
         Content::new(
-            catalogue(&config)?,
+            catalogue,
             config.audio.apology.clone(),
             config.media.max_cached_tracks,
             voice(&config),
@@ -159,6 +163,21 @@ pub async fn serve(
         events_tx,
     )
     .map_err(DriverError::Media)?;
+    let observed = Arc::new(LineState::new(config.line.timezone));
+    if let Some(listen) = config.admin.listen {
+        let pages = Admin {
+            content: content.clone(),
+            state: observed.clone(),
+            engine: engine.stats_reader(),
+            source,
+            registrar: config.trunk.as_ref().map(|t| match t.registrar.port {
+                Some(port) => format!("{}:{port}", t.registrar.host),
+                None => t.registrar.host.clone(),
+            }),
+            timezone: config.line.timezone,
+        };
+        admin::start(listen, pages).await;
+    }
     let mut ports = BoundPorts {
         allocator,
         reserved: HashMap::new(),
@@ -170,7 +189,8 @@ pub async fn serve(
             ..FlowConfig::default()
         },
         config.dtmf,
-    );
+    )
+    .with_observer(observed.clone());
     tracing::info!(
         sip = %local,
         advertised = %contact_addr,
@@ -191,7 +211,7 @@ pub async fn serve(
         // OK leaves, so the caller's ACK finds it and RTP starts at once.
         loop {
             while let Some(action) = endpoint.poll_action() {
-                perform(action, &engine, &mut ports, &content, &mut calls);
+                perform(action, &engine, &mut ports, &content, &mut calls, &observed);
             }
             let hang_ups = calls.take_hang_ups();
             if hang_ups.is_empty() {
@@ -204,6 +224,8 @@ pub async fn serve(
         while let Some(transmit) = endpoint.poll_transmit() {
             transport.send(&transmit).await;
         }
+        observed.set_calls_active(endpoint.active_calls());
+        observed.observe_registration(endpoint.registration_status(), Instant::now());
         let wake = match (endpoint.poll_timeout(), calls.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -283,7 +305,7 @@ pub async fn serve(
             transport.send(&transmit).await;
         }
         while let Some(action) = endpoint.poll_action() {
-            perform(action, &engine, &mut ports, &content, &mut calls);
+            perform(action, &engine, &mut ports, &content, &mut calls, &observed);
         }
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
@@ -310,15 +332,19 @@ pub async fn serve(
 /// A local `data.json` with local audio is read for each call; anything
 /// from the web, and any feed, is fetched by the background refresher and
 /// published (the refresher is started here).
-fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
+fn catalogue(config: &Config) -> Result<(Catalogue, admin::Source), DriverError> {
     if let (Location::Path(schedule), Location::Path(audio)) =
         (&config.source.schedule, &config.source.audio)
         && !is_feed_file(schedule)
     {
-        return Ok(Catalogue::Local {
-            schedule: schedule.clone(),
-            audio: audio.clone(),
-        });
+        let source = admin::Source::LocalFile(schedule.display().to_string());
+        return Ok((
+            Catalogue::Local {
+                schedule: schedule.clone(),
+                audio: audio.clone(),
+            },
+            source,
+        ));
     }
     if let (Location::Url(schedule), Location::Path(audio)) =
         (&config.source.schedule, &config.source.audio)
@@ -353,11 +379,18 @@ fn catalogue(config: &Config) -> Result<Catalogue, DriverError> {
         Arc::new(cache),
         published.clone(),
     );
+    let source = admin::Source::Fetched {
+        origin: redact_url(&config.source.schedule.to_string()),
+        status: refresher.status(),
+    };
     tokio::spawn(refresher.run());
-    Ok(Catalogue::Published {
-        published,
-        origin: config.source.schedule.to_string(),
-    })
+    Ok((
+        Catalogue::Published {
+            published,
+            origin: config.source.schedule.to_string(),
+        },
+        source,
+    ))
 }
 
 /// A local schedule that is a podcast feed (its episodes are downloaded).
@@ -423,6 +456,7 @@ fn perform(
     ports: &mut BoundPorts,
     content: &Content,
     calls: &mut Calls,
+    observed: &LineState,
 ) {
     match action {
         Action::PrepareMedia { call, codec } => {
@@ -467,6 +501,7 @@ fn perform(
         }
         Action::CallEnded { call, reason } => {
             calls.stop(call);
+            observed.call_ended(reason);
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {
