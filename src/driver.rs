@@ -175,6 +175,7 @@ pub async fn serve(
                 None => t.registrar.host.clone(),
             }),
             timezone: config.line.timezone,
+            skip_single_menu: config.line.skip_single_menu,
         };
         admin::start(listen, pages).await;
     }

@@ -47,6 +47,8 @@ pub struct Admin {
     /// The registrar's host, when a trunk is configured.
     pub registrar: Option<String>,
     pub timezone: Tz,
+    /// `[line] skip_single_menu`: one service plays without a menu.
+    pub skip_single_menu: bool,
 }
 
 impl Admin {
@@ -56,7 +58,7 @@ impl Admin {
         let (now, instant) = (Utc::now(), Instant::now());
         let at = |then: Instant| wall_clock(then, instant, now);
         let offer = self.content.offer(now).map(|menu| Offer {
-            menu_text: menu.text(),
+            menu_text: menu.heard_text(self.skip_single_menu),
             services: menu.items.len(),
         });
         let trunk = self.registrar.as_ref().map(|registrar| TrunkView {

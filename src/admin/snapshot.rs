@@ -30,7 +30,7 @@ pub struct LineSnapshot {
 /// The menu as callers hear it now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
-    /// `Menu::text()`: the words, sentence by sentence.
+    /// `Menu::heard_text()`: the words, sentence by sentence.
     pub menu_text: String,
     pub services: usize,
 }
