@@ -194,7 +194,7 @@ fn unknown_key_names_file_and_key() {
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),
-        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk)"
+        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk, admin)"
     );
     assert_eq!(
         error("listen = \"127.0.0.1:5060\"\n"),
