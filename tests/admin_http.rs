@@ -278,3 +278,82 @@ fn a_taken_admin_port_does_not_stop_the_line_and_empty_turns_it_off() {
     assert!(line.admin.is_none());
     assert_eq!(line.log_count("admin listener"), 0, "{}", line.log_text());
 }
+
+#[test]
+fn a_website_that_cannot_be_reached_is_named_on_every_page() {
+    // Nothing listens on this port: every fetch is refused, and with an
+    // empty cache callers hear the apology.
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let line = Line::start(&[
+        (
+            "DAS_SOURCE_SCHEDULE",
+            format!("http://127.0.0.1:{port}/dial/data.json"),
+        ),
+        ("DAS_SOURCE_AUDIO", format!("http://127.0.0.1:{port}/dial/")),
+    ]);
+    let admin = line.admin.expect("the admin listener is on");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let metrics = loop {
+        let metrics = scrape(admin);
+        let failed = metrics
+            .samples
+            .iter()
+            .any(|s| s.metric == "das_source_failures_total");
+        if failed || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let failures: Vec<_> = metrics
+        .samples
+        .iter()
+        .filter(|s| s.metric == "das_source_failures_total")
+        .collect();
+    assert!(
+        !failures.is_empty(),
+        "a failure counted: {:?}",
+        metrics.samples
+    );
+    assert!(
+        failures.iter().all(|s| s
+            .labels
+            .get("reason")
+            .is_some_and(|r| r.starts_with("source."))),
+        "{failures:?}"
+    );
+    assert_eq!(value(&metrics, "das_schedule_playable", &[]), Some(0.0));
+
+    let health = get(admin, "/healthz");
+    assert_eq!(health.status, 503, "{}", health.body);
+    let json: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["checks"][0]["ok"], false);
+    assert!(
+        json["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("callers hear the apology"),
+        "{json}"
+    );
+
+    let html = get(admin, "/").body;
+    assert!(
+        html.contains("Callers hear an apology instead of a service."),
+        "{html}"
+    );
+    assert!(
+        html.contains("No good copy has been fetched yet."),
+        "{html}"
+    );
+    assert!(
+        html.contains("The website's schedule could not be fetched at "),
+        "{html}"
+    );
+    assert!(
+        html.contains("callers hear the apology until it can be"),
+        "{html}"
+    );
+}

@@ -90,7 +90,7 @@ pub enum SourceView {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceProblem {
-    /// What failed: `schedule`, `audio <url>`, `disk cache`.
+    /// What failed: `schedule <url>`, `audio <url>`, `disk cache`.
     pub subject: String,
     pub code: String,
     pub reason: String,
@@ -128,7 +128,7 @@ pub(crate) mod tests {
                 last_success: Some(minutes(60 * 24 * 5)),
                 services: 1,
                 problems: vec![SourceProblem {
-                    subject: "schedule".to_owned(),
+                    subject: "schedule https://stmarys.example/dial/data.json".to_owned(),
                     code: "source.certificate".to_owned(),
                     reason: "the certificate of stmarys.example has expired".to_owned(),
                     since: minutes(30),

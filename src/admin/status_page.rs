@@ -176,19 +176,21 @@ fn problem_sentence(
     now: DateTime<Utc>,
     tz: Tz,
 ) -> String {
-    let what = if problem.subject == "schedule" {
+    // The refresher's subjects: `schedule <url>`, `audio <url>`, `disk cache`.
+    let schedule = problem.subject.split(' ').next() == Some("schedule");
+    let what = if schedule {
         "The website's schedule could not be fetched".to_owned()
     } else if let Some(url) = problem.subject.strip_prefix("audio ") {
         format!("The recording {} could not be downloaded", esc(url))
     } else {
         format!("The {} failed", esc(&problem.subject))
     };
-    let consequence = match (problem.subject.as_str(), last_success) {
-        ("schedule", Some(at)) => {
+    let consequence = match (schedule, last_success) {
+        (true, Some(at)) => {
             format!("callers hear the copy fetched {}", when(at, now, tz))
         }
-        ("schedule", None) => "callers hear the apology until it can be".to_owned(),
-        _ => "callers hear the services that were downloaded".to_owned(),
+        (true, None) => "callers hear the apology until it can be".to_owned(),
+        (false, _) => "callers hear the services that were downloaded".to_owned(),
     };
     format!(
         "{what} {} ({}); {consequence}.",

@@ -74,7 +74,7 @@ pub struct StatusInner {
     pub failures: BTreeMap<String, u64>,
     /// Services published at the last refresh.
     pub services: usize,
-    /// What is failing now, by subject (`schedule`, `audio <url>`), for the
+    /// What is failing now, by subject (`schedule <url>`, `audio <url>`), for the
     /// status page; gone once it works again.
     pub problems: BTreeMap<String, CurrentProblem>,
 }
