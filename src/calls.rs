@@ -8,10 +8,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::call::dtmf::{Key, KeyDeduplicator, Via};
-use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call::flow::{self, CallFlow, FlowAction, FlowConfig, Outcome, Seek};
 use crate::call_log::caller::Presented;
 use crate::call_log::record::{CallRecord, RecordBuilder};
 use crate::config::DtmfConfig;
@@ -24,6 +25,7 @@ use crate::media::pacer::{
 };
 use crate::media::ports::RtpSockets;
 use crate::media::{Codec, FRAME_DURATION};
+use crate::observe::LineState;
 use crate::sdp::Negotiated;
 
 /// Key presses logged whole per call and minute; more are summarised.
@@ -56,6 +58,8 @@ pub struct Calls {
     /// Each answered call's line for the call log, until its end is known
     /// (it outlives the flow: media stops before the end is reported).
     records: HashMap<CallId, RecordBuilder>,
+    /// Where plays per service are counted, for the admin pages.
+    observed: Option<Arc<LineState>>,
 }
 
 impl Calls {
@@ -68,6 +72,7 @@ impl Calls {
             hang_ups: Vec::new(),
             key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
             records: HashMap::new(),
+            observed: None,
         }
     }
 
@@ -76,6 +81,12 @@ impl Calls {
     pub fn reconfigure(&mut self, flow_config: FlowConfig, dtmf: DtmfConfig) {
         self.flow_config = flow_config;
         self.dtmf = dtmf;
+    }
+
+    /// Counts each service that starts playing in `state`.
+    pub fn with_observer(mut self, state: Arc<LineState>) -> Calls {
+        self.observed = Some(state);
+        self
     }
 
     /// The call is about to be answered with `codec`: fix its menu and get
@@ -329,6 +340,11 @@ impl Calls {
             }
             let control = match action {
                 FlowAction::Play { tag, programme } => {
+                    if let (Some(state), flow::Programme::Service(service)) =
+                        (&self.observed, &programme)
+                    {
+                        state.service_played(service, chrono::Utc::now());
+                    }
                     let started = Instant::now();
                     let label = programme.label();
                     let programme = content.programme(&programme, entry.codec);

@@ -417,20 +417,8 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
     );
     if menu.items.is_empty() {
         println!("No service has started yet, so callers hear the apology clip.");
-    } else if menu.items.len() == 1 && config.line.skip_single_menu {
-        // What the call flow does with one service: no menu to choose from.
-        let greeting = crate::call::menu::sentence_text(&menu.greeting());
-        let service = &menu.items[0].service;
-        println!("{greeting}");
-        println!(
-            "(The only service, {}, plays straight after the greeting.)",
-            service
-                .title
-                .clone()
-                .unwrap_or_else(|| crate::source::redact_if_url(&service.file).into_owned())
-        );
     } else {
-        println!("{}", menu.text());
+        println!("{}", menu.heard_text(config.line.skip_single_menu));
     }
     if schedule.problems.is_empty() {
         return ExitCode::SUCCESS;

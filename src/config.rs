@@ -168,6 +168,13 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
     pub trunk: Option<TrunkConfig>,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where `/healthz`, `/metrics` and the status page are served; `None`: nowhere.
+    pub listen: Option<SocketAddr>,
 }
 #[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
@@ -254,9 +261,12 @@ const KEYS: &[(&str, &[&str])] = &[
     ("speech", call::SPEECH_KEYS),
     ("cache", source::CACHE_KEYS),
     ("trunk", trunk::KEYS),
+    ("admin", &["listen"]),
 ];
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5060";
+/// Loopback only: the status page names the registrar and the website.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTP_PORTS: PortRange = PortRange {
     first: 16384,
     last: 32767,
@@ -365,8 +375,11 @@ impl Config {
         for (section, keys) in KEYS {
             for key in *keys {
                 let variable = env_name(section, key);
-                // Empty counts as unset, as a container's `VAR=` usually means "default".
-                let Some(text) = env(&variable).filter(|t| !t.trim().is_empty()) else {
+                // Empty counts as unset, as a container's `VAR=` usually means "default";
+                // except `DAS_ADMIN_LISTEN=`, which turns the listener off, as issue 10 asks.
+                let Some(text) = env(&variable)
+                    .filter(|t| !t.trim().is_empty() || (*section, *key) == ("admin", "listen"))
+                else {
                     continue;
                 };
                 let value = toml::Value::String(text);
@@ -468,6 +481,8 @@ struct Settings {
     call_log: CallLogSettings,
     call: CallSettings,
     trunk: TrunkSettings,
+    /// `Some(None)`: turned off with `""`.
+    admin_listen: Option<Option<SocketAddr>>,
 }
 
 impl Settings {
@@ -580,6 +595,13 @@ impl Settings {
             }
             ("log", key) => self.call_log.set(key, value, base)?,
             ("trunk", key) => self.trunk.set(key, value, base)?,
+            ("admin", "listen") => {
+                let expected = "expected an address and port like \"127.0.0.1:8080\", or \"\" for no admin listener";
+                self.admin_listen = Some(match &value {
+                    toml::Value::String(text) if text.trim().is_empty() => None,
+                    _ => Some(parsed(value, expected)?),
+                });
+            }
             ("line" | "dtmf" | "speech", key) => self.call.set(section, key, value, base)?,
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
@@ -640,6 +662,15 @@ impl Settings {
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
                 calls,
+            },
+            admin: AdminConfig {
+                listen: self.admin_listen.unwrap_or_else(|| {
+                    Some(
+                        DEFAULT_ADMIN_LISTEN
+                            .parse()
+                            .expect("DEFAULT_ADMIN_LISTEN is a valid socket address"),
+                    )
+                }),
             },
         })
     }

@@ -192,11 +192,18 @@ impl Content {
     /// `None`, logged, when the schedule is unusable or offers nothing yet:
     /// the caller hears the apology.
     pub fn menu(&self, now: DateTime<Utc>) -> Option<Menu> {
+        self.offer(now).ok()
+    }
+
+    /// As [`Content::menu`], saying why there is none (the status page
+    /// shows the same reason the log does).
+    pub fn offer(&self, now: DateTime<Utc>) -> Result<Menu, String> {
         let schedule = match self.load_schedule() {
             Ok(schedule) => schedule,
             Err(error) => {
-                self.schedule_problem.record("schedule", Some(error));
-                return None;
+                self.schedule_problem
+                    .record("schedule", Some(error.clone()));
+                return Err(error);
             }
         };
         let mut menu = Menu::at(&schedule, now, self.timezone);
@@ -209,12 +216,13 @@ impl Content {
                 "{} lists no service that has started yet",
                 self.catalogue.describe()
             );
-            self.schedule_problem.record("schedule", Some(reason));
-            return None;
+            self.schedule_problem
+                .record("schedule", Some(reason.clone()));
+            return Err(reason);
         }
         self.schedule_problem.record("schedule", None);
         self.prepare_speech(&menu);
-        Some(menu)
+        Ok(menu)
     }
 
     /// Reads the schedule as a caller would, ahead of them: problems are

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::admin::{self, Admin};
 use crate::call::flow::FlowConfig;
 use crate::call_log::CallLog;
 use crate::calls::Calls;
@@ -20,6 +21,7 @@ use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
 use crate::fd_limit;
 use crate::media::pacer::{EngineConfig, MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
+use crate::observe::LineState;
 use crate::prompts::Prompts;
 use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
@@ -28,6 +30,7 @@ use crate::source::cache::DiskCache;
 use crate::source::feed;
 use crate::source::http::{Http, HttpConfig};
 use crate::source::published::Published;
+use crate::source::redact::redact_url;
 use crate::source::refresher::{Refresher, RefresherConfig};
 use crate::speech::{Speech, SpeechConfig};
 
@@ -155,7 +158,7 @@ pub async fn serve(
     if let Some(trunk) = &config.trunk {
         tokio::spawn(resolve_trunk(trunk.next_hop().lookup_target(), resolved_tx));
     }
-    let (mut content, mut refresher) = build_content(&config)?;
+    let (mut content, mut refresher, source) = build_content(&config)?;
     content.check_at_start(&config.media.codecs, chrono::Utc::now());
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -169,12 +172,26 @@ pub async fn serve(
         events_tx,
     )
     .map_err(DriverError::Media)?;
+    let observed = Arc::new(LineState::new(config.line.timezone));
+    let live_pages = Arc::new(RwLock::new(admin_live(&config, &content, source)));
+    if let Some(listen) = config.admin.listen {
+        let pages = Admin {
+            live: live_pages.clone(),
+            state: observed.clone(),
+            engine: engine.stats_reader(),
+            registrar: config.trunk.as_ref().map(|t| match t.registrar.port {
+                Some(port) => format!("{}:{port}", t.registrar.host),
+                None => t.registrar.host.clone(),
+            }),
+        };
+        admin::start(listen, pages).await;
+    }
     let mut ports = BoundPorts {
         allocator,
         reserved: HashMap::new(),
     };
     let call_log = CallLog::open(&config.log.calls);
-    let mut calls = Calls::new(flow_config(&config), config.dtmf);
+    let mut calls = Calls::new(flow_config(&config), config.dtmf).with_observer(observed.clone());
     tracing::info!(
         sip = %local,
         advertised = %contact_addr,
@@ -205,7 +222,9 @@ pub async fn serve(
         // OK leaves, so the caller's ACK finds it and RTP starts at once.
         loop {
             while let Some(action) = endpoint.poll_action() {
-                perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
+                perform(
+                    action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+                );
             }
             let hang_ups = calls.take_hang_ups();
             if hang_ups.is_empty() {
@@ -218,6 +237,8 @@ pub async fn serve(
         while let Some(transmit) = endpoint.poll_transmit() {
             transport.send(&transmit).await;
         }
+        observed.set_calls_active(endpoint.active_calls());
+        observed.observe_registration(endpoint.registration_status(), Instant::now());
         let wake = [
             endpoint.poll_timeout(),
             calls.poll_timeout(),
@@ -290,7 +311,9 @@ pub async fn serve(
                 Some(Signal::Reload) => {
                     if let Some(fresh) = reload(&config_path, &config) {
                         match build_content(&fresh) {
-                            Ok((new_content, new_refresher)) => {
+                            Ok((new_content, new_refresher, source)) => {
+                                let live = admin_live(&fresh, &new_content, source);
+                                *live_pages.write().unwrap_or_else(|e| e.into_inner()) = live;
                                 if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
                                     old.abort();
                                 }
@@ -341,7 +364,9 @@ pub async fn serve(
             transport.send(&transmit).await;
         }
         while let Some(action) = endpoint.poll_action() {
-            perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
+            perform(
+                action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+            );
         }
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
@@ -361,7 +386,9 @@ pub async fn serve(
     }
     // A caller's BYE in the last round ended its call: log it too.
     while let Some(action) = endpoint.poll_action() {
-        perform(action, &engine, &mut ports, &content, &mut calls, &call_log);
+        perform(
+            action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+        );
     }
     while let Some(transmit) = endpoint.poll_transmit() {
         transport.send(&transmit).await;
@@ -374,8 +401,8 @@ pub async fn serve(
 type Refresh = Option<tokio::task::AbortHandle>;
 
 /// The content callers hear, from `config`.
-fn build_content(config: &Config) -> Result<(Arc<Content>, Refresh), DriverError> {
-    let (catalogue, refresher) = catalogue(config)?;
+fn build_content(config: &Config) -> Result<(Arc<Content>, Refresh, admin::Source), DriverError> {
+    let (catalogue, refresher, source) = catalogue(config)?;
     let content = Content::new(
         catalogue,
         config.audio.apology.clone(),
@@ -384,7 +411,18 @@ fn build_content(config: &Config) -> Result<(Arc<Content>, Refresh), DriverError
     )
     .with_timezone(config.line.timezone)
     .with_church_name(config.line.church_name.clone());
-    Ok((Arc::new(content), refresher))
+    Ok((Arc::new(content), refresher, source))
+}
+
+/// What the admin pages show of `config` and `content`.
+fn admin_live(config: &Config, content: &Arc<Content>, source: admin::Source) -> Arc<admin::Live> {
+    Arc::new(admin::Live {
+        content: content.clone(),
+        source,
+        timezone: config.line.timezone,
+        skip_single_menu: config.line.skip_single_menu,
+        call_log: config.log.calls.path.clone(),
+    })
 }
 
 fn flow_config(config: &Config) -> FlowConfig {
@@ -440,7 +478,7 @@ fn reload(path: &std::path::Path, running: &Config) -> Option<Config> {
 /// A local `data.json` with local audio is read for each call; anything
 /// from the web, and any feed, is fetched by the background refresher and
 /// published (the refresher is started here).
-fn catalogue(config: &Config) -> Result<(Catalogue, Refresh), DriverError> {
+fn catalogue(config: &Config) -> Result<(Catalogue, Refresh, admin::Source), DriverError> {
     if let (Location::Path(schedule), Location::Path(audio)) =
         (&config.source.schedule, &config.source.audio)
         && !is_feed_file(schedule)
@@ -449,7 +487,8 @@ fn catalogue(config: &Config) -> Result<(Catalogue, Refresh), DriverError> {
             schedule: schedule.clone(),
             audio: audio.clone(),
         };
-        return Ok((local, None));
+        let source = admin::Source::LocalFile(schedule.display().to_string());
+        return Ok((local, None, source));
     }
     let http = Http::new(&HttpConfig {
         ca_file: config.source.ca_file.clone(),
@@ -474,12 +513,16 @@ fn catalogue(config: &Config) -> Result<(Catalogue, Refresh), DriverError> {
         Arc::new(cache),
         published.clone(),
     );
+    let source = admin::Source::Fetched {
+        origin: redact_url(&config.source.schedule.to_string()),
+        status: refresher.status(),
+    };
     let task = tokio::spawn(refresher.run()).abort_handle();
     let published = Catalogue::Published {
         published,
         origin: config.source.schedule.to_string(),
     };
-    Ok((published, Some(task)))
+    Ok((published, Some(task), source))
 }
 
 /// A local schedule that is a podcast feed (its episodes are downloaded).
@@ -546,6 +589,7 @@ fn perform(
     content: &Content,
     calls: &mut Calls,
     call_log: &CallLog,
+    observed: &LineState,
 ) {
     match action {
         Action::PrepareMedia { call, codec } => {
@@ -594,6 +638,7 @@ fn perform(
             if let Some((record, caller)) = calls.finish_record(call, reason, Instant::now()) {
                 call_log.append(record, &caller);
             }
+            observed.call_ended(reason);
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {

@@ -5,6 +5,7 @@
 //! it takes input and `now` and returns what to send and when to wake. Only
 //! `driver`, `sip::transport`, `media::pacer` and the CLI touch sockets and clocks.
 
+pub mod admin;
 pub mod bench;
 pub mod call;
 pub mod call_log;
@@ -18,6 +19,7 @@ pub mod endpoint;
 pub mod fd_limit;
 pub mod log_summary;
 pub mod media;
+pub mod observe;
 pub mod prompts;
 pub mod registration;
 pub mod sdp;

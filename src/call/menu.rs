@@ -293,6 +293,25 @@ impl Menu {
         sentences
     }
 
+    /// What a caller hears before a service, as text: the menu, or, with
+    /// one service and `[line] skip_single_menu`, the greeting alone (the
+    /// call flow plays that service straight after it). Used by
+    /// `dial-a-service menu` and the status page alike.
+    pub fn heard_text(&self, skip_single_menu: bool) -> String {
+        match self.items.as_slice() {
+            [only] if skip_single_menu => {
+                let name = only.service.title.clone().unwrap_or_else(|| {
+                    crate::source::redact_if_url(&only.service.file).into_owned()
+                });
+                format!(
+                    "{}\n(The only service, {name}, plays straight after the greeting.)",
+                    sentence_text(&self.greeting())
+                )
+            }
+            _ => self.text(),
+        }
+    }
+
     /// Everything a caller hears before choosing, as text.
     pub fn text(&self) -> String {
         let mut lines = vec![sentence_text(&self.greeting())];

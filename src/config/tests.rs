@@ -194,7 +194,7 @@ fn unknown_key_names_file_and_key() {
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),
-        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk)"
+        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk, admin)"
     );
     assert_eq!(
         error("listen = \"127.0.0.1:5060\"\n"),
@@ -793,4 +793,37 @@ fn bad_call_log_values_are_named() {
         let message = error(text);
         assert!(message.contains(expected), "{text}: {message}");
     }
+}
+
+#[test]
+fn admin_listener_defaults_to_loopback_and_an_empty_value_turns_it_off() {
+    assert_eq!(
+        from("").unwrap().admin.listen,
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    let c = from("[admin]\nlisten = \"0.0.0.0:9100\"").unwrap();
+    assert_eq!(c.admin.listen, Some("0.0.0.0:9100".parse().unwrap()));
+    assert_eq!(from("[admin]\nlisten = \"\"").unwrap().admin.listen, None);
+    let c = with_env("", &[("DAS_ADMIN_LISTEN", "127.0.0.1:9999")]).unwrap();
+    assert_eq!(c.admin.listen, Some("127.0.0.1:9999".parse().unwrap()));
+    // Unlike other variables, an empty DAS_ADMIN_LISTEN is not "unset": it turns it off.
+    let c = with_env(
+        "[admin]\nlisten = \"127.0.0.1:9100\"",
+        &[("DAS_ADMIN_LISTEN", "")],
+    )
+    .unwrap();
+    assert_eq!(c.admin.listen, None);
+}
+
+#[test]
+fn admin_listener_mistakes_are_named() {
+    let message = error("[admin]\nlisten = \"localhost\"");
+    assert!(message.contains("[admin] listen"), "{message}");
+    assert!(message.contains("127.0.0.1:8080"), "{message}");
+    let message = error("[admin]\nport = 8080");
+    assert!(message.contains("unknown key [admin] port"), "{message}");
+    let message = with_env("", &[("DAS_ADMIN_LISTEN", "8080")])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("DAS_ADMIN_LISTEN"), "{message}");
 }

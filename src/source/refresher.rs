@@ -74,6 +74,18 @@ pub struct StatusInner {
     pub failures: BTreeMap<String, u64>,
     /// Services published at the last refresh.
     pub services: usize,
+    /// What is failing now, by subject (`schedule <url>`, `audio <url>`), for the
+    /// status page; gone once it works again.
+    pub problems: BTreeMap<String, CurrentProblem>,
+}
+
+/// One failure that has not cleared yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProblem {
+    pub code: String,
+    pub reason: String,
+    /// When this run of failures began.
+    pub since: DateTime<Utc>,
 }
 
 impl RefreshStatus {
@@ -305,6 +317,11 @@ impl Refresher {
                 .strip_prefix("audio ")
                 .is_none_or(|shown| wanted.iter().any(|url| redact_url(url) == shown))
         });
+        let problems = &self.problems;
+        self.status
+            .lock()
+            .problems
+            .retain(|subject, _| problems.contains_key(subject));
         let count = published.services.len();
         let offering = describe(&published);
         if self.offering.as_ref() != Some(&offering) {
@@ -457,12 +474,20 @@ impl Refresher {
 
     /// Logs a failure once per change, and counts every one.
     fn fail(&mut self, subject: &str, code: &str, reason: &str, consequence: &str) {
-        *self
-            .status
-            .lock()
-            .failures
-            .entry(code.to_owned())
-            .or_default() += 1;
+        {
+            let mut status = self.status.lock();
+            *status.failures.entry(code.to_owned()).or_default() += 1;
+            let current = status
+                .problems
+                .entry(subject.to_owned())
+                .or_insert_with(|| CurrentProblem {
+                    code: String::new(),
+                    reason: String::new(),
+                    since: Utc::now(),
+                });
+            current.code = code.to_owned();
+            current.reason = reason.to_owned();
+        }
         if self.problems.get(subject).map(String::as_str) != Some(reason) {
             // Fetch errors name their URL already.
             let named = subject
@@ -478,6 +503,7 @@ impl Refresher {
     }
 
     fn clear(&mut self, subject: &str) {
+        self.status.lock().problems.remove(subject);
         if self.problems.remove(subject).is_some() {
             tracing::info!("{subject}: working again");
         }

@@ -62,10 +62,19 @@ pub fn rtp_range() -> String {
     format!("{}-{}", base, base + 39)
 }
 
+/// A free TCP port on loopback (the admin listener's).
+pub fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
 /// The line, running as the real binary with `DAS_*` overrides.
 pub struct Line {
     child: Child,
     pub sip: SocketAddr,
+    /// The admin listener's address, unless `DAS_ADMIN_LISTEN` turned it off;
+    /// a free port by default, so lines started in parallel never clash on 8080.
+    pub admin: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     /// Each line's own speech cache, so tests never share renders.
     _cache: tempfile::TempDir,
@@ -77,6 +86,10 @@ impl Line {
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("socket addr");
         let cache = tempfile::tempdir().expect("cache dir");
+        let admin = match env.iter().find(|(key, _)| *key == "DAS_ADMIN_LISTEN") {
+            Some((_, value)) => value.parse().ok(),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port()))),
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
         command
             .current_dir(repo())
@@ -84,6 +97,10 @@ impl Line {
             .env("DAS_CACHE_DIR", cache.path())
             .env("DAS_SIP_LISTEN", sip.to_string())
             .env("DAS_MEDIA_RTP_PORTS", rtp_range())
+            .env(
+                "DAS_ADMIN_LISTEN",
+                admin.map(|a| a.to_string()).unwrap_or_default(),
+            )
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -125,6 +142,7 @@ impl Line {
         let mut line = Line {
             child,
             sip,
+            admin,
             log,
             _cache: cache,
         };

@@ -244,6 +244,21 @@ impl Default for EngineConfig {
 }
 
 /// State shared between the engine handle and its workers.
+/// Reads the engine's counters from anywhere; see [`MediaEngine::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader(Arc<Shared>);
+
+impl StatsReader {
+    pub fn stats(&self) -> EngineStats {
+        let mut total = EngineStats::default();
+        for worker in &self.0.workers {
+            total.merge(&worker.snapshot());
+        }
+        total.workers = self.0.workers.len();
+        total
+    }
+}
+
 struct Shared {
     /// Which worker owns each stream, for `update` and `remove`. Workers
     /// drop their entries when a stream finishes by itself.
@@ -426,6 +441,12 @@ impl MediaEngine {
         }
         total.workers = self.shared.workers.len();
         total
+    }
+
+    /// A reader of [`MediaEngine::stats`] for another task (the admin
+    /// listener), which must not hold the engine itself.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.shared.clone())
     }
 
     fn least_loaded(&self) -> usize {

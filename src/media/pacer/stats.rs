@@ -167,6 +167,22 @@ impl Lateness {
         Duration::from_micros(self.max_us)
     }
 
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us)
+    }
+
+    /// Packets whose bucket lies wholly at or under `bound` (a histogram
+    /// bucket for exposition; within 12.5 % of `bound`, never over it).
+    pub fn count_at_most(&self, bound: Duration) -> u64 {
+        let bound = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        self.buckets
+            .iter()
+            .enumerate()
+            .take_while(|(bucket, _)| bucket_top(*bucket) <= bound)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     pub fn mean(&self) -> Duration {
         match self.count() {
             0 => Duration::ZERO,
@@ -276,5 +292,8 @@ mod tests {
         snap.merge(&stats.snapshot().lateness);
         assert_eq!(snap.count(), 200);
         assert_eq!(Lateness::default().quantile(0.99), Duration::ZERO);
+        assert_eq!(snap.count_at_most(Duration::from_micros(100)), 196);
+        assert_eq!(snap.count_at_most(Duration::from_millis(1)), 198);
+        assert_eq!(snap.count_at_most(Duration::from_secs(1)), 200);
     }
 }

@@ -1,0 +1,121 @@
+//! `GET /healthz`: healthy when a caller would hear a service, which takes
+//! a playable schedule and, with a trunk, a registration (without one no
+//! call reaches the line). A failing source alone is not unhealthy: callers
+//! still hear the cached copy, and the status page says so.
+
+use serde::Serialize;
+
+use super::snapshot::{LineSnapshot, TrunkState};
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Health {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub fn check(line: &LineSnapshot) -> Health {
+    let mut checks = vec![match &line.offer {
+        Ok(offer) => Check {
+            name: "schedule",
+            ok: true,
+            detail: format!("{} service(s) on the menu", offer.services),
+        },
+        Err(problem) => Check {
+            name: "schedule",
+            ok: false,
+            detail: format!("callers hear the apology: {problem}"),
+        },
+    }];
+    if let Some(trunk) = &line.trunk {
+        let detail = match &trunk.state {
+            TrunkState::Registered { until, .. } => {
+                format!(
+                    "registered with {} until {}",
+                    trunk.registrar,
+                    until.to_rfc3339()
+                )
+            }
+            TrunkState::Resolving => format!("resolving {}", trunk.registrar),
+            TrunkState::Registering { .. } => format!("registering with {}", trunk.registrar),
+            TrunkState::Failing { reason, code, .. } => {
+                format!("not registered with {}: {reason} ({code})", trunk.registrar)
+            }
+            TrunkState::Unregistering | TrunkState::Unregistered => {
+                format!("unregistered from {}", trunk.registrar)
+            }
+        };
+        checks.push(Check {
+            name: "registration",
+            ok: trunk.state.is_up(),
+            detail,
+        });
+    }
+    Health {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    }
+}
+
+impl Health {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a Health of strings and bools serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::snapshot::tests::sample;
+
+    #[test]
+    fn healthy_with_a_menu_and_a_registration() {
+        let health = check(&sample());
+        assert!(health.ok);
+        assert_eq!(health.checks.len(), 2);
+        assert!(
+            health
+                .to_json()
+                .starts_with(r#"{"ok":true,"checks":[{"name":"schedule","ok":true"#)
+        );
+    }
+
+    #[test]
+    fn each_failing_check_says_why() {
+        let mut line = sample();
+        line.offer = Err("no schedule has been fetched yet".to_owned());
+        let trunk = line.trunk.as_mut().unwrap();
+        trunk.state = TrunkState::Failing {
+            since: line.now,
+            reason: "no answer from the registrar".to_owned(),
+            code: "trunk.timeout",
+            retry_at: line.now,
+        };
+        let health = check(&line);
+        assert!(!health.ok);
+        assert!(health.checks.iter().all(|c| !c.ok));
+        let json: serde_json::Value = serde_json::from_str(&health.to_json()).unwrap();
+        assert_eq!(json["checks"][1]["name"], "registration");
+        assert!(
+            json["checks"][1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no answer from the registrar (trunk.timeout)")
+        );
+    }
+
+    #[test]
+    fn without_a_trunk_only_the_schedule_counts() {
+        let mut line = sample();
+        line.trunk = None;
+        let health = check(&line);
+        assert!(health.ok);
+        assert_eq!(health.checks.len(), 1);
+    }
+}
