@@ -37,6 +37,9 @@ struct Entry {
     flow: CallFlow,
     /// The codec the content is prepared in; fixed for the call.
     codec: Codec,
+    /// The content as it was at the answer: a reload (SIGHUP) changes what
+    /// the next caller hears, never the service this one chose.
+    content: Arc<Content>,
     /// The first programme, prepared before the 200 OK left.
     first: Option<(u32, Programme)>,
     keys: KeyDeduplicator,
@@ -91,7 +94,7 @@ impl Calls {
 
     /// The call is about to be answered with `codec`: fix its menu and get
     /// its first programme (greeting and menu, or the apology) ready.
-    pub fn prepare(&mut self, call: CallId, codec: Codec, content: &Content) {
+    pub fn prepare(&mut self, call: CallId, codec: Codec, content: &Arc<Content>) {
         let now = chrono::Utc::now();
         let mut flow = CallFlow::new(content.menu(now), self.flow_config.clone());
         let mut first = None;
@@ -116,6 +119,7 @@ impl Calls {
             Entry {
                 flow,
                 codec,
+                content: content.clone(),
                 first,
                 keys: KeyDeduplicator::default(),
                 started: false,
@@ -132,7 +136,7 @@ impl Calls {
         sockets: RtpSockets,
         media: &Negotiated,
         engine: &MediaEngine,
-        content: &Content,
+        content: &Arc<Content>,
     ) {
         if self
             .entries
@@ -175,7 +179,7 @@ impl Calls {
         engine.add_programme(params, programme);
         let now = Instant::now();
         // Anything the flow queued meanwhile (nothing, normally).
-        self.drain(call, now, engine, content);
+        self.drain(call, now, engine);
     }
 
     /// The call is over: forget its flow.
@@ -202,28 +206,15 @@ impl Calls {
     }
 
     /// A key sent in a SIP INFO.
-    pub fn handle_info_key(
-        &mut self,
-        call: CallId,
-        key: Key,
-        now: Instant,
-        engine: &MediaEngine,
-        content: &Content,
-    ) {
+    pub fn handle_info_key(&mut self, call: CallId, key: Key, now: Instant, engine: &MediaEngine) {
         if self.dtmf.info {
-            self.handle_key(call, key, Via::SipInfo, now, engine, content);
+            self.handle_key(call, key, Via::SipInfo, now, engine);
         } else {
             tracing::debug!(%call, key = %key.as_char(), "INFO key ignored: [dtmf] methods leaves out info");
         }
     }
 
-    pub fn handle_media_event(
-        &mut self,
-        event: MediaEvent,
-        now: Instant,
-        engine: &MediaEngine,
-        content: &Content,
-    ) {
+    pub fn handle_media_event(&mut self, event: MediaEvent, now: Instant, engine: &MediaEngine) {
         match event {
             MediaEvent::Finished { id } => {
                 // The stream could not start or its worker stopped: the
@@ -245,10 +236,10 @@ impl Calls {
                 if let Some(record) = self.records.get_mut(&call) {
                     record.handle_played(tag, outcome, now);
                 }
-                self.drain(call, now, engine, content);
+                self.drain(call, now, engine);
             }
             MediaEvent::Key { id, key, via } => {
-                self.handle_key(CallId(id.0), key, via, now, engine, content)
+                self.handle_key(CallId(id.0), key, via, now, engine)
             }
             MediaEvent::Timeout { id, reason } => {
                 let reason = match reason {
@@ -260,15 +251,7 @@ impl Calls {
         }
     }
 
-    fn handle_key(
-        &mut self,
-        call: CallId,
-        key: Key,
-        via: Via,
-        now: Instant,
-        engine: &MediaEngine,
-        content: &Content,
-    ) {
+    fn handle_key(&mut self, call: CallId, key: Key, via: Via, now: Instant, engine: &MediaEngine) {
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
         };
@@ -283,7 +266,7 @@ impl Calls {
             record.handle_key(key);
         }
         entry.flow.handle_key(key, now);
-        self.drain(call, now, engine, content);
+        self.drain(call, now, engine);
     }
 
     /// When [`Calls::handle_timeout`] wants to run.
@@ -295,7 +278,7 @@ impl Calls {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, engine: &MediaEngine, content: &Content) {
+    pub fn handle_timeout(&mut self, now: Instant, engine: &MediaEngine) {
         for summary in self.key_log.poll_summaries(now) {
             tracing::info!("{summary}");
         }
@@ -312,7 +295,7 @@ impl Calls {
             }
             entry.armed = None;
             entry.flow.handle_timeout(now);
-            self.drain(call, now, engine, content);
+            self.drain(call, now, engine);
         }
     }
 
@@ -323,11 +306,12 @@ impl Calls {
     }
 
     /// Carries out what the flow asked for, and re-arms its timer.
-    fn drain(&mut self, call: CallId, now: Instant, engine: &MediaEngine, content: &Content) {
+    fn drain(&mut self, call: CallId, now: Instant, engine: &MediaEngine) {
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
         };
         let id = StreamId(call.0);
+        let content = entry.content.clone();
         let mut record = self.records.get_mut(&call);
         while let Some(action) = entry.flow.poll_action() {
             if let Some(record) = record.as_deref_mut() {

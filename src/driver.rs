@@ -276,7 +276,7 @@ pub async fn serve(
             () = sleep => {
                 let now = Instant::now();
                 endpoint.handle_timeout(now);
-                calls.handle_timeout(now, &engine, &content);
+                calls.handle_timeout(now, &engine);
             }
             Some(destination) = resolved.recv() => {
                 if let Some(trunk) = &config.trunk {
@@ -295,7 +295,7 @@ pub async fn serve(
                     endpoint.set_registration(registration, Instant::now());
                 }
             }
-            Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine, &content),
+            Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine),
             _ = refresh.tick() => {
                 // `"auto"`: the longest service the last refresh saw.
                 endpoint.set_max_call_duration(
@@ -586,7 +586,7 @@ fn perform(
     action: Action,
     engine: &MediaEngine,
     ports: &mut BoundPorts,
-    content: &Content,
+    content: &Arc<Content>,
     calls: &mut Calls,
     call_log: &CallLog,
     observed: &LineState,
@@ -642,7 +642,7 @@ fn perform(
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {
-            calls.handle_info_key(call, key, Instant::now(), engine, content);
+            calls.handle_info_key(call, key, Instant::now(), engine);
         }
     }
 }

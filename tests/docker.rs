@@ -305,6 +305,8 @@ fn the_image_takes_calls_and_stops_with_bye_and_exit_0() {
             ("DAS_SIP_LISTEN", sip.to_string()),
             ("DAS_MEDIA_RTP_PORTS", rtp_range()),
             ("DAS_ADMIN_LISTEN", admin.to_string()),
+            // The drain after `docker stop`, short for the test.
+            ("DAS_LINE_SHUTDOWN_GRACE", "2s".to_owned()),
         ],
     };
     let up = project.compose(&["up", "-d", "--no-build", "line"]);

@@ -83,6 +83,12 @@ pub struct Line {
 impl Line {
     /// Starts `dial-a-service run` on the shipped config, overridden by `env`.
     pub fn start(env: &[(&str, String)]) -> Line {
+        Line::start_with_config(Path::new("config/dial-a-service.toml"), env)
+    }
+
+    /// Starts `dial-a-service run --config <config>` (relative to the
+    /// repository), overridden by `env`.
+    pub fn start_with_config(config: &Path, env: &[(&str, String)]) -> Line {
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("socket addr");
         let cache = tempfile::tempdir().expect("cache dir");
@@ -91,19 +97,6 @@ impl Line {
             None => Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port()))),
         };
         let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
-        command
-            .current_dir(repo())
-            .args(["run", "--config", "config/dial-a-service.toml"])
-            .env("DAS_CACHE_DIR", cache.path())
-            .env("DAS_SIP_LISTEN", sip.to_string())
-            .env("DAS_MEDIA_RTP_PORTS", rtp_range())
-            .env(
-                "DAS_ADMIN_LISTEN",
-                admin.map(|a| a.to_string()).unwrap_or_default(),
-            )
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
         // The tests' own knobs (DAS_SOAK_SECONDS…) are no keys of the line,
         // which refuses unknown DAS_ variables.
         for (name, _) in std::env::vars_os() {
@@ -111,6 +104,23 @@ impl Line {
                 command.env_remove(name);
             }
         }
+        command
+            .current_dir(repo())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("DAS_CACHE_DIR", cache.path())
+            .env("DAS_SIP_LISTEN", sip.to_string())
+            .env("DAS_MEDIA_RTP_PORTS", rtp_range())
+            .env(
+                "DAS_ADMIN_LISTEN",
+                admin.map(|a| a.to_string()).unwrap_or_default(),
+            )
+            // SIGTERM hangs up at once, as `stop` expects; tests of the
+            // drain set their own grace.
+            .env("DAS_LINE_SHUTDOWN_GRACE", "0s")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (key, value) in env {
             // An empty RUST_LOG means unset: the config's `[log] level`
             // (or DAS_LOG_LEVEL) decides, as in production.
