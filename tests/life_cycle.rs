@@ -24,9 +24,14 @@ fn signal(line: &Line, signal: libc::c_int) {
 
 /// Waits up to `limit` for the line's log to contain `needle`.
 fn wait_for_log(line: &Line, needle: &str, limit: Duration) -> bool {
+    wait_for_lines(line, needle, 1, limit)
+}
+
+/// Waits up to `limit` for `count` lines of the log containing `needle`.
+fn wait_for_lines(line: &Line, needle: &str, count: usize, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if line.log_count(needle) > 0 {
+        if line.log_count(needle) >= count {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -173,9 +178,11 @@ fn sighup_reloads_config_and_schedule_and_refuses_a_broken_config() {
 
     // A call in progress while the config changes under it and SIGHUP comes.
     let during = runtime.spawn(place_call(CallOptions::new(line.uri(), Codec::Pcmu)));
-    assert!(wait_for_log(
+    // Its answer, not the first call's.
+    assert!(wait_for_lines(
         &line,
         "call answered",
+        2,
         Duration::from_secs(10)
     ));
     config_for(&config, &second, "[line]\nmenu_timeout = \"5s\"\n");
@@ -195,6 +202,12 @@ fn sighup_reloads_config_and_schedule_and_refuses_a_broken_config() {
         during.summary()
     );
     assert!(line.is_running(), "SIGHUP must not stop the line");
+    assert_eq!(
+        line.log_count("playing service matins.mp3"),
+        2,
+        "the call answered before the reload keeps its service:\n{}",
+        line.log_text()
+    );
 
     let after = listen(&line);
     assert_eq!(after.final_status, 200, "{}", after.summary());

@@ -1,5 +1,5 @@
 //! A bounded soak (issue 9): calls start and end continuously against the
-//! real line with junk mixed in, for `DAS_SOAK_SECONDS` (default 90); then
+//! real line with junk mixed in, for `DAS_SOAK_SECONDS` (default 60); then
 //! its descriptors, RTP ports and memory must be back to idle.
 //!
 //! The traffic comes from four loopback addresses, so that no per-source
@@ -39,7 +39,7 @@ use dial_a_service::client::{CallOptions, CallReport, HangUp, place_call};
 use dial_a_service::media::Codec;
 
 /// How long the traffic runs unless `DAS_SOAK_SECONDS` says otherwise.
-const DEFAULT_SOAK: Duration = Duration::from_secs(90);
+const DEFAULT_SOAK: Duration = Duration::from_secs(60);
 /// sipp's calls a second, and how long each listens before its BYE.
 const SIPP_RATE: u32 = 3;
 const SIPP_CALL_MS: u32 = 3_000;
