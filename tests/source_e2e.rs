@@ -511,3 +511,35 @@ async fn killed_mid_download_the_previous_copy_serves_and_keep_latest_evicts() {
     let report = call(&line, None).await;
     assert!(heard(&report, &second.wav) >= 0.9);
 }
+
+/// The README's website example as written: only `DAS_SOURCE_SCHEDULE`
+/// over the shipped config (which names a local audio folder for its own
+/// sample schedule); the audio comes from beside the URL and plays. The CA
+/// file and cache folder are the test's, not the example's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_website_example_plays_with_the_shipped_config() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = make_audio(dir.path(), "first", "The service from the parish website.");
+    let origin = Origin::https(CertKind::Valid).await;
+    origin.set("/dial/audio/first.mp3", first.mp3.clone());
+    origin.set(
+        "/dial/data.json",
+        data_json(&[("Matins", "2026-01-04T10:00:00", "first.mp3")]),
+    );
+    let cache = dir.path().join("cache");
+    let line = Line::start(&[
+        ("DAS_SOURCE_SCHEDULE", origin.url("/dial/data.json")),
+        ("DAS_SOURCE_CA_FILE", origin.ca_file().display().to_string()),
+        ("DAS_CACHE_DIR", cache.display().to_string()),
+    ]);
+    wait_for(&line, "offering: Matins", Duration::from_secs(30)).await;
+    let report = call(&line, None).await;
+    assert!(
+        heard(&report, &first.wav) >= 0.9,
+        "the website's service plays, not the apology:\n{}",
+        important(&line)
+    );
+}
