@@ -38,8 +38,9 @@ use crate::speech::{Speech, SpeechConfig};
 /// ahead of callers: cheap when nothing changed (cache hits), and soon
 /// after a name's speech is ready, its sentences are too.
 const CONTENT_REFRESH: Duration = Duration::from_secs(10);
-/// How long a shutdown waits for the answers to its BYEs.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a shutdown waits for the answers to its BYEs (after
+/// `[line] shutdown_grace`, which is how long calls may play on).
+const BYE_ANSWER_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -358,7 +359,7 @@ pub async fn serve(
         "shutting down: hanging up every call and unregistering"
     );
     endpoint.shutdown(Instant::now());
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let deadline = Instant::now() + BYE_ANSWER_WAIT;
     while endpoint.active_calls() > 0 && Instant::now() < deadline {
         while let Some(transmit) = endpoint.poll_transmit() {
             transport.send(&transmit).await;
