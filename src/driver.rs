@@ -211,6 +211,7 @@ pub async fn serve(
     // and problems logged before anyone meets them.
     let mut refresh = tokio::time::interval(CONTENT_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (reloaded_tx, mut reloaded) = mpsc::unbounded_channel::<(Config, Built)>();
     // Set by the first Stop: when the calls in progress must be hung up.
     let mut draining_until: Option<Instant> = None;
     loop {
@@ -308,31 +309,34 @@ pub async fn serve(
                 // never a call.
                 drop(tokio::task::spawn_blocking(move || content.refresh(&codecs, chrono::Utc::now())));
             }
+            Some((fresh, (new_content, new_refresher, source))) = reloaded.recv() => {
+                *live_pages.write().unwrap_or_else(|e| e.into_inner()) =
+                    admin_live(&fresh, &new_content, source);
+                if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
+                    old.abort();
+                }
+                content = new_content;
+                calls.reconfigure(flow_config(&fresh), fresh.dtmf);
+                config = fresh;
+            }
             signal = signals.recv() => match signal {
                 Some(Signal::Reload) => {
-                    if let Some(fresh) = reload(&config_path, &config) {
+                    // Reading the file and the prompts is disk work: off
+                    // the loop, the result comes back on `reloaded`.
+                    let (path, running, done) = (config_path.clone(), config.clone(), reloaded_tx.clone());
+                    drop(tokio::task::spawn_blocking(move || {
+                        let Some(fresh) = reload(&path, &running) else { return };
                         match build_content(&fresh) {
-                            Ok((new_content, new_refresher, source)) => {
-                                let live = admin_live(&fresh, &new_content, source);
-                                *live_pages.write().unwrap_or_else(|e| e.into_inner()) = live;
-                                if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
-                                    old.abort();
-                                }
-                                content = new_content;
-                                calls.reconfigure(flow_config(&fresh), fresh.dtmf);
-                                let content = content.clone();
-                                let codecs = fresh.media.codecs.clone();
-                                drop(tokio::task::spawn_blocking(move || {
-                                    content.check_at_start(&codecs, chrono::Utc::now())
-                                }));
-                                config = fresh;
+                            Ok(built) => {
+                                built.0.check_at_start(&fresh.media.codecs, chrono::Utc::now());
+                                let _ = done.send((fresh, built));
                             }
                             Err(error) => tracing::warn!(
                                 code = "config.reload_refused",
                                 "the config was not reloaded, the old one is kept: {error}"
                             ),
                         }
-                    }
+                    }));
                 }
                 Some(Signal::Stop) if draining_until.is_none() && endpoint.active_calls() > 0 => {
                     let grace = config.line.shutdown_grace;
@@ -401,8 +405,11 @@ pub async fn serve(
 /// config is reloaded.
 type Refresh = Option<tokio::task::AbortHandle>;
 
+/// What [`build_content`] makes.
+type Built = (Arc<Content>, Refresh, admin::Source);
+
 /// The content callers hear, from `config`.
-fn build_content(config: &Config) -> Result<(Arc<Content>, Refresh, admin::Source), DriverError> {
+fn build_content(config: &Config) -> Result<Built, DriverError> {
     let (catalogue, refresher, source) = catalogue(config)?;
     let content = Content::new(
         catalogue,
