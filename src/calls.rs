@@ -111,7 +111,9 @@ impl Calls {
                     tracing::debug!(%call, tag, "playing {}", programme.label());
                     first = Some((tag, content.programme(&programme, codec)));
                 }
-                other => tracing::debug!(%call, ?other, "flow action before media; ignored"),
+                other => {
+                    tracing::debug!(%call, action = other.name(), "flow action before media; ignored")
+                }
             }
         }
         self.entries.insert(
@@ -256,7 +258,7 @@ impl Calls {
             return;
         };
         let Some(key) = entry.keys.handle_key(key, via, now) else {
-            tracing::debug!(%call, key = %key.as_char(), ?via, "same press another way; counted once");
+            tracing::debug!(%call, key = %key.as_char(), via = via.name(), "same press another way; counted once");
             return;
         };
         if self.key_log.note(KEY_PRESSED, call, now) == Verdict::Log {
@@ -332,7 +334,7 @@ impl Calls {
                     let started = Instant::now();
                     let label = programme.label();
                     let programme = content.programme(&programme, entry.codec);
-                    tracing::info!(%call, tag, took = ?started.elapsed(), "playing {label}");
+                    tracing::info!(%call, tag, took_us = started.elapsed().as_micros(), "playing {label}");
                     Control::Play { tag, programme }
                 }
                 FlowAction::Seek(Seek::Back(by)) => Control::SeekBy(-frames(by)),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{InfoType, KeySequence, Via};
-use crate::config::{Config, PortRange};
+use crate::config::{Config, LogFormat, PortRange};
 use crate::media::Codec;
 
 #[derive(Debug, Parser)]
@@ -203,16 +203,27 @@ pub fn main() -> ExitCode {
 /// business to report (once, with the file), not theirs per prompt.
 const QUIET_CRATES: &str = "symphonia_core=warn,symphonia_format_ogg=warn,symphonia_bundle_mp3=warn,symphonia_format_isomp4=warn,symphonia_format_riff=warn";
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{QUIET_CRATES},{level}")));
-    // Colours only on a terminal: log files and `docker logs` stay greppable.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        // Colours only on a terminal: log files and `docker logs` stay greppable.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
+        // Fields at the top level of each object, beside "message", so a
+        // collector can index `call` or `code` without digging; the span
+        // (e.g. `decoding` with its file) under "span".
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn run(path: PathBuf) -> ExitCode {
@@ -223,7 +234,7 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log.level);
+    init_logging(&config.log.level, config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -344,7 +355,7 @@ fn call(
     codec: Codec,
     dtmf: &DtmfArgs,
 ) -> ExitCode {
-    init_logging("warn");
+    init_logging("warn", LogFormat::Text);
     let mut options = crate::client::CallOptions::new(uri, codec);
     options.record = record;
     dtmf.apply(&mut options);

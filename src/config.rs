@@ -220,8 +220,42 @@ pub struct AudioConfig {
 pub struct LogConfig {
     /// A `tracing` filter: `info`, or directives like `info,dial_a_service::sip=debug`.
     pub level: String,
+    /// Lines for people (`text`) or for a log collector (`json`).
+    pub format: LogFormat,
     /// The call log (`[log] calls` and the keys after it).
     pub calls: CallLogConfig,
+}
+
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One readable line per event: time, level, message, `key=value` fields.
+    #[default]
+    Text,
+    /// One JSON object per line, the fields as its keys (for Loki, journald
+    /// forwarders, `jq`).
+    Json,
+}
+
+impl LogFormat {
+    const NAMES: [&str; 2] = ["text", "json"];
+
+    fn parse(text: &str) -> Result<LogFormat, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(
+                match suggest::nearest(&text.trim().to_ascii_lowercase(), Self::NAMES) {
+                    Some(near) => {
+                        format!("unknown log format \"{text}\" (did you mean \"{near}\"?)")
+                    }
+                    None => {
+                        format!("unknown log format \"{text}\" (expected \"text\" or \"json\")")
+                    }
+                },
+            ),
+        }
+    }
 }
 
 /// Every section and its keys: the single list that makes other keys errors, and the list
@@ -250,6 +284,7 @@ const KEYS: &[(&str, &[&str])] = &[
         "log",
         &[
             "level",
+            "format",
             "calls",
             "caller_numbers",
             "calls_max_size",
@@ -478,6 +513,7 @@ struct Settings {
     apology: Option<PathBuf>,
     prompts: Option<PathBuf>,
     level: Option<String>,
+    log_format: Option<LogFormat>,
     call_log: CallLogSettings,
     call: CallSettings,
     trunk: TrunkSettings,
@@ -593,6 +629,10 @@ impl Settings {
                 let level = text(value, "expected a log level like \"info\"")?;
                 self.level = Some(log_level(&level)?);
             }
+            ("log", "format") => {
+                let format = text(value, "expected \"text\" or \"json\"")?;
+                self.log_format = Some(LogFormat::parse(&format)?);
+            }
             ("log", key) => self.call_log.set(key, value, base)?,
             ("trunk", key) => self.trunk.set(key, value, base)?,
             ("admin", "listen") => {
@@ -661,6 +701,7 @@ impl Settings {
             },
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),
+                format: self.log_format.unwrap_or_default(),
                 calls,
             },
             admin: AdminConfig {

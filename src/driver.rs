@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::admin::{self, Admin};
 use crate::call::flow::FlowConfig;
 use crate::call_log::CallLog;
+use crate::call_log::caller::Presented;
 use crate::calls::Calls;
 use crate::config::{Config, Location};
 use crate::content::{Catalogue, Content};
@@ -265,7 +266,7 @@ pub async fn serve(
                     &mut ports,
                 ),
                 Received::Event(event) => {
-                    tracing::debug!(?event, "SIP transport");
+                    tracing::debug!("SIP transport: {event}");
                     match event {
                         TransportEvent::Closed { peer, .. } => endpoint.handle_transport_failure(peer, Instant::now()),
                         TransportEvent::Failed { destination, .. } => {
@@ -603,7 +604,7 @@ fn perform(
         Action::PrepareMedia { call, codec } => {
             let started = Instant::now();
             calls.prepare(call, codec, content);
-            tracing::debug!(%call, %codec, took = ?started.elapsed(), "content prepared");
+            tracing::debug!(%call, %codec, took_us = started.elapsed().as_micros(), "content prepared");
         }
         Action::StartMedia {
             call,
@@ -617,7 +618,7 @@ fn perform(
             };
             tracing::info!(
                 %call,
-                %caller,
+                caller = %call_log.shown_caller(&Presented::from_header(&caller)),
                 codec = %media.codec,
                 remote = %media.remote_rtp.map_or("none (on hold)".to_owned(), |a| a.to_string()),
                 telephone_event = %media.telephone_event.map_or("none".to_owned(), |pt| pt.to_string()),

@@ -37,8 +37,10 @@ fn line_behind(
     transport: &str,
     password: &str,
     expires: &str,
+    extra: &[(&'static str, String)],
 ) -> Line {
     let mut env = parish.env();
+    env.extend_from_slice(extra);
     env.extend([
         ("DAS_TRUNK_REGISTRAR", trunk.registrar_uri()),
         ("DAS_TRUNK_USERNAME", USER.to_owned()),
@@ -96,7 +98,7 @@ fn registers_over_udp_takes_calls_and_refreshes_on_time() {
     }
     let trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let line = line_behind(&trunk, &parish, "udp", PASSWORD, "20s");
+    let line = line_behind(&trunk, &parish, "udp", PASSWORD, "20s", &[]);
     let first = trunk
         .wait_for_contact(USER, Duration::from_secs(10))
         .unwrap_or_else(|| {
@@ -131,6 +133,8 @@ fn registers_over_udp_takes_calls_and_refreshes_on_time() {
     );
 }
 
+/// Also the JSON log: every line an object with the fields as keys, at
+/// debug level, and never the password or anything of the digest answer.
 #[test]
 fn registers_over_tcp_and_takes_calls_on_that_connection() {
     if !tools() {
@@ -138,20 +142,19 @@ fn registers_over_tcp_and_takes_calls_on_that_connection() {
     }
     let trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let line = line_behind(&trunk, &parish, "tcp", PASSWORD, "20s");
+    let line = line_behind(
+        &trunk,
+        &parish,
+        "tcp",
+        PASSWORD,
+        "20s",
+        &[("DAS_LOG_FORMAT", "json".to_owned())],
+    );
     let contact = trunk
         .wait_for_contact(USER, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("the line registered over TCP:\n{}", line.log_text()));
     assert_eq!(contact.transport(), "tcp");
     run_blocking(call_through(&trunk, &parish));
-    let tcp_calls = line
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("incoming call") && l.contains("transport=Tcp"))
-        .count();
-    assert_eq!(tcp_calls, 1, "the call came over TCP:\n{}", line.log_text());
     let refreshed = trunk.wait_for_contacts(USER, Duration::from_secs(19), |contacts| {
         contacts.iter().any(|c| c.cseq > contact.cseq)
     });
@@ -160,6 +163,48 @@ fn registers_over_tcp_and_takes_calls_on_that_connection() {
         "refreshed over TCP before expiry:\n{}",
         line.log_text()
     );
+
+    let events: Vec<serde_json::Value> = line
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a JSON log line ({e}): {l}")))
+        .collect();
+    let with = |message: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .collect::<Vec<_>>()
+    };
+    let incoming = with("incoming call");
+    assert!(
+        incoming.len() == 1 && incoming[0]["transport"] == "TCP",
+        "the call came over TCP: {incoming:?}"
+    );
+    let answered = with("call answered");
+    assert!(
+        answered.len() == 1
+            && answered[0]["call"].is_string()
+            && answered[0]["codec"] == "pcmu"
+            && answered[0]["level"] == "INFO",
+        "the answer as one object with its fields: {answered:?}"
+    );
+    assert_eq!(with("call ended").len(), 1, "one line for the end");
+    // A refresh changes nothing, so it logs nothing.
+    assert_eq!(
+        with("registered with the trunk").len(),
+        1,
+        "one line on registering"
+    );
+    let text = line.log_text();
+    for secret in [PASSWORD, "response=", "Authorization", "nonce="] {
+        assert!(!text.contains(secret), "the log shows {secret:?}:\n{text}");
+    }
 }
 
 #[test]
@@ -179,7 +224,7 @@ fn restarted_trunk(transport: &str) {
     }
     let mut trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let _line = line_behind(&trunk, &parish, transport, PASSWORD, "12s");
+    let _line = line_behind(&trunk, &parish, transport, PASSWORD, "12s", &[]);
     assert!(
         trunk
             .wait_for_contact(USER, Duration::from_secs(10))
@@ -215,7 +260,7 @@ fn wrong_password(transport: &str) {
     }
     let trunk = Kamailio::start(USER, PASSWORD);
     let parish = parish();
-    let line = line_behind(&trunk, &parish, transport, "not-the-password", "60s");
+    let line = line_behind(&trunk, &parish, transport, "not-the-password", "60s", &[]);
     std::thread::sleep(Duration::from_secs(8));
     assert!(trunk.contacts(USER).is_empty(), "never registered");
     let attempts = trunk.log_count("wrong password");
@@ -230,5 +275,10 @@ fn wrong_password(transport: &str) {
         1,
         "one clear log line:\n{}",
         line.log_text()
+    );
+    assert_eq!(
+        line.log_count("not-the-password"),
+        0,
+        "the password is never logged"
     );
 }

@@ -73,9 +73,9 @@ fn sipp_call(transport_mode: &str) {
         line.log_text()
     );
     let expected = if transport_mode == "t1" {
-        "transport=Tcp"
+        "transport=\"TCP\""
     } else {
-        "transport=Udp"
+        "transport=\"UDP\""
     };
     assert_eq!(
         line.log_count(expected),

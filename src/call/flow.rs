@@ -111,6 +111,19 @@ pub enum FlowAction {
     HangUp,
 }
 
+impl FlowAction {
+    /// A word for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlowAction::Play { .. } => "play",
+            FlowAction::Seek(_) => "seek",
+            FlowAction::Pause => "pause",
+            FlowAction::Resume => "resume",
+            FlowAction::HangUp => "hang up",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     /// Saying the greeting, the menu or "sorry" (tag `speaking`); a key

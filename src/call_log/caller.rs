@@ -91,6 +91,17 @@ impl CallerPrivacy {
         record.caller_hash = Some(hash);
     }
 
+    /// The caller as the line's own log may show them: the number with the
+    /// opt-in, else the hash the call log holds (so a log line and a call
+    /// record can be matched without the number being written anywhere).
+    pub fn shown(&self, presented: &Presented) -> String {
+        match presented {
+            Presented::Withheld => ANONYMOUS.to_owned(),
+            Presented::Number(number) if self.keep_numbers => number.clone(),
+            Presented::Number(number) => format!("hash:{}", self.hash(number)),
+        }
+    }
+
     /// 64 bits as 16 hex digits: collisions among a parish's callers are
     /// out of reach, and the line stays short.
     fn hash(&self, number: &str) -> String {
@@ -124,6 +135,25 @@ mod tests {
                 "{from}"
             );
         }
+    }
+
+    #[test]
+    fn the_log_shows_a_number_only_with_the_opt_in() {
+        let number = Presented::Number("+441134960000".to_owned());
+        let hidden = CallerPrivacy::new(false, b"key");
+        let shown = hidden.shown(&number);
+        assert!(
+            shown.starts_with("hash:") && !shown.contains("4960000"),
+            "{shown}"
+        );
+        let mut record = record();
+        hidden.apply(&number, &mut record);
+        assert_eq!(Some(&shown[5..]), record.caller_hash.as_deref());
+        assert_eq!(
+            CallerPrivacy::new(true, b"key").shown(&number),
+            "+441134960000"
+        );
+        assert_eq!(hidden.shown(&Presented::Withheld), ANONYMOUS);
     }
 
     #[test]

@@ -62,6 +62,11 @@ impl CallLog {
         }
     }
 
+    /// The caller for a line of the process log: see [`CallerPrivacy::shown`].
+    pub fn shown_caller(&self, caller: &Presented) -> String {
+        self.privacy.shown(caller)
+    }
+
     /// Writes `record`, with the caller as the operator allows. Never blocks.
     pub fn append(&self, mut record: CallRecord, caller: &Presented) {
         let Some(writer) = &self.writer else {

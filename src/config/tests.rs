@@ -827,3 +827,27 @@ fn admin_listener_mistakes_are_named() {
         .to_string();
     assert!(message.contains("DAS_ADMIN_LISTEN"), "{message}");
 }
+
+#[test]
+fn log_format_is_text_or_json_and_a_typo_names_the_nearest() {
+    assert_eq!(from("").unwrap().log.format, LogFormat::Text);
+    assert_eq!(
+        from("[log]\nformat = \"JSON\"").unwrap().log.format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        with_env("[log]\nformat = \"json\"", &[("DAS_LOG_FORMAT", "text")])
+            .unwrap()
+            .log
+            .format,
+        LogFormat::Text
+    );
+    let message = with_env("", &[("DAS_LOG_FORMAT", "jsn")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("DAS_LOG_FORMAT") && message.contains("did you mean \"json\""),
+        "{message}"
+    );
+    assert!(from("[log]\nformat = 1").is_err());
+}

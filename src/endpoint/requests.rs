@@ -404,7 +404,7 @@ impl Endpoint {
             entry.call = Some(id);
         }
         self.dialogs.insert(call.dialog.id.clone(), id);
-        tracing::debug!(call = %id, caller = %call.dialog.remote_uri, transport = ?call.transport, "incoming call");
+        tracing::debug!(call = %id, %source, transport = call.transport.via_token(), "incoming call");
         self.calls.insert(id, call);
         if ringing {
             let Some(call) = self.calls.get(&id) else {
@@ -496,7 +496,8 @@ impl Endpoint {
         if let Some(id) = call
             && self.calls.get(&id).is_some_and(|c| c.is_ringing())
         {
-            tracing::info!(call = %id, "caller cancelled before the answer");
+            // "call ended" says it (call.cancelled): one line per call event.
+            tracing::debug!(call = %id, "CANCEL matched the ringing INVITE");
             self.reject_ringing(id, 487, EndReason::Cancelled, now);
         }
     }

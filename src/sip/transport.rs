@@ -129,6 +129,40 @@ pub enum CloseReason {
     Replaced,
 }
 
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("the peer closed it"),
+            CloseReason::Idle => f.write_str("idle too long"),
+            CloseReason::Framing(error) => write!(f, "unframeable: {error}"),
+            CloseReason::Io(kind) => write!(f, "{kind}"),
+            CloseReason::NotReading => f.write_str("the peer stopped reading"),
+            CloseReason::Replaced => f.write_str("replaced by a newer connection"),
+        }
+    }
+}
+
+impl std::fmt::Display for TransportEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportEvent::Connected { peer, .. } => write!(f, "connected to {peer}"),
+            TransportEvent::Closed { peer, reason, .. } => {
+                write!(f, "connection with {peer} closed: {reason}")
+            }
+            TransportEvent::Failed {
+                destination,
+                transport,
+                error,
+            } => write!(
+                f,
+                "cannot send to {destination} over {}: {error}",
+                transport.via_token()
+            ),
+            TransportEvent::Pong { peer } => write!(f, "keep-alive answered by {peer}"),
+        }
+    }
+}
+
 /// Connection news for the layers above, chiefly the registration: it
 /// re-registers at once when its connection closes and backs off on failure.
 #[derive(Debug, Clone, PartialEq, Eq)]

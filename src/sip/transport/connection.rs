@@ -118,7 +118,7 @@ impl Link {
             CloseReason::Framing(error) => {
                 tracing::debug!(peer = %self.peer, %error, "closing a SIP connection that cannot be framed");
             }
-            reason => tracing::debug!(peer = %self.peer, ?reason, "SIP connection closed"),
+            reason => tracing::debug!(peer = %self.peer, %reason, "SIP connection closed"),
         }
         self.queue.close();
         let mut unsent = 0;
