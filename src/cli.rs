@@ -304,7 +304,7 @@ fn check(path: PathBuf) -> ExitCode {
         }
     };
     println!("config: {} is valid", path.display());
-    let report = crate::content::check(&config, chrono::Utc::now());
+    let report = crate::check::check(&config, chrono::Utc::now());
     print!("{report}");
     if report.is_ok() {
         ExitCode::SUCCESS
@@ -410,90 +410,52 @@ fn menu(path: PathBuf, at: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(schedule_path) = config.source.schedule.as_path() else {
-        return menu_from_cache(&config, now);
-    };
-    let schedule = match crate::source::schedule::Schedule::load_in(schedule_path, timezone) {
-        Ok(schedule) => schedule,
-        Err(error) => {
-            println!("The schedule cannot be read, so callers hear the apology clip:\n  {error}");
-            return ExitCode::FAILURE;
+    // The menu comes from the same content and the same question as a
+    // call's; a fetched source is what the line serves from its cache.
+    let prompts = crate::prompts::Prompts::load(&config.audio.prompts, &[], None);
+    let offered = crate::check::offered(&config, prompts);
+    let at = now
+        .with_timezone(&timezone)
+        .format("%A %-d %B %Y, %H:%M %Z");
+    match &offered.origin {
+        crate::check::Origin::LocalFile(_) => println!("At {at}:"),
+        crate::check::Origin::Cache {
+            source,
+            fetched_at: Some(fetched),
+            ..
+        } => println!(
+            "At {at} (from {source}, fetched {}):",
+            fetched.with_timezone(&timezone).format("%-d %B %Y, %H:%M")
+        ),
+        crate::check::Origin::Cache { source, .. } => {
+            println!("At {at} (nothing from {source} has been downloaded and checked yet):")
+        }
+    }
+    let mut ok = match offered.content.offer(now) {
+        Ok(menu) => {
+            println!("{}", menu.heard_text(config.line.skip_single_menu));
+            true
+        }
+        Err(reason) => {
+            println!("Callers hear the apology clip: {reason}.");
+            false
         }
     };
-    let menu = crate::call::menu::Menu::at(&schedule, now, timezone);
-    println!(
-        "At {}:",
-        now.with_timezone(&timezone)
-            .format("%A %-d %B %Y, %H:%M %Z")
-    );
-    if menu.items.is_empty() {
-        println!("No service has started yet, so callers hear the apology clip.");
+    if let crate::check::Origin::LocalFile(path) = &offered.origin
+        && let Ok(schedule) = crate::source::schedule::Schedule::load_in(path, timezone)
+        && !schedule.problems.is_empty()
+    {
+        println!("\nProblems in {}:", path.display());
+        for problem in &schedule.problems {
+            println!("  {problem}");
+        }
+        ok = false;
+    }
+    if ok {
+        ExitCode::SUCCESS
     } else {
-        println!("{}", menu.heard_text(config.line.skip_single_menu));
+        ExitCode::FAILURE
     }
-    if schedule.problems.is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    println!("\nProblems in {}:", schedule_path.display());
-    for problem in &schedule.problems {
-        println!("  {problem}");
-    }
-    ExitCode::FAILURE
-}
-
-/// The menu of a schedule fetched from the web: what the running line last
-/// published, read from its disk cache (never fetched here: callers hear
-/// only what the line has downloaded and checked).
-fn menu_from_cache(config: &Config, now: chrono::DateTime<chrono::Utc>) -> ExitCode {
-    let path = config.cache.dir.join("schedule.json");
-    let snapshot = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<crate::source::cache::Snapshot>(&bytes).ok());
-    let Some(snapshot) = snapshot else {
-        println!(
-            "Nothing from {} has been downloaded and checked yet ({} is missing), so callers hear the apology clip.",
-            config.source.schedule,
-            path.display()
-        );
-        return ExitCode::FAILURE;
-    };
-    let schedule = crate::source::schedule::Schedule {
-        church_name: config
-            .line
-            .church_name
-            .clone()
-            .unwrap_or(snapshot.church_name),
-        church_name_audio: None,
-        services: snapshot
-            .services
-            .into_iter()
-            .map(|s| crate::source::schedule::Service {
-                title: s.title,
-                title_audio: None,
-                datetime: s.datetime,
-                file: s.url,
-            })
-            .collect(),
-        problems: Vec::new(),
-    };
-    let timezone = config.line.timezone;
-    let menu = crate::call::menu::Menu::at(&schedule, now, timezone);
-    println!(
-        "At {} (from {}, fetched {}):",
-        now.with_timezone(&timezone)
-            .format("%A %-d %B %Y, %H:%M %Z"),
-        config.source.schedule,
-        snapshot
-            .fetched_at
-            .with_timezone(&timezone)
-            .format("%-d %B %Y, %H:%M")
-    );
-    if menu.items.is_empty() {
-        println!("No service has started yet, so callers hear the apology clip.");
-        return ExitCode::FAILURE;
-    }
-    println!("{}", menu.text());
-    ExitCode::SUCCESS
 }
 
 /// A moment given on the command line: with an offset, or local in

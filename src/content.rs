@@ -238,7 +238,7 @@ impl Content {
         sentences.extend(menu.sentences());
         sentences.push(vec![Phrase::NotAnOption]);
         sentences.push(vec![Phrase::Goodbye]);
-        let latest = self.audio_path(&menu.items[0].service.file);
+        let latest = self.service_path(&menu.items[0].service.file);
         for &codec in codecs {
             let _ = self.prompts.render(&sentences, codec, &self.audio_dir);
             // The service most callers choose (or get by waiting) is opened
@@ -249,7 +249,7 @@ impl Content {
             .items
             .iter()
             .map(|item| {
-                let path = self.audio_path(&item.service.file);
+                let path = self.service_path(&item.service.file);
                 self.tracks.peek(&path).and_then(|track| track.duration())
             })
             .try_fold(std::time::Duration::ZERO, |longest, length| {
@@ -285,7 +285,7 @@ impl Content {
             },
             flow::Programme::Service(service) => {
                 let apology: Arc<dyn FrameSource> = self.apology_track(codec);
-                let path = self.audio_path(&service.file);
+                let path = self.service_path(&service.file);
                 let item: Arc<dyn FrameSource> = match self.tracks.open(&path, codec) {
                     Ok(track) => {
                         self.audio_problem.record("service audio", None);
@@ -312,7 +312,7 @@ impl Content {
     /// A schedule's `file` under the audio folder; names that try to leave
     /// it (`../`, absolute paths) are refused. A published schedule names
     /// its downloaded files by their paths in the cache.
-    fn audio_path(&self, file: &str) -> PathBuf {
+    pub fn service_path(&self, file: &str) -> PathBuf {
         if let Catalogue::Published { .. } = self.catalogue {
             return PathBuf::from(file);
         }
@@ -384,158 +384,6 @@ pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {
     out
 }
 
-/// What `dial-a-service check` prints: the schedule as callers would meet
-/// it now, and whether each file plays.
-#[derive(Debug, Default)]
-pub struct CheckReport {
-    lines: Vec<String>,
-    problems: usize,
-}
-
-impl CheckReport {
-    fn ok(&mut self, line: String) {
-        self.lines.push(format!("  ok    {line}"));
-    }
-
-    /// Not a reason callers miss the service, but worth fixing.
-    fn warn(&mut self, line: String) {
-        self.lines.push(format!("  WARN  {line}"));
-    }
-
-    fn problem(&mut self, line: String) {
-        self.problems += 1;
-        self.lines.push(format!("  FAIL  {line}"));
-    }
-
-    /// True when every caller would hear a service.
-    pub fn is_ok(&self) -> bool {
-        self.problems == 0
-    }
-}
-
-impl std::fmt::Display for CheckReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for line in &self.lines {
-            writeln!(f, "{line}")?;
-        }
-        match self.problems {
-            0 => writeln!(f, "all good: callers hear the latest service"),
-            n => writeln!(
-                f,
-                "{n} problem(s): callers may hear the apology clip instead"
-            ),
-        }
-    }
-}
-
-/// Checks the schedule, each available service's audio and the apology clip.
-pub fn check(config: &crate::config::Config, now: DateTime<Utc>) -> CheckReport {
-    let mut report = CheckReport::default();
-    if let Some(problem) = config.sip.advertised_address_problem() {
-        report.warn(problem);
-    }
-    let tracks = TrackCache::new(1);
-    let describe = |track: &Arc<Track>| match track.duration() {
-        Some(d) => format!("{} min {} s", d.as_secs() / 60, d.as_secs() % 60),
-        None => "length unknown".to_owned(),
-    };
-    match tracks.open(&config.audio.apology, Codec::Pcmu) {
-        Ok(track) => report.ok(format!(
-            "apology clip {} ({})",
-            config.audio.apology.display(),
-            describe(&track)
-        )),
-        Err(error) => report.problem(format!(
-            "apology clip: {error} (callers would hear built-in tones)"
-        )),
-    }
-    check_voice(config, &mut report);
-    let (Some(schedule_path), Some(audio_dir)) = (
-        config.source.schedule.as_path(),
-        config.source.audio.as_path(),
-    ) else {
-        report.ok(format!(
-            "schedule {} is fetched by the running line, in the background; its log names any problem",
-            config.source.schedule
-        ));
-        return report;
-    };
-    let schedule = match Schedule::load_in(schedule_path, config.line.timezone) {
-        Ok(schedule) => schedule,
-        Err(error) => {
-            report.problem(format!("schedule: {error}"));
-            return report;
-        }
-    };
-    report.ok(format!(
-        "schedule {} for {}",
-        schedule_path.display(),
-        schedule.church_name
-    ));
-    for problem in &schedule.problems {
-        report.problem(format!("schedule: {problem}"));
-    }
-    let available = schedule.available(now);
-    if available.is_empty() {
-        report.problem("schedule: no service has started yet".to_owned());
-    }
-    let hidden = schedule.services.len() - available.len();
-    if hidden > 0 {
-        report.ok(format!(
-            "{hidden} future service(s) hidden until their time"
-        ));
-    }
-    for (i, service) in available.iter().enumerate() {
-        let title = service.title.as_deref().unwrap_or("(no title)");
-        let path = audio_dir.join(&service.file);
-        let what = format!(
-            "{}{title}, {}: {}",
-            if i == 0 { "latest: " } else { "" },
-            service.datetime,
-            crate::source::redact_if_url(&path.display().to_string())
-        );
-        match tracks.open(&path, Codec::Pcmu) {
-            Ok(track) => report.ok(format!("{what} ({})", describe(&track))),
-            Err(error) => report.problem(format!("{what}: {error}")),
-        }
-    }
-    report
-}
-
-/// The prompt library, and whether names and titles can be spoken.
-fn check_voice(config: &crate::config::Config, report: &mut CheckReport) {
-    let prompts = Prompts::load(&config.audio.prompts, &[Codec::Pcmu], None);
-    match prompts.missing() {
-        [] => report.ok(format!("prompt library {}", config.audio.prompts.display())),
-        missing => {
-            for prompt in missing {
-                report.problem(format!(
-                    "prompt {:?}: {} (the word is spoken by espeak-ng instead, or left out)",
-                    prompt.name, prompt.reason
-                ));
-            }
-        }
-    }
-    let runs = std::process::Command::new(&config.speech.command)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if runs {
-        report.ok(format!(
-            "speech: {} speaks names and titles",
-            config.speech.command.display()
-        ));
-    } else {
-        // Not a failure: recordings (title_audio) or dates alone still work.
-        report.ok(format!(
-            "speech: {} cannot be run, so names and titles without a recording are left out",
-            config.speech.command.display()
-        ));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,16 +412,20 @@ mod tests {
             4,
             Prompts::load(Path::new("/nonexistent"), &[], None),
         );
-        assert_eq!(content.audio_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
+        assert_eq!(content.service_path("x.mp3"), Path::new("/srv/audio/x.mp3"));
         assert_eq!(
-            content.audio_path("sub/x.mp3"),
+            content.service_path("sub/x.mp3"),
             Path::new("/srv/audio/sub/x.mp3")
         );
         assert!(
             content
-                .audio_path("../etc/passwd")
+                .service_path("../etc/passwd")
                 .starts_with("/srv/audio")
         );
-        assert!(content.audio_path("/etc/passwd").starts_with("/srv/audio"));
+        assert!(
+            content
+                .service_path("/etc/passwd")
+                .starts_with("/srv/audio")
+        );
     }
 }

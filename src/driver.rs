@@ -15,7 +15,7 @@ use crate::call::flow::FlowConfig;
 use crate::call_log::CallLog;
 use crate::call_log::caller::Presented;
 use crate::calls::Calls;
-use crate::config::{Config, Location};
+use crate::config::Config;
 use crate::content::{Catalogue, Content};
 use crate::endpoint::admission::Policy;
 use crate::endpoint::{Action, Endpoint, EndpointConfig, MediaPorts};
@@ -28,7 +28,6 @@ use crate::registration::{Digest, Registration, RegistrationConfig};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 use crate::source::cache::DiskCache;
-use crate::source::feed;
 use crate::source::http::{Http, HttpConfig};
 use crate::source::published::Published;
 use crate::source::redact::redact_url;
@@ -488,13 +487,10 @@ fn reload(path: &std::path::Path, running: &Config) -> Option<Config> {
 /// from the web, and any feed, is fetched by the background refresher and
 /// published (the refresher is started here).
 fn catalogue(config: &Config) -> Result<(Catalogue, Refresh, admin::Source), DriverError> {
-    if let (Location::Path(schedule), Location::Path(audio)) =
-        (&config.source.schedule, &config.source.audio)
-        && !is_feed_file(schedule)
-    {
+    if let Some((schedule, audio)) = crate::source::local_files(&config.source) {
         let local = Catalogue::Local {
-            schedule: schedule.clone(),
-            audio: audio.clone(),
+            schedule: schedule.to_path_buf(),
+            audio: audio.to_path_buf(),
         };
         let source = admin::Source::LocalFile(schedule.display().to_string());
         return Ok((local, None, source));
@@ -532,15 +528,6 @@ fn catalogue(config: &Config) -> Result<(Catalogue, Refresh, admin::Source), Dri
         origin: config.source.schedule.to_string(),
     };
     Ok((published, Some(task), source))
-}
-
-/// A local schedule that is a podcast feed (its episodes are downloaded).
-fn is_feed_file(path: &std::path::Path) -> bool {
-    let mut head = [0u8; 512];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
-    feed::looks_like_feed(&head[..read])
 }
 
 /// The prompt library, with espeak-ng behind it for names and titles.

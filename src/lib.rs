@@ -10,6 +10,7 @@ pub mod bench;
 pub mod call;
 pub mod call_log;
 pub mod calls;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -133,6 +133,11 @@ fn menu_with_one_service_says_it_follows_the_greeting_and_with_none_the_apology(
     );
     assert!(!text.contains("Press 1"), "{text}");
 
-    let (_, text) = menu(&["--at", "2026-10-01T09:00:00"], &env);
-    assert!(text.contains("No service has started yet"), "{text}");
+    let (ok, text) = menu(&["--at", "2026-10-01T09:00:00"], &env);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("Callers hear the apology clip")
+            && text.contains("lists no service that has started yet"),
+        "{text}"
+    );
 }

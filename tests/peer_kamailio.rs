@@ -282,3 +282,78 @@ fn wrong_password(transport: &str) {
         "the password is never logged"
     );
 }
+
+/// `dial-a-service check` with `env`: (passed, output).
+fn check(env: &[(&'static str, String)]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
+    command
+        .current_dir(common::repo())
+        .args(["check", "--config", "config/dial-a-service.toml"]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DAS_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let output = command.output().expect("run dial-a-service check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// `check` pings the trunk with OPTIONS over its transport and names
+/// silence plainly; it never registers (a running line keeps its binding).
+#[test]
+fn check_pings_the_trunk_and_says_when_it_is_silent() {
+    if !tools() {
+        return;
+    }
+    let trunk = Kamailio::start(USER, PASSWORD);
+    let parish = parish();
+    for transport in ["udp", "tcp"] {
+        let mut env = parish.env();
+        env.extend([
+            ("DAS_TRUNK_REGISTRAR", trunk.registrar_uri()),
+            ("DAS_TRUNK_USERNAME", USER.to_owned()),
+            ("DAS_TRUNK_PASSWORD", PASSWORD.to_owned()),
+            ("DAS_TRUNK_TRANSPORT", transport.to_owned()),
+        ]);
+        let (ok, text) = check(&env);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("answered OPTIONS with 200")
+                && text.contains(&format!("over {}", transport.to_uppercase())),
+            "{text}"
+        );
+    }
+    assert!(trunk.contacts(USER).is_empty(), "check does not register");
+
+    // A port where nothing answers (bound, so no ICMP error either).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut env = parish.env();
+    env.extend([
+        (
+            "DAS_TRUNK_REGISTRAR",
+            format!("sip:127.0.0.1:{}", silent.local_addr().unwrap().port()),
+        ),
+        ("DAS_TRUNK_USERNAME", USER.to_owned()),
+        ("DAS_TRUNK_PASSWORD", PASSWORD.to_owned()),
+        // 16 T1: 1.6 s.
+        ("DAS_SIP_T1", "100ms".to_owned()),
+    ]);
+    let started = Instant::now();
+    let (ok, text) = check(&env);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("no answer to OPTIONS within 1.6 s") && text.contains("[trunk] registrar"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut buffer = [0u8; 2048];
+    silent.set_nonblocking(true).unwrap();
+    let mut sends = 0;
+    while silent.recv(&mut buffer).is_ok() {
+        sends += 1;
+    }
+    assert_eq!(sends, 5, "sent at 0, 1, 3, 7 and 15 T1");
+}

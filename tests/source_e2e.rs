@@ -543,3 +543,112 @@ async fn the_readme_website_example_plays_with_the_shipped_config() {
         important(&line)
     );
 }
+
+/// `dial-a-service check` with `env`, as an operator runs it: (passed, output).
+async fn check(env: &[(&'static str, String)]) -> (bool, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
+    command
+        .current_dir(repo())
+        .args(["check", "--config", "config/dial-a-service.toml"]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DAS_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let output = command.output().await.expect("run dial-a-service check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// `check` fetches a website's schedule once, now, and names what is wrong
+/// in words with what to do and what callers hear meanwhile: an expired
+/// certificate (cold cache, then warm), a missing page, nothing listening.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_fetches_the_website_now_and_names_its_trouble() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let service = make_audio(
+        dir.path(),
+        "service",
+        "A service checked from the command line.",
+    );
+    let origin = Origin::https(CertKind::Valid).await;
+    origin.set("/dial/audio/service.mp3", service.mp3.clone());
+    origin.set(
+        "/dial/data.json",
+        data_json(&[("Matins", "2026-01-04T10:00:00", "service.mp3")]),
+    );
+    let cache = dir.path().join("cache");
+    let env = env(origin.url("/dial/data.json"), &origin, &cache);
+
+    let (ok, text) = check(&env).await;
+    assert!(ok, "a working website checks clean:\n{text}");
+    assert!(
+        text.contains("fetched now: St Web's, 1 service(s)")
+            && text.contains("Matins")
+            && text.contains("can be fetched")
+            && text.contains("nothing from"),
+        "{text}"
+    );
+    assert!(
+        !cache.exists(),
+        "check writes nothing, not even the cache folder"
+    );
+
+    origin.swap_certificate(CertKind::Expired);
+    let (ok, text) = check(&env).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL")
+            && text.contains("expired")
+            && text.contains("renew")
+            && text.contains("nothing is in the cache yet, so callers hear the apology clip"),
+        "an expired certificate, in words:\n{text}"
+    );
+
+    // The line fills its cache; the certificate then expires: callers hear
+    // the copy, and check says so.
+    origin.swap_certificate(CertKind::Valid);
+    let line = Line::start(&env);
+    wait_for(&line, "offering: Matins", Duration::from_secs(30)).await;
+    drop(line);
+    origin.swap_certificate(CertKind::Expired);
+    let (ok, text) = check(&env).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("meanwhile callers hear the copy fetched")
+            && text.contains("latest: Matins")
+            && text.contains("holds the schedule"),
+        "the cache serves, and check shows what:\n{text}"
+    );
+
+    origin.swap_certificate(CertKind::Valid);
+    origin.fail_path("/dial/data.json", 404);
+    let (ok, text) = check(&env).await;
+    assert!(
+        !ok && text.contains("404") && text.contains("no file at that address"),
+        "{text}"
+    );
+
+    let nobody = format!("https://127.0.0.1:{}/data.json", common::free_tcp_port());
+    let (ok, text) = check(&with_schedule(&env, nobody)).await;
+    assert!(!ok && text.contains("nothing answers"), "{text}");
+}
+
+/// `env` fetching its schedule from `schedule` instead.
+fn with_schedule(env: &[(&'static str, String)], schedule: String) -> Vec<(&'static str, String)> {
+    env.iter()
+        .map(|(k, v)| {
+            let v = if *k == "DAS_SOURCE_SCHEDULE" {
+                schedule.clone()
+            } else {
+                v.clone()
+            };
+            (*k, v)
+        })
+        .collect()
+}

@@ -195,6 +195,22 @@ impl Http {
         })
     }
 
+    /// Whether `url` can be fetched: a GET given up once the answer's head
+    /// has come (a HEAD is refused by some servers), proving name, route,
+    /// certificate and status without downloading. The length, if told.
+    pub async fn reachable(&self, url: &str, timeout: Duration) -> Result<Option<u64>, FetchError> {
+        let parsed = check_url(url)?;
+        let deadline = Instant::now() + timeout;
+        let response = self
+            .send(url, self.client.get(parsed), deadline, timeout)
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(status_error(url, status));
+        }
+        Ok(response.content_length())
+    }
+
     /// Downloads `url` into `partial` (appending: resumes with `Range: bytes=N-` + `If-Range` when `partial` already has N bytes and the server answers 206; starts over on 200), capped at `max_bytes`, bounded by `timeout`. Never leaves a file the caller might mistake for complete: the caller renames it after checking.
     ///
     /// On an error, what arrived stays in `partial` for the next attempt,

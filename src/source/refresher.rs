@@ -45,8 +45,8 @@ mod downloads;
 use downloads::{Downloads, Permit};
 
 /// A schedule or feed larger than this is not a schedule.
-const MAX_SCHEDULE_BYTES: u64 = 4 * 1024 * 1024;
-const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const MAX_SCHEDULE_BYTES: u64 = 4 * 1024 * 1024;
+pub const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Services still to come that are downloaded ahead of their time.
 const UPCOMING: usize = 2;
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ enum Audio {
 
 /// Where one service's audio comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum AudioRef {
+pub enum AudioRef {
     Remote(String),
     Local(PathBuf),
 }
@@ -174,38 +174,19 @@ impl Refresher {
     /// are served from the first second even while the origin is down.
     pub async fn restore(&mut self) {
         let cache = self.cache.clone();
+        let church_name = self.config.church_name.clone();
         let restored = tokio::task::spawn_blocking(move || {
             // Downloads abandoned long ago go first: age is all there is to judge them by
             // until a schedule is fetched.
             prune_partials(&cache);
-            let snapshot = cache.load_snapshot()?;
-            let services: Vec<(SnapshotService, Entry)> = snapshot
-                .services
-                .iter()
-                .filter_map(|s| cache.get(&s.url, true).map(|e| (s.clone(), e)))
-                .collect();
-            Some((snapshot, services))
+            cached_schedule(&cache, church_name.as_deref())
         })
         .await
         .ok()
         .flatten();
-        let Some((snapshot, services)) = restored else {
+        let Some((snapshot, schedule)) = restored else {
             tracing::info!(cache = %self.cache.root().display(), "no schedule in the disk cache yet");
             return;
-        };
-        let schedule = Schedule {
-            church_name: self.church_name(&snapshot.church_name),
-            church_name_audio: None,
-            services: services
-                .iter()
-                .map(|(s, entry)| Service {
-                    title: s.title.clone(),
-                    title_audio: None,
-                    datetime: s.datetime,
-                    file: entry.path.display().to_string(),
-                })
-                .collect(),
-            problems: Vec::new(),
         };
         tracing::info!(
             services = schedule.services.len(),
@@ -417,14 +398,7 @@ impl Refresher {
     }
 
     fn audio_ref(&self, file: &str) -> AudioRef {
-        let lower = file.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            return AudioRef::Remote(file.to_owned());
-        }
-        match &self.config.audio {
-            Location::Url(base) => AudioRef::Remote(join_url(base.as_str(), file)),
-            Location::Path(dir) => AudioRef::Local(dir.join(file)),
-        }
+        audio_ref(&self.config.audio, file)
     }
 
     /// The cached copy of `url`, downloading and checking it if this round
@@ -510,6 +484,48 @@ impl Refresher {
     }
 }
 
+/// Where a schedule's `file` is: an absolute URL as is, else under `audio`.
+pub fn audio_ref(audio: &Location, file: &str) -> AudioRef {
+    let lower = file.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return AudioRef::Remote(file.to_owned());
+    }
+    match audio {
+        Location::Url(base) => AudioRef::Remote(join_url(base.as_str(), file)),
+        Location::Path(dir) => AudioRef::Local(dir.join(file)),
+    }
+}
+
+/// The last snapshot in `cache` and the schedule it serves: the services
+/// whose audio is still there and intact (checksummed), their files the
+/// cached copies. What a line serves at start, and what `menu` and `check`
+/// show of a fetched source. Blocking: reads and hashes files.
+pub fn cached_schedule(
+    cache: &DiskCache,
+    church_name: Option<&str>,
+) -> Option<(Snapshot, Schedule)> {
+    let snapshot = cache.load_snapshot()?;
+    let schedule = Schedule {
+        church_name: church_name.map_or_else(|| snapshot.church_name.clone(), str::to_owned),
+        church_name_audio: None,
+        services: snapshot
+            .services
+            .iter()
+            .filter_map(|s| {
+                let entry = cache.get(&s.url, true)?;
+                Some(Service {
+                    title: s.title.clone(),
+                    title_audio: None,
+                    datetime: s.datetime,
+                    file: entry.path.display().to_string(),
+                })
+            })
+            .collect(),
+        problems: Vec::new(),
+    };
+    Some((snapshot, schedule))
+}
+
 /// Removes partial downloads past their age (see `cache::upkeep`); trouble is
 /// logged, never fatal.
 fn prune_partials(cache: &DiskCache) {
@@ -545,7 +561,7 @@ fn describe(schedule: &Schedule) -> String {
 }
 
 /// A `data.json` or a podcast feed, whichever the bytes are.
-fn parse(
+pub fn parse(
     bytes: &[u8],
     base: Option<&str>,
     timezone: Tz,

@@ -34,6 +34,19 @@ impl DiskCache {
         DiskCache::open_probing(root, probe_writable)
     }
 
+    /// The cache as it is, to look at and never write (`check`, `menu`):
+    /// no folder is made (one made by root would lock the line's own user
+    /// out), nothing removed, a corrupt entry reported as absent.
+    pub fn open_to_look(root: &Path) -> DiskCache {
+        DiskCache {
+            root: root.to_path_buf(),
+            lock: Mutex::new(()),
+            read_only: true,
+            #[cfg(test)]
+            fail: Mutex::new(None),
+        }
+    }
+
     /// [`DiskCache::open`] with the write check given, so tests can refuse writes even
     /// when they run as root (who may write anywhere).
     pub(crate) fn open_probing(
