@@ -147,32 +147,23 @@ impl Content {
         for &codec in codecs {
             let _ = self.apology_track(codec);
         }
-        match self.load_schedule() {
-            Ok(schedule) => {
-                // A published schedule's problems were logged when fetched.
-                if let Catalogue::Local { schedule: path, .. } = &self.catalogue {
-                    for problem in &schedule.problems {
-                        tracing::warn!(schedule = %path.display(), "{problem}");
-                    }
-                }
-                self.prepare_speech(&Menu::at(&schedule, now, self.timezone));
-                match schedule.latest(now) {
-                    Some(service) => tracing::info!(
-                        church = %schedule.church_name,
-                        file = %crate::source::redact_if_url(&service.file),
-                        "latest service: {}",
-                        service.datetime
-                    ),
-                    None => self.schedule_problem.record(
-                        "schedule",
-                        Some(format!(
-                            "{} lists no service that has started yet",
-                            self.catalogue.describe()
-                        )),
-                    ),
-                }
+        // A published schedule's problems were logged when fetched.
+        if let (Catalogue::Local { schedule: path, .. }, Ok(schedule)) =
+            (&self.catalogue, self.load_schedule())
+        {
+            for problem in &schedule.problems {
+                tracing::warn!(schedule = %path.display(), "{problem}");
             }
-            Err(error) => self.schedule_problem.record("schedule", Some(error)),
+        }
+        // What the first caller is offered; a problem is logged by `offer`.
+        if let Ok(menu) = self.offer(now) {
+            let latest = &menu.items[0].service;
+            tracing::info!(
+                church = %menu.church_name.as_ref().map_or(String::new(), |name| name.text.clone()),
+                file = %crate::source::redact_if_url(&latest.file),
+                "latest service: {}",
+                latest.datetime
+            );
         }
     }
 
