@@ -197,6 +197,10 @@ pub struct SipConfig {
     /// `Server` / `User-Agent` header value; `None` sends neither, so a
     /// scanner is not told what answers.
     pub user_agent: Option<String>,
+    /// Networks that may start calls, exempt from the per-source limits: a
+    /// proxy in front (Kamailio's dispatcher), with or without a trunk.
+    /// `None`: see `[trunk]` for who may call.
+    pub trust: Option<Vec<IpNet>>,
 }
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaConfig {
@@ -272,6 +276,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_setups_per_source",
             "max_call_rate_per_source",
             "user_agent",
+            "trust",
         ],
     ),
     (
@@ -505,6 +510,7 @@ struct Settings {
     max_setups_per_source: Option<usize>,
     max_call_rate_per_source: Option<f64>,
     user_agent: Option<String>,
+    trust: Option<Vec<IpNet>>,
     rtp_ports: Option<PortRange>,
     codecs: Option<Vec<Codec>>,
     max_cached_tracks: Option<usize>,
@@ -594,6 +600,7 @@ impl Settings {
                 }
                 self.max_call_rate_per_source = Some(rate);
             }
+            ("sip", "trust") => self.trust = Some(trunk::networks(value)?),
             ("sip", "user_agent") => {
                 // Empty (the default) sends no product header at all.
                 self.user_agent = match value {
@@ -682,6 +689,7 @@ impl Settings {
                     .max_call_rate_per_source
                     .unwrap_or(DEFAULT_MAX_CALL_RATE_PER_SOURCE),
                 user_agent: self.user_agent.filter(|name| !name.is_empty()),
+                trust: self.trust,
             },
             media: MediaConfig {
                 rtp_ports: self.rtp_ports.unwrap_or(DEFAULT_RTP_PORTS),

@@ -140,7 +140,7 @@ pub async fn serve(
         answer_delay: config.sip.answer_delay,
         user_agent: config.sip.user_agent.clone(),
         policy: Policy::from_settings(
-            trunk.and_then(|t| t.trust.clone()),
+            trusted_networks(&config),
             trunk.is_some(),
             trunk.is_some_and(|t| t.accept_direct),
         ),
@@ -407,6 +407,15 @@ type Refresh = Option<tokio::task::AbortHandle>;
 
 /// What [`build_content`] makes.
 type Built = (Arc<Content>, Refresh, admin::Source);
+
+/// `[sip] trust` and `[trunk] trust` together; `None` when neither is set.
+fn trusted_networks(config: &Config) -> Option<Vec<crate::config::IpNet>> {
+    let trunk = config.trunk.as_ref().and_then(|t| t.trust.as_ref());
+    match (&config.sip.trust, trunk) {
+        (None, None) => None,
+        (sip, trunk) => Some(sip.iter().chain(trunk).flatten().cloned().collect()),
+    }
+}
 
 /// The content callers hear, from `config`.
 fn build_content(config: &Config) -> Result<Built, DriverError> {

@@ -167,7 +167,7 @@ fn untrusted_ignore_answers_nothing_to_any_method() {
     let line = trusting_line("ignore", Some("10.0.0.0/8"));
     assert!(
         line.log_text()
-            .contains("calls are taken only from [trunk] trust"),
+            .contains("calls are taken only from the trusted networks"),
         "the start log says who may call:\n{}",
         line.log_text()
     );

@@ -851,3 +851,12 @@ fn log_format_is_text_or_json_and_a_typo_names_the_nearest() {
     );
     assert!(from("[log]\nformat = 1").is_err());
 }
+
+#[test]
+fn sip_trust_needs_no_trunk() {
+    let c = with_env("", &[("DAS_SIP_TRUST", "127.0.0.1, 192.0.2.0/24")]).unwrap();
+    assert_eq!(c.sip.trust.as_ref().map(Vec::len), Some(2));
+    assert!(c.trunk.is_none());
+    assert!(from("[sip]\ntrust = [\"not a network\"]").is_err());
+    assert_eq!(from("").unwrap().sip.trust, None);
+}

@@ -391,7 +391,7 @@ impl TrunkSettings {
                     "expected an IP address like \"203.0.113.7\"",
                 )?);
             }
-            "trust" => self.trust = Some(trust(value)?),
+            "trust" => self.trust = Some(networks(value)?),
             "untrusted" => {
                 let name = text(value, "expected \"reject\" or \"ignore\"")?;
                 self.untrusted = Some(match name.trim().to_ascii_lowercase().as_str() {
@@ -542,7 +542,7 @@ fn user(value: toml::Value) -> Result<String, String> {
 }
 
 /// An array of networks, or one comma-separated string (the form an env variable takes).
-fn trust(value: toml::Value) -> Result<Vec<IpNet>, String> {
+pub(super) fn networks(value: toml::Value) -> Result<Vec<IpNet>, String> {
     let items: Vec<String> = match value {
         toml::Value::String(text) => text.split(',').map(str::to_owned).collect(),
         toml::Value::Array(items) => items

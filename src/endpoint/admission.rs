@@ -2,7 +2,8 @@
 //! request meets, before any other processing (Kamailio's `permissions` and
 //! `pike`, Asterisk's `acl` and call limits, in spirit).
 //!
-//! - **Trust.** With `[trunk] trust`, only those networks are served; with a
+//! - **Trust.** With `[sip] trust` or `[trunk] trust`, only those networks
+//!   are served (a proxy in front, a provider's servers); with a
 //!   trunk and no `trust`, only the trunk's resolved address, unless
 //!   `[trunk] accept_direct`; with neither, anyone (a line reached directly).
 //!   What others get is `[trunk] untrusted`: one 403, or nothing at all.
@@ -26,7 +27,7 @@ use crate::config::{IpNet, Untrusted};
 pub enum Policy {
     /// No trunk, no trust list: the line is dialled directly.
     Anyone,
-    /// `[trunk] trust`.
+    /// `[sip] trust` and `[trunk] trust`.
     Networks(Vec<IpNet>),
     /// A trunk without `trust` or `accept_direct`: its own addresses only.
     TrunkOnly,
@@ -47,7 +48,7 @@ impl Policy {
         match self {
             Policy::Anyone => "calls are taken from any address".to_owned(),
             Policy::Networks(nets) => format!(
-                "calls are taken only from [trunk] trust: {}",
+                "calls are taken only from the trusted networks: {}",
                 nets.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
