@@ -511,28 +511,34 @@ fn a_strangers_rtp_and_keys_change_nothing_and_a_nat_move_is_followed() {
 #[test]
 fn an_abandoned_held_call_ends_at_the_hold_timeout() {
     let line = Line::start(&[("DAS_MEDIA_HOLD_TIMEOUT", "10s".to_owned())]);
-    for (i, hold) in ["a=sendonly", "a=inactive", "c=0.0.0.0"].iter().enumerate() {
-        let mut uac = RawUac::new(line.sip);
-        uac.call_id.push_str(&format!("-hold{i}"));
-        let (started, _) = answered(&line, &mut uac, |offer| {
-            if hold.starts_with("c=") {
-                offer.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
-            } else {
-                offer.replace("a=sendrecv", hold)
-            }
-        });
-        // The caller sends nothing at all from now on.
-        let bye = uac
-            .receive_for(15 * SECOND)
-            .into_iter()
-            .find(|(_, m)| m.starts_with("BYE "))
-            .unwrap_or_else(|| panic!("{hold}: no BYE\n{}", line.log_text()));
-        let after = bye.0 - started;
-        assert!(
-            after >= 9 * SECOND && after < 12 * SECOND,
-            "{hold}: {after:?}"
-        );
-    }
+    // The three ways to hold, as three callers at once.
+    std::thread::scope(|scope| {
+        for (i, hold) in ["a=sendonly", "a=inactive", "c=0.0.0.0"].iter().enumerate() {
+            let line = &line;
+            scope.spawn(move || {
+                let mut uac = RawUac::new(line.sip);
+                uac.call_id.push_str(&format!("-hold{i}"));
+                let (started, _) = answered(line, &mut uac, |offer| {
+                    if hold.starts_with("c=") {
+                        offer.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+                    } else {
+                        offer.replace("a=sendrecv", hold)
+                    }
+                });
+                // The caller sends nothing at all from now on.
+                let bye = uac
+                    .receive_for(15 * SECOND)
+                    .into_iter()
+                    .find(|(_, m)| m.starts_with("BYE "))
+                    .unwrap_or_else(|| panic!("{hold}: no BYE\n{}", line.log_text()));
+                let after = bye.0 - started;
+                assert!(
+                    after >= 9 * SECOND && after < 12 * SECOND,
+                    "{hold}: {after:?}"
+                );
+            });
+        }
+    });
     assert_eq!(
         line.log_count("code=\"media.hold_timeout\""),
         3,

@@ -117,7 +117,7 @@ fn a_scanner_flood_during_a_call_leaves_the_call_and_the_line_untouched() {
         .spawn()
         .expect("start sipp");
     let probe = Probe::start();
-    let call_id = wait_for_answer(&line, sipp_port).unwrap_or_else(|| {
+    let call_id = wait_for_answer(&line, media_port).unwrap_or_else(|| {
         let _ = caller.kill();
         panic!("the genuine call was not answered:\n{}", line.log_text())
     });
@@ -298,8 +298,10 @@ fn idle(pid: u32) -> (u64, usize) {
 }
 
 /// The call id the line gave the call from sipp on `sipp_port`.
-fn wait_for_answer(line: &Line, sipp_port: u16) -> Option<String> {
-    let caller = format!("{CALLER}:{sipp_port}");
+fn wait_for_answer(line: &Line, media_port: u16) -> Option<String> {
+    // The log names callers only by a keyed hash: the call is known by the
+    // media address it answered.
+    let caller = format!("remote={CALLER}:{media_port}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let found = line
