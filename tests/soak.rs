@@ -86,7 +86,7 @@ fn calls_come_and_go_with_junk_and_the_line_returns_to_idle() {
         // Ringing for half a second, so that CANCELs meet ringing calls.
         ("DAS_SIP_ANSWER_DELAY", "500ms".to_owned()),
         // sipp's and our client's calls share 127.0.0.1: above the
-        // per-address call rate (tests/hostile.rs tries that on its own).
+        // per-address call rate (tests/e2e/hostile.rs tries that on its own).
         ("DAS_SIP_MAX_CALL_RATE_PER_SOURCE", "50".to_owned()),
         // Room for sipp's dozen calls, the abandoned ones and ours.
         ("DAS_MEDIA_RTP_PORTS", format!("{first_port}-{last_port}")),

@@ -1,5 +1,5 @@
 //! One SIP message through everything the line does with a message it
-//! receives, with the invariants `tests/torture.rs` holds for its mutants:
+//! receives, with the invariants `tests/e2e/torture.rs` holds for its mutants:
 //! whatever parses is fully usable and our 200 to it reads back with the
 //! same ids; whatever does not parse may get an answer, never a panic.
 

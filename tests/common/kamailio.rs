@@ -375,17 +375,11 @@ impl Drop for Kamailio {
 /// A loopback port free for both UDP and TCP, with nothing listening on it
 /// according to `ss` (which also sees sockets of other users).
 pub fn free_udp_tcp_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-        let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            drop(udp);
-            if !is_listening(port) {
-                return port;
-            }
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
+    super::chosen_port(|port| {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && !is_listening(port)
+    })
 }
 
 /// Whether anything listens on `port` over UDP or TCP (any address).

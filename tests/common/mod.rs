@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,30 +42,60 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free UDP port on loopback (and, for RTP, its odd neighbour).
-pub fn free_udp_port() -> u16 {
-    loop {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = socket.local_addr().expect("local addr").port();
-        if port < 65_000 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+/// Ports the tests choose themselves (SIP and admin listeners, peers) come
+/// from below the kernel's ephemeral range (32768-60999 on Linux), so no
+/// socket bound to port 0 elsewhere in the run (an HTTP origin, a client)
+/// can take one between our check and the line binding it; and none is
+/// handed out twice in a process, where many tests run at once.
+const CHOSEN_PORTS: std::ops::Range<u32> = 10_000..20_000;
+/// RTP ranges, also below the ephemeral range.
+const RTP_PORTS: std::ops::Range<u32> = 20_000..32_760;
+const RTP_RANGE_SIZE: u32 = 40;
+
+/// The next port in [`CHOSEN_PORTS`] that `usable` accepts: a multiple of
+/// four, so the three above it are nobody else's (an RTP port's RTCP
+/// neighbour; sipp's `-mp` also takes the next pair, for video).
+/// Processes (`cargo test` binaries) start at different places, by pid.
+pub fn chosen_port(usable: impl Fn(u16) -> bool) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = CHOSEN_PORTS.end - CHOSEN_PORTS.start;
+    let start = (std::process::id() % 50) * (span / 50);
+    for _ in 0..span / 4 {
+        let n = NEXT.fetch_add(4, Ordering::Relaxed);
+        let port = (CHOSEN_PORTS.start + (start + n) % span) as u16 & !3;
+        if usable(port) {
             return port;
         }
     }
+    panic!("no usable port left in {CHOSEN_PORTS:?}");
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn tcp_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free port for SIP (UDP and TCP alike, as the line listens on both),
+/// or for RTP (even, with its odd neighbour free for RTCP).
+pub fn free_udp_port() -> u16 {
+    chosen_port(|port| udp_free(port) && udp_free(port + 1) && tcp_free(port))
 }
 
 /// A range of RTP ports that no other test in this process uses.
 pub fn rtp_range() -> String {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
-    // Spread test binaries (each a process) apart by pid as well.
-    let base = 20_000 + (std::process::id() % 40) as u16 * 1_000 + slot * 40;
-    format!("{}-{}", base, base + 39)
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ranges = (RTP_PORTS.end - RTP_PORTS.start) / RTP_RANGE_SIZE;
+    let slot = (std::process::id() * 7 + NEXT.fetch_add(1, Ordering::Relaxed)) % ranges;
+    let base = RTP_PORTS.start + slot * RTP_RANGE_SIZE;
+    format!("{}-{}", base, base + RTP_RANGE_SIZE - 1)
 }
 
 /// A free TCP port on loopback (the admin listener's).
 pub fn free_tcp_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    chosen_port(tcp_free)
 }
 
 /// The line, running as the real binary with `DAS_*` overrides.

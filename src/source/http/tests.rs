@@ -1,5 +1,5 @@
 //! Unit tests of the parts of `http` that need no server; the rest is in
-//! `tests/origin_http.rs` against a real origin.
+//! `tests/e2e/origin_http.rs` against a real origin.
 
 use super::error::certificate_reason;
 use super::*;

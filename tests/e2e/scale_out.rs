@@ -5,7 +5,7 @@
 //! (failover on the INVITE's timeout first, then OPTIONS probing marks the
 //! stopped line inactive).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

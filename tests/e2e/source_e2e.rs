@@ -5,7 +5,7 @@
 //! is compared with the services. Every failure of the origin must leave
 //! callers served from the cache, named in the log.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! part way; then the JSON lines are read back and `dial-a-service stats`
 //! is run on them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! certificate problem, statuses, stalls, size caps, refused connections,
 //! DNS failures and resumed downloads, each named as the log must name it.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

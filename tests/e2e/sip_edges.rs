@@ -1,7 +1,7 @@
 //! Protocol edge cases against the real binary over real UDP: CANCEL, BYE
 //! mid-service, retransmitted INVITE, lost ACK, no common codec, garbage.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

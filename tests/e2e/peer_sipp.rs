@@ -2,7 +2,7 @@
 //! line's BYE; tshark confirms one clean RTP stream (no loss, no sequence
 //! or timestamp errors).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

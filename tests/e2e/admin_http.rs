@@ -3,7 +3,7 @@
 //! parser) and the status page, which headless Chromium renders on a
 //! phone-sized window (the screenshot is kept under `target/test-artefacts/`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

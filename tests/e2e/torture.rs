@@ -13,7 +13,7 @@ use dial_a_service::sip::normalise;
 
 macro_rules! fixture {
     ($path:literal) => {
-        include_bytes!(concat!("fixtures/sip/", $path)).as_slice()
+        include_bytes!(concat!("../fixtures/sip/", $path)).as_slice()
     };
 }
 

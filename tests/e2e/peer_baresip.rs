@@ -1,7 +1,7 @@
 //! A real softphone: baresip calls the line with Opus, records what it
 //! decodes (the `sndfile` module), and the recording must match the service.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! sockets playing the line and its callers. If these pass, a failing line
 //! test points at the line, not at the trunk.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

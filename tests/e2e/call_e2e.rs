@@ -4,7 +4,7 @@
 //! Then the apology paths: whatever is wrong with the content, the caller
 //! is answered, hears the apology clip, and is hung up on; the next call works.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! loopback: each finding of the hardening work as a regression test.
 //! Other loopback addresses (127.0.0.2, …) stand for other hosts.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

@@ -1,7 +1,7 @@
 //! `dial-a-service check` tells an operator, before any caller does,
 //! whether the line will play the service or the apology.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! up and exits 0; SIGHUP reloads the config file and the schedule without
 //! dropping a call, and refuses a broken config, keeping the old one.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

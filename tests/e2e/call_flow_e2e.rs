@@ -3,7 +3,7 @@
 //! by correlation with each service's audio, by the RTP marker that starts
 //! new audio (barge-in), and by the line's log of what it played.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! demands digest authentication for REGISTER and routes
 //! `INVITE sip:line@<kamailio>` to the registered contact.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
