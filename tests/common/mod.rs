@@ -98,6 +98,29 @@ pub fn free_tcp_port() -> u16 {
     chosen_port(tcp_free)
 }
 
+/// Runs `dial-a-service <args>` in the repository as an operator would,
+/// with `env` and none of the test process's own `DAS_*` variables (the
+/// binary refuses unknown ones): (exited 0, stdout + stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
+    command.current_dir(repo()).args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DAS_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let output = command.output().expect("run dial-a-service");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// `dial-a-service check` on the shipped config, overridden by `env`.
+pub fn run_check(env: &[(&str, String)]) -> (bool, String) {
+    run_cli(&["check", "--config", "config/dial-a-service.toml"], env)
+}
+
 /// The line, running as the real binary with `DAS_*` overrides.
 pub struct Line {
     child: Child,

@@ -3,20 +3,8 @@
 
 use crate::common;
 
-use std::process::Command;
-
 fn check(env: &[(&str, String)]) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
-    command
-        .current_dir(common::repo())
-        .args(["check", "--config", "config/dial-a-service.toml"]);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("run dial-a-service check");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    common::run_check(env)
 }
 
 #[test]
@@ -58,15 +46,7 @@ fn a_bad_config_value_names_the_key() {
 }
 
 fn menu(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
-    command.current_dir(common::repo()).arg("menu").args(args);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("run dial-a-service menu");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    common::run_cli(&[&["menu"], args].concat(), env)
 }
 
 #[test]

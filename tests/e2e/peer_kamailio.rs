@@ -283,24 +283,6 @@ fn wrong_password(transport: &str) {
     );
 }
 
-/// `dial-a-service check` with `env`: (passed, output).
-fn check(env: &[(&'static str, String)]) -> (bool, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
-    command
-        .current_dir(common::repo())
-        .args(["check", "--config", "config/dial-a-service.toml"]);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DAS_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().map(|(k, v)| (k, v)));
-    let output = command.output().expect("run dial-a-service check");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
 /// `check` pings the trunk with OPTIONS over its transport and names
 /// silence plainly; it never registers (a running line keeps its binding).
 #[test]
@@ -318,7 +300,7 @@ fn check_pings_the_trunk_and_says_when_it_is_silent() {
             ("DAS_TRUNK_PASSWORD", PASSWORD.to_owned()),
             ("DAS_TRUNK_TRANSPORT", transport.to_owned()),
         ]);
-        let (ok, text) = check(&env);
+        let (ok, text) = common::run_check(&env);
         assert!(ok, "{text}");
         assert!(
             text.contains("answered OPTIONS with 200")
@@ -342,7 +324,7 @@ fn check_pings_the_trunk_and_says_when_it_is_silent() {
         ("DAS_SIP_T1", "100ms".to_owned()),
     ]);
     let started = Instant::now();
-    let (ok, text) = check(&env);
+    let (ok, text) = common::run_check(&env);
     assert!(!ok, "{text}");
     assert!(
         text.contains("no answer to OPTIONS within 1.6 s") && text.contains("[trunk] registrar"),

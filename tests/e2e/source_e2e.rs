@@ -544,22 +544,10 @@ async fn the_readme_website_example_plays_with_the_shipped_config() {
     );
 }
 
-/// `dial-a-service check` with `env`, as an operator runs it: (passed, output).
+/// `dial-a-service check` with `env`, off the runtime's workers (the origin
+/// serves on them meanwhile): (passed, output).
 async fn check(env: &[(&'static str, String)]) -> (bool, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dial-a-service"));
-    command
-        .current_dir(repo())
-        .args(["check", "--config", "config/dial-a-service.toml"]);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DAS_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().map(|(k, v)| (k, v)));
-    let output = command.output().await.expect("run dial-a-service check");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    tokio::task::block_in_place(|| common::run_check(env))
 }
 
 /// `check` fetches a website's schedule once, now, and names what is wrong
