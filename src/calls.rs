@@ -1,27 +1,35 @@
 //! Each answered call's [`CallFlow`], joined to its media stream: keys and
 //! programme ends from the media threads (and INFO keys from SIP) go into
-//! the flow; what the flow asks for becomes media controls or a hang-up.
+//! the flow; what the flow asks for becomes media commands or a hang-up.
 //!
-//! Like the endpoint it does no I/O of its own: the driver feeds it events
-//! and the time, and performs the hang-ups it returns.
+//! Sans-IO like the endpoint: every input carries the time (`now` for
+//! timers, the wall clock for the call log and the menu), and the outputs
+//! are queues the driver empties: [`Calls::poll_media`] (streams to start
+//! and steer), [`Calls::poll_preparation`] (audio to open and render, off
+//! the SIP loop) and [`Calls::take_hang_ups`]. Nothing here reads a file,
+//! decodes audio or waits: a programme is staged at once and its stream
+//! waits for it (or sends comfort frames) while a preparation fills it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::call::dtmf::{Key, KeyDeduplicator, Via};
+use chrono::{DateTime, Utc};
+
 use crate::call::flow::{self, CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call::keys::KeyDeduplicator;
 use crate::call_log::caller::Presented;
 use crate::call_log::record::{CallRecord, RecordBuilder};
 use crate::config::DtmfConfig;
-use crate::content::Content;
+use crate::content::{Content, Preparation};
 use crate::endpoint::{CallId, EndReason};
 use crate::log_summary::{Limits, LogSummary, Verdict};
+use crate::media::dtmf::{Key, KeyChannel};
 use crate::media::pacer::{
-    Comfort, Control, KeyListening, MediaEngine, MediaEvent, MediaTimeout, Programme, Steering,
-    StreamId, StreamParams,
+    Comfort, Control, KeyListening, MediaEvent, MediaTimeout, Staged, Steering, StreamId,
+    StreamParams,
 };
 use crate::media::ports::RtpSockets;
 use crate::media::{Codec, FRAME_DURATION};
@@ -32,6 +40,50 @@ use crate::sdp::Negotiated;
 const KEYS_LOGGED_PER_MINUTE: u32 = 30;
 const KEY_PRESSED: &str = "caller pressed a key";
 
+/// What the calls ask of the media engine, in order.
+pub enum MediaCommand {
+    /// Start the call's stream on the RTP port the endpoint reserved for
+    /// it, playing `programme` first.
+    Start {
+        call: CallId,
+        rtp_port: u16,
+        stream: StreamPlan,
+        programme: Staged,
+    },
+    /// Steer the call's stream.
+    Control { call: CallId, control: Control },
+}
+
+/// A call's stream as negotiated, before its sockets are attached.
+pub struct StreamPlan {
+    pub remote_rtp: SocketAddr,
+    pub remote_rtcp: SocketAddr,
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub sending: bool,
+    pub steering: Steering,
+    pub telephone_event: Option<u8>,
+    pub keys: KeyListening,
+}
+
+impl StreamPlan {
+    /// The engine's parameters for stream `id` on `sockets`.
+    pub fn with_sockets(self, id: StreamId, sockets: RtpSockets) -> StreamParams {
+        StreamParams {
+            id,
+            sockets,
+            remote_rtp: self.remote_rtp,
+            remote_rtcp: self.remote_rtcp,
+            codec: self.codec,
+            payload_type: self.payload_type,
+            sending: self.sending,
+            steering: Some(self.steering),
+            telephone_event: self.telephone_event,
+            keys: self.keys,
+        }
+    }
+}
+
 /// A call between its answer and its end.
 struct Entry {
     flow: CallFlow,
@@ -40,8 +92,8 @@ struct Entry {
     /// The content as it was at the answer: a reload (SIGHUP) changes what
     /// the next caller hears, never the service this one chose.
     content: Arc<Content>,
-    /// The first programme, prepared before the 200 OK left.
-    first: Option<(u32, Programme)>,
+    /// The first programme, staged before the 200 OK left.
+    first: Option<(u32, Staged)>,
     keys: KeyDeduplicator,
     started: bool,
     /// The deadline queued in `timers` for this call, if any.
@@ -55,6 +107,8 @@ pub struct Calls {
     timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     flow_config: FlowConfig,
     dtmf: DtmfConfig,
+    media: VecDeque<MediaCommand>,
+    preparations: VecDeque<Preparation>,
     hang_ups: Vec<(CallId, EndReason)>,
     /// Key presses, logged a few a minute per call at most.
     key_log: LogSummary<CallId>,
@@ -72,6 +126,8 @@ impl Calls {
             timers: BinaryHeap::new(),
             flow_config,
             dtmf,
+            media: VecDeque::new(),
+            preparations: VecDeque::new(),
             hang_ups: Vec::new(),
             key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
             records: HashMap::new(),
@@ -92,24 +148,33 @@ impl Calls {
         self
     }
 
-    /// The call is about to be answered with `codec`: fix its menu and get
-    /// its first programme (greeting and menu, or the apology) ready.
-    pub fn prepare(&mut self, call: CallId, codec: Codec, content: &Arc<Content>) {
-        let now = chrono::Utc::now();
-        let mut flow = CallFlow::new(content.menu(now), self.flow_config.clone());
+    /// The call is about to be answered with `codec` at `now` (`wall` on
+    /// the wall clock): fix its menu and stage its first programme
+    /// (greeting and menu, or the apology).
+    pub fn prepare(
+        &mut self,
+        call: CallId,
+        codec: Codec,
+        content: &Arc<Content>,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
+        let mut flow = CallFlow::new(content.menu(wall), self.flow_config.clone());
         let mut first = None;
         let record = self
             .records
             .entry(call)
-            .or_insert_with(|| RecordBuilder::new(now, Instant::now(), codec));
+            .or_insert_with(|| RecordBuilder::new(wall, now, codec));
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Play { tag, programme } => {
-                    record.handle_play(tag, &programme, Instant::now());
+                    record.handle_play(tag, &programme, now);
                     // The greeting follows every answer: "call answered"
                     // already says it (a line per call, not two).
                     tracing::debug!(%call, tag, "playing {}", programme.label());
-                    first = Some((tag, content.programme(&programme, codec)));
+                    let (staged, preparation) = content.stage(programme, codec);
+                    self.preparations.push_back(preparation);
+                    first = Some((tag, staged));
                 }
                 other => {
                     tracing::debug!(%call, action = other.name(), "flow action before media; ignored")
@@ -130,22 +195,23 @@ impl Calls {
         );
     }
 
-    /// The ACK has come: start the stream with the prepared programme
-    /// (prepared again if the codec changed or it was never prepared).
+    /// The ACK has come: start the stream on `rtp_port` with the staged
+    /// programme (staged again if the codec changed or it never was).
     pub fn start(
         &mut self,
         call: CallId,
-        sockets: RtpSockets,
+        rtp_port: u16,
         media: &Negotiated,
-        engine: &MediaEngine,
         content: &Arc<Content>,
+        now: Instant,
+        wall: DateTime<Utc>,
     ) {
         if self
             .entries
             .get(&call)
             .is_none_or(|e| e.codec != media.codec)
         {
-            self.prepare(call, media.codec, content);
+            self.prepare(call, media.codec, content, now, wall);
         }
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
@@ -153,38 +219,41 @@ impl Calls {
         let (tag, programme) = entry
             .first
             .take()
-            .unwrap_or_else(|| (0, Programme::empty()));
+            .unwrap_or_else(|| (0, Staged::Ready(crate::media::pacer::Programme::empty())));
         entry.started = true;
         let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
         let remote_rtp = media.remote_rtp.unwrap_or(unspecified);
         let remote_rtcp = media
             .remote_rtcp
             .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1)));
-        let params = StreamParams {
-            id: StreamId(call.0),
-            sockets,
+        let stream = StreamPlan {
             remote_rtp,
             remote_rtcp,
             codec: media.codec,
             payload_type: media.payload_type,
             sending: media.local_direction.sends() && media.remote_rtp.is_some(),
-            steering: Some(Steering {
+            steering: Steering {
                 tag,
-                comfort: std::sync::Arc::new(Comfort::new(media.codec)),
-            }),
+                comfort: Arc::new(Comfort::new(media.codec)),
+            },
             telephone_event: media.telephone_event,
             keys: KeyListening {
                 rfc4733: self.dtmf.rfc4733,
                 inband: self.dtmf.inband,
             },
         };
-        engine.add_programme(params, programme);
-        let now = Instant::now();
+        self.media.push_back(MediaCommand::Start {
+            call,
+            rtp_port,
+            stream,
+            programme,
+        });
         // Anything the flow queued meanwhile (nothing, normally).
-        self.drain(call, now, engine);
+        self.drain(call, now, wall);
     }
 
-    /// The call is over: forget its flow.
+    /// The call is over: forget its flow (its record stays for
+    /// [`Calls::finish_record`]).
     pub fn stop(&mut self, call: CallId) {
         self.entries.remove(&call);
     }
@@ -208,15 +277,15 @@ impl Calls {
     }
 
     /// A key sent in a SIP INFO.
-    pub fn handle_info_key(&mut self, call: CallId, key: Key, now: Instant, engine: &MediaEngine) {
+    pub fn handle_info_key(&mut self, call: CallId, key: Key, now: Instant, wall: DateTime<Utc>) {
         if self.dtmf.info {
-            self.handle_key(call, key, Via::SipInfo, now, engine);
+            self.handle_key(call, key, KeyChannel::SipInfo, now, wall);
         } else {
             tracing::debug!(%call, key = %key.as_char(), "INFO key ignored: [dtmf] methods leaves out info");
         }
     }
 
-    pub fn handle_media_event(&mut self, event: MediaEvent, now: Instant, engine: &MediaEngine) {
+    pub fn handle_media_event(&mut self, event: MediaEvent, now: Instant, wall: DateTime<Utc>) {
         match event {
             MediaEvent::Finished { id } => {
                 // The stream could not start or its worker stopped: the
@@ -238,10 +307,10 @@ impl Calls {
                 if let Some(record) = self.records.get_mut(&call) {
                     record.handle_played(tag, outcome, now);
                 }
-                self.drain(call, now, engine);
+                self.drain(call, now, wall);
             }
-            MediaEvent::Key { id, key, via } => {
-                self.handle_key(CallId(id.0), key, via, now, engine)
+            MediaEvent::Key { id, key, channel } => {
+                self.handle_key(CallId(id.0), key, channel, now, wall)
             }
             MediaEvent::Timeout { id, reason } => {
                 let reason = match reason {
@@ -253,22 +322,29 @@ impl Calls {
         }
     }
 
-    fn handle_key(&mut self, call: CallId, key: Key, via: Via, now: Instant, engine: &MediaEngine) {
+    fn handle_key(
+        &mut self,
+        call: CallId,
+        key: Key,
+        channel: KeyChannel,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
         };
-        let Some(key) = entry.keys.handle_key(key, via, now) else {
-            tracing::debug!(%call, key = %key.as_char(), via = via.name(), "same press another way; counted once");
+        let Some(key) = entry.keys.handle_key(key, channel, now) else {
+            tracing::debug!(%call, key = %key.as_char(), via = channel.name(), "same press another way; counted once");
             return;
         };
         if self.key_log.note(KEY_PRESSED, call, now) == Verdict::Log {
-            tracing::info!(%call, key = %key.as_char(), via = via.name(), "{KEY_PRESSED}");
+            tracing::info!(%call, key = %key.as_char(), via = channel.name(), "{KEY_PRESSED}");
         }
         if let Some(record) = self.records.get_mut(&call) {
             record.handle_key(key);
         }
         entry.flow.handle_key(key, now);
-        self.drain(call, now, engine);
+        self.drain(call, now, wall);
     }
 
     /// When [`Calls::handle_timeout`] wants to run.
@@ -280,7 +356,7 @@ impl Calls {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, engine: &MediaEngine) {
+    pub fn handle_timeout(&mut self, now: Instant, wall: DateTime<Utc>) {
         for summary in self.key_log.poll_summaries(now) {
             tracing::info!("{summary}");
         }
@@ -297,8 +373,19 @@ impl Calls {
             }
             entry.armed = None;
             entry.flow.handle_timeout(now);
-            self.drain(call, now, engine);
+            self.drain(call, now, wall);
         }
+    }
+
+    /// The next command for the media engine.
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media.pop_front()
+    }
+
+    /// The next programme to open and render, off the SIP loop: its stream
+    /// waits for it.
+    pub fn poll_preparation(&mut self) -> Option<Preparation> {
+        self.preparations.pop_front()
     }
 
     /// Calls whose flow or media has ended them, and why, for the endpoint
@@ -307,13 +394,11 @@ impl Calls {
         std::mem::take(&mut self.hang_ups)
     }
 
-    /// Carries out what the flow asked for, and re-arms its timer.
-    fn drain(&mut self, call: CallId, now: Instant, engine: &MediaEngine) {
+    /// Queues what the flow asked for, and re-arms its timer.
+    fn drain(&mut self, call: CallId, now: Instant, wall: DateTime<Utc>) {
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
         };
-        let id = StreamId(call.0);
-        let content = entry.content.clone();
         let mut record = self.records.get_mut(&call);
         while let Some(action) = entry.flow.poll_action() {
             if let Some(record) = record.as_deref_mut() {
@@ -329,13 +414,20 @@ impl Calls {
                     if let (Some(state), flow::Programme::Service(service)) =
                         (&self.observed, &programme)
                     {
-                        state.service_played(service, chrono::Utc::now());
+                        state.service_played(service, wall);
                     }
-                    let started = Instant::now();
-                    let label = programme.label();
-                    let programme = content.programme(&programme, entry.codec);
-                    tracing::info!(%call, tag, took_us = started.elapsed().as_micros(), "playing {label}");
-                    Control::Play { tag, programme }
+                    tracing::info!(%call, tag, "playing {}", programme.label());
+                    let (staged, preparation) = entry.content.stage(programme, entry.codec);
+                    self.preparations.push_back(preparation);
+                    if !entry.started {
+                        // Before the ACK: this is what the stream starts with.
+                        entry.first = Some((tag, staged));
+                        continue;
+                    }
+                    Control::Play {
+                        tag,
+                        programme: staged,
+                    }
                 }
                 FlowAction::Seek(Seek::Back(by)) => Control::SeekBy(-frames(by)),
                 FlowAction::Seek(Seek::Forward(by)) => Control::SeekBy(frames(by)),
@@ -348,7 +440,8 @@ impl Calls {
                 }
             };
             if entry.started {
-                engine.control(id, control);
+                self.media
+                    .push_back(MediaCommand::Control { call, control });
             }
         }
         let wake = entry.flow.poll_timeout();
@@ -365,3 +458,6 @@ impl Calls {
 fn frames(duration: std::time::Duration) -> i64 {
     (duration.as_nanos() / FRAME_DURATION.as_nanos()) as i64
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{InfoType, KeySequence, Via};
+use crate::client::{InfoType, KeyChannel, KeySequence};
 use crate::config::{Config, LogFormat, PortRange};
 use crate::media::Codec;
 
@@ -111,7 +111,7 @@ pub struct DtmfArgs {
     /// How each press goes: rfc4733, info or inband. Repeat or list
     /// (rfc4733,info) to send each press every way at once.
     #[arg(long, value_delimiter = ',', value_parser = parse_via)]
-    pub dtmf_via: Vec<Via>,
+    pub dtmf_via: Vec<KeyChannel>,
     /// Length of each tone or event.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub dtmf_duration: Duration,
@@ -141,7 +141,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| error.to_string())
 }
 
-fn parse_via(name: &str) -> Result<Via, String> {
+fn parse_via(name: &str) -> Result<KeyChannel, String> {
     crate::client::parse_via(name).map_err(|error| error.to_string())
 }
 

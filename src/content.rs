@@ -17,11 +17,14 @@ use chrono_tz::Tz;
 use crate::call::flow;
 use crate::call::menu::{Menu, Phrase, Spoken};
 use crate::media::Codec;
-use crate::media::pacer::{FrameSource, Programme, Unplayable};
+use crate::media::pacer::{FrameSource, Preparing, Programme, Staged, Unplayable};
 use crate::media::track::{Track, TrackCache};
 use crate::prompts::Prompts;
 use crate::source::published::Published;
 use crate::source::schedule::Schedule;
+
+/// How long the start waits for names and titles to be spoken.
+const SPEECH_AT_START: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Remembers the last problem of one kind so it is logged once per change.
 #[derive(Default)]
@@ -46,8 +49,9 @@ impl ProblemLog {
 
 /// Where the schedule a call is offered comes from.
 pub enum Catalogue {
-    /// A `data.json` on this machine, read afresh for every call (the
-    /// parish edits it in place), its audio in a folder beside it.
+    /// A `data.json` on this machine, its audio in a folder beside it. The
+    /// parish edits it in place: [`Content::reload_schedule`] reads it again
+    /// when it has changed, off the calls' path.
     Local { schedule: PathBuf, audio: PathBuf },
     /// Published by the background refresher from a URL or feed, its
     /// services' files already downloaded and checked.
@@ -87,6 +91,35 @@ pub struct Content {
     /// The longest service on offer at the last refresh, when every one's
     /// length is known (for `max_call_duration = "auto"`).
     longest_service: Mutex<Option<std::time::Duration>>,
+    /// A local schedule as last read, and the file it was read from.
+    local: Mutex<Option<LocalRead>>,
+}
+
+/// A local `data.json` as read, with what it looked like on disk then.
+struct LocalRead {
+    stamp: Option<FileStamp>,
+    schedule: Result<Arc<Schedule>, String>,
+}
+
+/// What tells an edited file from the one read before: an editor's save
+/// changes the length or the modification time, a rename the inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+        })
+    }
 }
 
 impl Content {
@@ -114,7 +147,32 @@ impl Content {
             audio_problem: ProblemLog::default(),
             apology_problem: ProblemLog::default(),
             longest_service: Mutex::new(None),
+            local: Mutex::new(None),
         }
+    }
+
+    /// Reads a local schedule again if the file changed since it was last
+    /// read (a stat otherwise); a fetched one is published by its refresher.
+    /// Disk work: the driver runs it off its loop, with [`Content::refresh`].
+    pub fn reload_schedule(&self) {
+        let Catalogue::Local { schedule: path, .. } = &self.catalogue else {
+            return;
+        };
+        // A missing file has no stamp, so it is looked for every time.
+        let stamp = FileStamp::of(path);
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if stamp.is_some() && local.as_ref().is_some_and(|read| read.stamp == stamp) {
+            return;
+        }
+        let schedule = Schedule::load_in(path, self.timezone)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        if let Ok(schedule) = &schedule {
+            for problem in &schedule.problems {
+                tracing::warn!(schedule = %path.display(), "{problem}");
+            }
+        }
+        *local = Some(LocalRead { stamp, schedule });
     }
 
     /// The longest service offered at the last [`Content::refresh`], or
@@ -147,16 +205,21 @@ impl Content {
         for &codec in codecs {
             let _ = self.apology_track(codec);
         }
-        // A published schedule's problems were logged when fetched.
-        if let (Catalogue::Local { schedule: path, .. }, Ok(schedule)) =
-            (&self.catalogue, self.load_schedule())
-        {
-            for problem in &schedule.problems {
-                tracing::warn!(schedule = %path.display(), "{problem}");
-            }
-        }
+        // A local schedule's problems are logged as it is read; a
+        // published one's were logged when fetched.
+        self.reload_schedule();
         // What the first caller is offered; a problem is logged by `offer`.
         if let Ok(menu) = self.offer(now) {
+            // Ready before the first INVITE: the greeting and menu in every
+            // codec, names and titles spoken (espeak-ng takes a fraction of
+            // a second each), the latest service opened.
+            self.prepare_speech(&menu);
+            if !self.prompts.wait_for_speech(SPEECH_AT_START) {
+                tracing::info!(
+                    "names and titles are still being spoken; the first callers may hear the menu without some"
+                );
+            }
+            self.prepare_ahead(&menu, codecs);
             let latest = &menu.items[0].service;
             tracing::info!(
                 church = %menu.church_name.as_ref().map_or(String::new(), |name| name.text.clone()),
@@ -167,12 +230,15 @@ impl Content {
         }
     }
 
-    /// The schedule as callers would be offered it now.
+    /// The schedule as callers would be offered it now (no disk work).
     fn load_schedule(&self) -> Result<Arc<Schedule>, String> {
         match &self.catalogue {
-            Catalogue::Local { schedule, .. } => Schedule::load_in(schedule, self.timezone)
-                .map(Arc::new)
-                .map_err(|e| e.to_string()),
+            Catalogue::Local { schedule, .. } => {
+                match &*self.local.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Some(read) => read.schedule.clone(),
+                    None => Err(format!("{} has not been read yet", schedule.display())),
+                }
+            }
             Catalogue::Published { published, origin } => published.get().ok_or_else(|| {
                 format!("no schedule from {origin} has been fetched and checked yet")
             }),
@@ -181,7 +247,8 @@ impl Content {
 
     /// The menu a call answered at `now` is offered (fixed for the call);
     /// `None`, logged, when the schedule is unusable or offers nothing yet:
-    /// the caller hears the apology.
+    /// the caller hears the apology. Computed from the schedule in memory:
+    /// no disk work, so the SIP loop may ask.
     pub fn menu(&self, now: DateTime<Utc>) -> Option<Menu> {
         self.offer(now).ok()
     }
@@ -212,7 +279,6 @@ impl Content {
             return Err(reason);
         }
         self.schedule_problem.record("schedule", None);
-        self.prepare_speech(&menu);
         Ok(menu)
     }
 
@@ -222,9 +288,16 @@ impl Content {
     /// greeting costs nothing. The driver runs this off its loop every
     /// few seconds (rendering a long menu in Opus takes tens of milliseconds).
     pub fn refresh(&self, codecs: &[Codec], now: DateTime<Utc>) {
-        let Some(menu) = self.menu(now) else {
-            return;
-        };
+        self.reload_schedule();
+        if let Some(menu) = self.menu(now) {
+            self.prepare_ahead(&menu, codecs);
+        }
+    }
+
+    /// Renders what `menu` makes callers hear in each codec, and opens its
+    /// latest service, so the next caller's programmes are cache hits.
+    fn prepare_ahead(&self, menu: &Menu, codecs: &[Codec]) {
+        self.prepare_speech(menu);
         let mut sentences = vec![menu.greeting()];
         sentences.extend(menu.sentences());
         sentences.push(vec![Phrase::NotAnOption]);
@@ -300,6 +373,21 @@ impl Content {
         }
     }
 
+    /// What the call flow asked for, to be played as soon as it is ready:
+    /// the stream waits (or sends comfort frames) until the returned
+    /// [`Preparation`] has run, which opens files and renders speech, so
+    /// it belongs off the SIP loop.
+    pub fn stage(self: &Arc<Self>, what: flow::Programme, codec: Codec) -> (Staged, Preparation) {
+        let preparing = Preparing::new();
+        let preparation = Preparation {
+            content: self.clone(),
+            what,
+            codec,
+            preparing: preparing.clone(),
+        };
+        (Staged::Preparing(preparing), preparation)
+    }
+
     /// A schedule's `file` under the audio folder; names that try to leave
     /// it (`../`, absolute paths) are refused. A published schedule names
     /// its downloaded files by their paths in the cache.
@@ -347,6 +435,34 @@ impl Content {
             .unwrap_or_else(|_| Track::complete(codec, "built-in silence", Vec::new()));
         tones.insert(codec, track.clone());
         track
+    }
+}
+
+/// The disk and decoding work behind one [`Content::stage`].
+pub struct Preparation {
+    content: Arc<Content>,
+    what: flow::Programme,
+    codec: Codec,
+    preparing: Preparing,
+}
+
+impl Preparation {
+    /// Opens and renders the programme and hands it to the stream waiting
+    /// for it. Never fails: what cannot be opened plays the apology.
+    pub fn run(self) {
+        let started = std::time::Instant::now();
+        let programme = self.content.programme(&self.what, self.codec);
+        self.preparing.fill(programme);
+        tracing::debug!(
+            took_us = started.elapsed().as_micros(),
+            "prepared {}",
+            self.what.label()
+        );
+    }
+
+    /// What it prepares, for the log.
+    pub fn label(&self) -> String {
+        self.what.label()
     }
 }
 

@@ -14,7 +14,7 @@ use crate::admin::{self, Admin};
 use crate::call::flow::FlowConfig;
 use crate::call_log::CallLog;
 use crate::call_log::caller::Presented;
-use crate::calls::Calls;
+use crate::calls::{Calls, MediaCommand};
 use crate::config::Config;
 use crate::content::{Catalogue, Content};
 use crate::endpoint::admission::Policy;
@@ -34,10 +34,11 @@ use crate::source::redact::redact_url;
 use crate::source::refresher::{Refresher, RefresherConfig};
 use crate::speech::{Speech, SpeechConfig};
 
-/// How often the schedule is read between calls, and the menu rendered
-/// ahead of callers: cheap when nothing changed (cache hits), and soon
-/// after a name's speech is ready, its sentences are too.
-const CONTENT_REFRESH: Duration = Duration::from_secs(10);
+/// How often a local schedule is looked at for edits (a stat; read again
+/// only when it changed) and the menu rendered ahead of callers: cheap when
+/// nothing changed (cache hits), and soon after a name's speech is ready,
+/// its sentences are too.
+const CONTENT_REFRESH: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for the answers to its BYEs (after
 /// `[line] shutdown_grace`, which is how long calls may play on).
 const BYE_ANSWER_WAIT: Duration = Duration::from_secs(3);
@@ -227,6 +228,7 @@ pub async fn serve(
                 perform(
                     action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
                 );
+                dispatch(&mut calls, &engine, &mut ports);
             }
             let hang_ups = calls.take_hang_ups();
             if hang_ups.is_empty() {
@@ -278,7 +280,8 @@ pub async fn serve(
             () = sleep => {
                 let now = Instant::now();
                 endpoint.handle_timeout(now);
-                calls.handle_timeout(now, &engine);
+                calls.handle_timeout(now, chrono::Utc::now());
+                dispatch(&mut calls, &engine, &mut ports);
             }
             Some(destination) = resolved.recv() => {
                 if let Some(trunk) = &config.trunk {
@@ -297,7 +300,10 @@ pub async fn serve(
                     endpoint.set_registration(registration, Instant::now());
                 }
             }
-            Some(event) = events.recv() => calls.handle_media_event(event, Instant::now(), &engine),
+            Some(event) = events.recv() => {
+                calls.handle_media_event(event, Instant::now(), chrono::Utc::now());
+                dispatch(&mut calls, &engine, &mut ports);
+            }
             _ = refresh.tick() => {
                 // `"auto"`: the longest service the last refresh saw.
                 endpoint.set_max_call_duration(
@@ -372,6 +378,7 @@ pub async fn serve(
             perform(
                 action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
             );
+            dispatch(&mut calls, &engine, &mut ports);
         }
         let wake = endpoint.poll_timeout().unwrap_or(deadline).min(deadline);
         tokio::select! {
@@ -586,6 +593,32 @@ async fn resolve_trunk(target: String, resolved: mpsc::Sender<SocketAddr>) {
     }
 }
 
+/// Hands what the calls asked for to the media engine, and the audio
+/// they need prepared to the blocking pool (the streams wait for it; the
+/// loop never does).
+fn dispatch(calls: &mut Calls, engine: &MediaEngine, ports: &mut BoundPorts) {
+    while let Some(preparation) = calls.poll_preparation() {
+        drop(tokio::task::spawn_blocking(move || preparation.run()));
+    }
+    while let Some(command) = calls.poll_media() {
+        match command {
+            MediaCommand::Start {
+                call,
+                rtp_port,
+                stream,
+                programme,
+            } => {
+                let Some(sockets) = ports.reserved.remove(&rtp_port) else {
+                    tracing::error!(%call, rtp_port, "RTP sockets vanished before media started");
+                    continue;
+                };
+                engine.add_programme(stream.with_sockets(StreamId(call.0), sockets), programme);
+            }
+            MediaCommand::Control { call, control } => engine.control(StreamId(call.0), control),
+        }
+    }
+}
+
 /// Carries out one media action of the endpoint.
 fn perform(
     action: Action,
@@ -598,9 +631,7 @@ fn perform(
 ) {
     match action {
         Action::PrepareMedia { call, codec } => {
-            let started = Instant::now();
-            calls.prepare(call, codec, content);
-            tracing::debug!(%call, %codec, took_us = started.elapsed().as_micros(), "content prepared");
+            calls.prepare(call, codec, content, Instant::now(), chrono::Utc::now());
         }
         Action::StartMedia {
             call,
@@ -608,10 +639,6 @@ fn perform(
             media,
             caller,
         } => {
-            let Some(sockets) = ports.reserved.remove(&rtp_port) else {
-                tracing::error!(%call, rtp_port, "RTP sockets vanished before media started");
-                return;
-            };
             tracing::info!(
                 %call,
                 caller = %call_log.shown_caller(&Presented::from_header(&caller)),
@@ -621,7 +648,14 @@ fn perform(
                 "call answered"
             );
             calls.note_caller(call, &caller);
-            calls.start(call, sockets, &media, engine, content);
+            calls.start(
+                call,
+                rtp_port,
+                &media,
+                content,
+                Instant::now(),
+                chrono::Utc::now(),
+            );
         }
         Action::UpdateMedia { call, media } => {
             let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
@@ -647,7 +681,7 @@ fn perform(
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");
         }
         Action::Key { call, key } => {
-            calls.handle_info_key(call, key, Instant::now(), engine);
+            calls.handle_info_key(call, key, Instant::now(), chrono::Utc::now());
         }
     }
 }

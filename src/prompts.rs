@@ -200,6 +200,14 @@ impl Prompts {
         }
     }
 
+    /// Waits (at most `limit`) for the speech queued so far to be
+    /// rendered; `false` if it was not all done.
+    pub fn wait_for_speech(&self, limit: std::time::Duration) -> bool {
+        self.speech
+            .as_ref()
+            .is_none_or(|speech| speech.wait_until_idle(limit))
+    }
+
     /// The audio of `sentences` for one call, one track per sentence (a
     /// sentence with nothing to say is skipped). Recordings named in the
     /// phrases are read under `audio_dir`. Never waits for synthesis.

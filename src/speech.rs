@@ -233,6 +233,27 @@ impl Speech {
         }
     }
 
+    /// Waits until nothing queued is still rendering, for at most `limit`
+    /// (at start, so the first caller's greeting is rendered whole);
+    /// `false` if renders were still going when it gave up.
+    pub fn wait_until_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let pending = self
+                .shared
+                .lock()
+                .values()
+                .any(|s| matches!(s, State::Pending));
+            if !pending {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Where `text` stands, without queueing anything (for `check`, tests).
     pub fn rendering(&self, text: &str) -> Rendering {
         match clean(text) {

@@ -15,9 +15,10 @@
 
 use std::time::{Duration, Instant};
 
-use dial_a_service::call::dtmf::{self, KeyDeduplicator, Rfc4733Detector, Via};
-use dial_a_service::call::inband::InBandDetector;
+use dial_a_service::call::keys::{self, KeyDeduplicator};
+use dial_a_service::media::dtmf::{KeyChannel, Rfc4733Detector};
 use dial_a_service::media::g711;
+use dial_a_service::media::inband::InBandDetector;
 use dial_a_service::media::rtcp::{self, NtpTimestamp, SenderInfo};
 use dial_a_service::media::rtp::{self, Packetizer, PayloadType, TelephoneEvent};
 use dial_a_service_fuzz::script::Script;
@@ -100,8 +101,8 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from(datagram.first().copied().unwrap_or(0)) * 4);
         rtcp_checks(datagram);
         // A SIP INFO body: `application/dtmf-relay`, then `application/dtmf`.
-        let _ = dtmf::key_from_info("application/dtmf-relay", datagram);
-        let _ = dtmf::key_from_info("Application/DTMF; x=1", datagram);
+        let _ = keys::key_from_info("application/dtmf-relay", datagram);
+        let _ = keys::key_from_info("Application/DTMF; x=1", datagram);
         let Ok(header) = rtp::parse(datagram) else {
             continue;
         };
@@ -114,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
                 // §2.5.1.4: the same event again (the end sent thrice) is one press.
                 let again = detector.handle_packet(header.ssrc.0, header.timestamp, header.payload);
                 assert_eq!(again, None, "an event counted twice");
-                keys.extend(key.map(|k| (k, Via::Rfc4733)));
+                keys.extend(key.map(|k| (k, KeyChannel::Rfc4733)));
             }
             pt @ (0 | 8) => {
                 let samples: Vec<f32> = header
@@ -133,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
                     inband
                         .handle_samples(&samples)
                         .into_iter()
-                        .map(|k| (k, Via::InBand)),
+                        .map(|k| (k, KeyChannel::InBand)),
                 );
             }
             _ => {}
@@ -141,10 +142,10 @@ fuzz_target!(|data: &[u8]| {
         for (key, via) in keys {
             let first = dedup.handle_key(key, via, now);
             // The same press by another way moments later is swallowed.
-            let other = if via == Via::SipInfo {
-                Via::Rfc4733
+            let other = if via == KeyChannel::SipInfo {
+                KeyChannel::Rfc4733
             } else {
-                Via::SipInfo
+                KeyChannel::SipInfo
             };
             if first.is_some() {
                 assert_eq!(

@@ -21,8 +21,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::dtmf::Key;
 use super::menu::{Menu, Phrase};
+use crate::media::dtmf::Key;
 use crate::source::schedule::Service;
 
 /// How the flow behaves; [`Default`] is what the issue and callers expect.

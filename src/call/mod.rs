@@ -1,7 +1,6 @@
 //! The caller's side of a call: what the line says and how the keypad
 //! steers it.
 
-pub mod dtmf;
 pub mod flow;
-pub mod inband;
+pub mod keys;
 pub mod menu;

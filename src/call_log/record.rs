@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::call::dtmf::Key;
 use crate::call::flow::{Outcome, Programme};
 use crate::endpoint::EndReason;
 use crate::media::Codec;
+use crate::media::dtmf::Key;
 
 use super::caller::Presented;
 

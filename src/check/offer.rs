@@ -18,7 +18,7 @@ use crate::source::refresher::cached_schedule;
 
 /// Where the offered services come from.
 pub enum Origin {
-    /// A `data.json` on this machine, read for each call.
+    /// A `data.json` on this machine, read again whenever it changes.
     LocalFile(PathBuf),
     /// The copy in the disk cache of what was fetched from `source`;
     /// `fetched_at` is `None` when nothing has been fetched yet.
@@ -84,5 +84,6 @@ pub fn offered(config: &Config, prompts: Prompts) -> Offered {
     )
     .with_timezone(config.line.timezone)
     .with_church_name(config.line.church_name.clone());
+    content.reload_schedule();
     Offered { content, origin }
 }

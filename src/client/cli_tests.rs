@@ -32,7 +32,7 @@ fn presses(options: &CallOptions) -> Vec<(u128, char)> {
 fn no_dtmf_flags_press_nothing_and_keep_the_defaults() {
     let options = call_options(&[]).unwrap();
     assert!(options.dtmf.is_empty());
-    assert_eq!(options.dtmf_via, vec![Via::Rfc4733]);
+    assert_eq!(options.dtmf_via, vec![KeyChannel::Rfc4733]);
     assert_eq!(options.dtmf_duration, Duration::from_millis(100));
     assert_eq!(options.dtmf_info_type, InfoType::DtmfRelay);
 }
@@ -65,9 +65,15 @@ fn keys_delay_and_interval_in_any_duration_form() {
 #[test]
 fn vias_repeat_or_comma_separate() {
     let options = call_options(&["--dtmf", "1", "--dtmf-via", "rfc4733,info"]).unwrap();
-    assert_eq!(options.dtmf_via, vec![Via::Rfc4733, Via::SipInfo]);
+    assert_eq!(
+        options.dtmf_via,
+        vec![KeyChannel::Rfc4733, KeyChannel::SipInfo]
+    );
     let options = call_options(&["--dtmf-via", "inband", "--dtmf-via", "info"]).unwrap();
-    assert_eq!(options.dtmf_via, vec![Via::InBand, Via::SipInfo]);
+    assert_eq!(
+        options.dtmf_via,
+        vec![KeyChannel::InBand, KeyChannel::SipInfo]
+    );
     let options = call_options(&["--dtmf-info-type", "dtmf", "--dtmf-duration", "250ms"]).unwrap();
     assert_eq!(options.dtmf_info_type, InfoType::Dtmf);
     assert_eq!(options.dtmf_duration, Duration::from_millis(250));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::FRAME_DURATION;
 
-pub use crate::call::dtmf::{Key, Via};
+pub use crate::media::dtmf::{Key, KeyChannel};
 
 /// Default length of a tone or event: long enough for any detector (Q.24
 /// asks for 40 ms), short enough for a quick sequence.
@@ -42,7 +42,7 @@ pub struct DtmfPress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DtmfSent {
     pub key: Key,
-    pub via: Via,
+    pub via: KeyChannel,
     /// When its first RTP packet or the INFO was handed to the socket.
     pub at: Instant,
     /// The INFO's final status (408 when its transaction timed out); `None`
@@ -125,11 +125,11 @@ impl std::str::FromStr for KeySequence {
 }
 
 /// A way to send presses by its command-line name.
-pub fn parse_via(name: &str) -> Result<Via, DtmfError> {
+pub fn parse_via(name: &str) -> Result<KeyChannel, DtmfError> {
     match name.trim().to_ascii_lowercase().as_str() {
-        "rfc4733" | "rfc2833" => Ok(Via::Rfc4733),
-        "info" | "sip-info" | "sipinfo" => Ok(Via::SipInfo),
-        "inband" | "in-band" => Ok(Via::InBand),
+        "rfc4733" | "rfc2833" => Ok(KeyChannel::Rfc4733),
+        "info" | "sip-info" | "sipinfo" => Ok(KeyChannel::SipInfo),
+        "inband" | "in-band" => Ok(KeyChannel::InBand),
         _ => Err(DtmfError::UnknownVia(name.to_owned())),
     }
 }
@@ -399,9 +399,9 @@ mod tests {
 
     #[test]
     fn vias_by_name() {
-        assert_eq!(parse_via("rfc4733"), Ok(Via::Rfc4733));
-        assert_eq!(parse_via(" INFO "), Ok(Via::SipInfo));
-        assert_eq!(parse_via("inband"), Ok(Via::InBand));
+        assert_eq!(parse_via("rfc4733"), Ok(KeyChannel::Rfc4733));
+        assert_eq!(parse_via(" INFO "), Ok(KeyChannel::SipInfo));
+        assert_eq!(parse_via("inband"), Ok(KeyChannel::InBand));
         assert!(matches!(parse_via("fax"), Err(DtmfError::UnknownVia(_))));
     }
 
@@ -417,7 +417,7 @@ mod tests {
             let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap();
             assert!((15_000..=16_400).contains(&peak), "{c}: {peak}");
             let samples: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32_768.0).collect();
-            let heard = crate::call::inband::InBandDetector::default().handle_samples(&samples);
+            let heard = crate::media::inband::InBandDetector::default().handle_samples(&samples);
             assert_eq!(heard, vec![key], "{c}");
         }
     }

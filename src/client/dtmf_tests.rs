@@ -11,8 +11,9 @@ use tokio::time::timeout;
 
 use super::loopback_tests::{FakeUas, Received, STEP};
 use super::*;
-use crate::call::dtmf::{KeyDeduplicator, Rfc4733Detector};
-use crate::call::inband::InBandDetector;
+use crate::call::keys::KeyDeduplicator;
+use crate::media::dtmf::Rfc4733Detector;
+use crate::media::inband::InBandDetector;
 use crate::media::rtp::TelephoneEvent;
 
 /// One RTP packet we received, parsed.
@@ -59,7 +60,7 @@ fn pcmu_samples(packets: &[Packet]) -> Vec<f32> {
 
 /// Options for a PCMU call to `uas` that presses `keys` from `delay`, one
 /// every 300 ms, and hangs up after `seconds`.
-fn options(uas: &FakeUas, keys: &str, delay_ms: u64, vias: &[Via]) -> CallOptions {
+fn options(uas: &FakeUas, keys: &str, delay_ms: u64, vias: &[KeyChannel]) -> CallOptions {
     let mut opts = CallOptions::new(uas.uri(), Codec::Pcmu);
     let keys = parse_keys(keys).unwrap();
     opts.dtmf = schedule(
@@ -88,7 +89,7 @@ async fn finish(
 #[tokio::test]
 async fn rfc4733_event_packets_byte_by_byte() {
     let uas = FakeUas::new().await;
-    let call = tokio::spawn(place_call(options(&uas, "2", 200, &[Via::Rfc4733])));
+    let call = tokio::spawn(place_call(options(&uas, "2", 200, &[KeyChannel::Rfc4733])));
     let (_invite, ack) = uas.answer().await;
     assert_eq!(ack.method(), "ACK");
     let packets = collect_rtp(&uas.rtp, Duration::from_millis(600)).await;
@@ -135,7 +136,7 @@ async fn rfc4733_event_packets_byte_by_byte() {
     let sent = report.dtmf_sent[0];
     assert_eq!(
         (sent.key, sent.via, sent.info_status),
-        (Key::Digit(2), Via::Rfc4733, None)
+        (Key::Digit(2), KeyChannel::Rfc4733, None)
     );
     let after_answer = sent.at - report.answered_at.unwrap();
     assert!(
@@ -166,7 +167,7 @@ async fn answer_info_at(uas: &FakeUas) -> (Received, Instant) {
 #[tokio::test]
 async fn info_carries_dtmf_relay_and_its_status_is_recorded() {
     let uas = FakeUas::new().await;
-    let call = tokio::spawn(place_call(options(&uas, "2#", 100, &[Via::SipInfo])));
+    let call = tokio::spawn(place_call(options(&uas, "2#", 100, &[KeyChannel::SipInfo])));
     let (invite, _ack) = uas.answer().await;
     let first = answer_info(&uas, "200 OK").await;
     let second = answer_info(&uas, "415 Unsupported Media Type").await;
@@ -181,7 +182,7 @@ async fn info_carries_dtmf_relay_and_its_status_is_recorded() {
     assert_eq!(first.header("Call-ID"), invite.header("Call-ID"));
     assert!(first.header("To").contains("tag=uas1"), "in the dialog");
 
-    let sent: Vec<(char, Via, Option<u16>)> = report
+    let sent: Vec<(char, KeyChannel, Option<u16>)> = report
         .dtmf_sent
         .iter()
         .map(|s| (s.key.as_char(), s.via, s.info_status))
@@ -189,8 +190,8 @@ async fn info_carries_dtmf_relay_and_its_status_is_recorded() {
     assert_eq!(
         sent,
         vec![
-            ('2', Via::SipInfo, Some(200)),
-            ('#', Via::SipInfo, Some(415))
+            ('2', KeyChannel::SipInfo, Some(200)),
+            ('#', KeyChannel::SipInfo, Some(415))
         ]
     );
     let spacing = report.dtmf_sent[1].at - report.dtmf_sent[0].at;
@@ -203,7 +204,7 @@ async fn info_carries_dtmf_relay_and_its_status_is_recorded() {
 #[tokio::test]
 async fn info_as_application_dtmf() {
     let uas = FakeUas::new().await;
-    let mut opts = options(&uas, "*", 100, &[Via::SipInfo]);
+    let mut opts = options(&uas, "*", 100, &[KeyChannel::SipInfo]);
     opts.dtmf_info_type = InfoType::Dtmf;
     opts.dtmf_duration = Duration::from_millis(250);
     let call = tokio::spawn(place_call(opts));
@@ -218,21 +219,21 @@ async fn info_as_application_dtmf() {
 #[tokio::test]
 async fn inband_tone_is_detected_by_the_line() {
     let uas = FakeUas::new().await;
-    let call = tokio::spawn(place_call(options(&uas, "2*", 100, &[Via::InBand])));
+    let call = tokio::spawn(place_call(options(&uas, "2*", 100, &[KeyChannel::InBand])));
     uas.answer().await;
     let packets = collect_rtp(&uas.rtp, Duration::from_millis(700)).await;
     let report = finish(&uas, call).await;
     assert!(packets.iter().all(|p| p.payload_type == 0), "audio only");
     let heard = InBandDetector::default().handle_samples(&pcmu_samples(&packets));
     assert_eq!(heard, vec![Key::Digit(2), Key::Star]);
-    let vias: Vec<Via> = report.dtmf_sent.iter().map(|s| s.via).collect();
-    assert_eq!(vias, vec![Via::InBand, Via::InBand]);
+    let vias: Vec<KeyChannel> = report.dtmf_sent.iter().map(|s| s.via).collect();
+    assert_eq!(vias, vec![KeyChannel::InBand, KeyChannel::InBand]);
 }
 
 #[tokio::test]
 async fn without_telephone_event_rfc4733_falls_back_to_inband() {
     let uas = FakeUas::new().await;
-    let call = tokio::spawn(place_call(options(&uas, "7", 100, &[Via::Rfc4733])));
+    let call = tokio::spawn(place_call(options(&uas, "7", 100, &[KeyChannel::Rfc4733])));
     let sdp = format!(
         "v=0\r\no=- 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n",
@@ -246,14 +247,14 @@ async fn without_telephone_event_rfc4733_falls_back_to_inband() {
     assert!(packets.iter().all(|p| p.payload_type == 0));
     let heard = InBandDetector::default().handle_samples(&pcmu_samples(&packets));
     assert_eq!(heard, vec![Key::Digit(7)]);
-    assert_eq!(report.dtmf_sent[0].via, Via::InBand);
+    assert_eq!(report.dtmf_sent[0].via, KeyChannel::InBand);
     assert!(report.summary().contains("RFC 4733 sent in-band"));
 }
 
 #[tokio::test]
 async fn one_press_all_three_ways_is_one_press_to_the_line() {
     let uas = FakeUas::new().await;
-    let vias = [Via::Rfc4733, Via::SipInfo, Via::InBand];
+    let vias = [KeyChannel::Rfc4733, KeyChannel::SipInfo, KeyChannel::InBand];
     let call = tokio::spawn(place_call(options(&uas, "5", 150, &vias)));
     uas.answer().await;
     let (packets, (info, info_at)) = tokio::join!(
@@ -263,9 +264,12 @@ async fn one_press_all_three_ways_is_one_press_to_the_line() {
     let report = finish(&uas, call).await;
     assert_eq!(info.body(), "Signal=5\r\nDuration=100\r\n");
 
-    let mut sent: Vec<Via> = report.dtmf_sent.iter().map(|s| s.via).collect();
+    let mut sent: Vec<KeyChannel> = report.dtmf_sent.iter().map(|s| s.via).collect();
     sent.sort_by_key(|via| *via as u8);
-    assert_eq!(sent, vec![Via::Rfc4733, Via::SipInfo, Via::InBand]);
+    assert_eq!(
+        sent,
+        vec![KeyChannel::Rfc4733, KeyChannel::SipInfo, KeyChannel::InBand]
+    );
     assert!(report.dtmf_sent.iter().all(|s| s.key == Key::Digit(5)));
     let spread = report.dtmf_sent.iter().map(|s| s.at).max().unwrap()
         - report.dtmf_sent.iter().map(|s| s.at).min().unwrap();
@@ -279,17 +283,17 @@ async fn one_press_all_three_ways_is_one_press_to_the_line() {
     let mut keys = Vec::new();
     let mut by_way = Vec::new();
     for packet in &packets {
-        let heard: Vec<(Key, Via)> = if packet.payload_type == 101 {
+        let heard: Vec<(Key, KeyChannel)> = if packet.payload_type == 101 {
             rfc4733
                 .handle_packet(packet.ssrc, packet.timestamp, &packet.payload)
-                .map(|key| (key, Via::Rfc4733))
+                .map(|key| (key, KeyChannel::Rfc4733))
                 .into_iter()
                 .collect()
         } else {
             inband
                 .handle_samples(&pcmu_samples(std::slice::from_ref(packet)))
                 .into_iter()
-                .map(|key| (key, Via::InBand))
+                .map(|key| (key, KeyChannel::InBand))
                 .collect()
         };
         for (key, via) in heard {
@@ -297,8 +301,8 @@ async fn one_press_all_three_ways_is_one_press_to_the_line() {
             keys.extend(merger.handle_key(key, via, packet.arrival));
         }
     }
-    by_way.push(Via::SipInfo);
-    keys.extend(merger.handle_key(Key::Digit(5), Via::SipInfo, info_at));
+    by_way.push(KeyChannel::SipInfo);
+    keys.extend(merger.handle_key(Key::Digit(5), KeyChannel::SipInfo, info_at));
     assert_eq!(by_way.len(), 3, "{by_way:?}");
     assert_eq!(keys, vec![Key::Digit(5)], "counted once");
     // Audio and events in one sequence space.
@@ -310,7 +314,7 @@ async fn one_press_all_three_ways_is_one_press_to_the_line() {
 #[tokio::test]
 async fn unanswered_info_is_retransmitted_then_recorded_as_408() {
     let uas = FakeUas::new().await;
-    let mut opts = options(&uas, "9", 50, &[Via::SipInfo]);
+    let mut opts = options(&uas, "9", 50, &[KeyChannel::SipInfo]);
     // Timer F = 64·T1 = 320 ms, well before the hang-up.
     opts.timers.t1 = Duration::from_millis(5);
     opts.timers.t2 = Duration::from_millis(40);

@@ -46,8 +46,8 @@ use crate::sip::transaction::Timers;
 
 pub use call::place_call;
 pub use dtmf::{
-    DtmfError, DtmfPress, DtmfSent, InfoType, Key, KeySequence, Via, parse_info_type, parse_keys,
-    parse_via, schedule,
+    DtmfError, DtmfPress, DtmfSent, InfoType, Key, KeyChannel, KeySequence, parse_info_type,
+    parse_keys, parse_via, schedule,
 };
 pub use record::{FrameDecoder, MAX_SKEW, Recording};
 pub use send::{AudioSource, FrameEncoder, RtpPress, RtpSender, Silence};
@@ -80,7 +80,7 @@ pub struct CallOptions {
     pub dtmf: Vec<DtmfPress>,
     /// How each press is sent; several send every press each way at once
     /// (to test that the line counts it once); empty sends nothing.
-    pub dtmf_via: Vec<Via>,
+    pub dtmf_via: Vec<KeyChannel>,
     /// How long each tone or event lasts.
     pub dtmf_duration: Duration,
     /// The body of SIP INFO presses.
@@ -102,7 +102,7 @@ impl CallOptions {
             from_user: "test-client".to_owned(),
             linger: Duration::from_millis(500),
             dtmf: Vec::new(),
-            dtmf_via: vec![Via::Rfc4733],
+            dtmf_via: vec![KeyChannel::Rfc4733],
             dtmf_duration: dtmf::DEFAULT_DURATION,
             dtmf_info_type: InfoType::default(),
         }
@@ -330,9 +330,9 @@ impl CallReport {
             .iter()
             .map(|sent| {
                 let how = match sent.via {
-                    Via::Rfc4733 => "rfc4733".to_owned(),
-                    Via::InBand => "inband".to_owned(),
-                    Via::SipInfo => match sent.info_status {
+                    KeyChannel::Rfc4733 => "rfc4733".to_owned(),
+                    KeyChannel::InBand => "inband".to_owned(),
+                    KeyChannel::SipInfo => match sent.info_status {
                         Some(status) => format!("info → {status}"),
                         None => "info → no response".to_owned(),
                     },
@@ -437,9 +437,9 @@ mod tests {
             info_status,
         };
         r.dtmf_sent = vec![
-            sent('2', Via::Rfc4733, 3_000, None),
-            sent('2', Via::SipInfo, 3_000, Some(200)),
-            sent('#', Via::InBand, 4_020, None),
+            sent('2', KeyChannel::Rfc4733, 3_000, None),
+            sent('2', KeyChannel::SipInfo, 3_000, Some(200)),
+            sent('#', KeyChannel::InBand, 4_020, None),
         ];
         r.dtmf_inband_fallback = true;
         let text = r.summary();

@@ -27,7 +27,7 @@ use audiopus::coder::Encoder as OpusEncoder;
 use audiopus::{Application, Channels, SampleRate};
 use rtp_rs::{RtpPacketBuilder, Seq};
 
-use super::dtmf::{EventPackets, Key, Tone, Via};
+use super::dtmf::{EventPackets, Key, KeyChannel, Tone};
 use crate::media::g711::{alaw_encode_into, ulaw_encode_into};
 use crate::media::{Codec, FRAME_DURATION};
 
@@ -137,7 +137,7 @@ pub struct RtpSender {
     /// Packets of the current slot not yet returned (audio and event).
     outbox: VecDeque<Vec<u8>>,
     /// Presses whose first packet was just built, for [`Self::poll_started`].
-    started: VecDeque<(Key, Via)>,
+    started: VecDeque<(Key, KeyChannel)>,
     /// Packets built so far.
     pub sent: u64,
 }
@@ -193,7 +193,7 @@ impl RtpSender {
 
     /// A press whose first packet the last [`Self::poll_packet`] built, once
     /// per way it goes (RFC 4733 and in-band may both).
-    pub fn poll_started(&mut self) -> Option<(Key, Via)> {
+    pub fn poll_started(&mut self) -> Option<(Key, KeyChannel)> {
         self.started.pop_front()
     }
 
@@ -272,12 +272,12 @@ impl RtpSender {
                 timestamp: self.timestamp,
                 with_audio: press.tone,
             });
-            self.started.push_back((press.key, Via::Rfc4733));
+            self.started.push_back((press.key, KeyChannel::Rfc4733));
         }
         if press.tone {
             let samples = (press.duration.as_secs_f64() * f64::from(self.rate_hz)).round();
             self.tone = Some(Tone::new(press.key, self.rate_hz, samples as u32));
-            self.started.push_back((press.key, Via::InBand));
+            self.started.push_back((press.key, KeyChannel::InBand));
         }
     }
 
@@ -418,7 +418,10 @@ mod tests {
         sender.press(press('2', Some(101), false));
         let slots = run(&mut sender, t0 + frames(1), 9);
         let packets: Vec<_> = slots.iter().map(|(_, p)| read(p)).collect();
-        assert_eq!(sender.poll_started(), Some((Key::Digit(2), Via::Rfc4733)));
+        assert_eq!(
+            sender.poll_started(),
+            Some((Key::Digit(2), KeyChannel::Rfc4733))
+        );
         assert_eq!(sender.poll_started(), None);
         assert_eq!(
             packets.len(),
@@ -487,7 +490,10 @@ mod tests {
         }
         assert_eq!(
             started,
-            vec![(Key::Digit(5), Via::Rfc4733), (Key::Digit(5), Via::InBand)]
+            vec![
+                (Key::Digit(5), KeyChannel::Rfc4733),
+                (Key::Digit(5), KeyChannel::InBand)
+            ]
         );
         let packets: Vec<_> = slots.iter().map(|(_, p)| read(p)).collect();
         assert_eq!(packets.iter().filter(|p| p.3 == 101).count(), 7);
@@ -501,7 +507,7 @@ mod tests {
             .flat_map(|p| p.4.iter())
             .map(|&code| f32::from(crate::media::g711::ulaw_decode(code)) / 32_768.0)
             .collect();
-        let heard = crate::call::inband::InBandDetector::default().handle_samples(&samples);
+        let heard = crate::media::inband::InBandDetector::default().handle_samples(&samples);
         assert_eq!(heard, vec![Key::Digit(5)]);
         assert!(samples[800..].iter().all(|s| s.abs() < 0.01), "100 ms only");
     }

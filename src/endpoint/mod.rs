@@ -32,10 +32,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::call::dtmf::Key;
 use crate::config::Untrusted;
 use crate::log_summary::{LogSummary, Verdict};
 use crate::media::Codec;
+use crate::media::dtmf::Key;
 use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
 use crate::sdp::Negotiated;
 use crate::sip::dialog::DialogId;

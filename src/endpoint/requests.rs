@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::call::{Call, CallState, InviteRef};
 use super::session_timer::{MIN_SE, SessionTimer};
 use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
-use crate::call::dtmf;
+use crate::call::keys;
 use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::dialog::Dialog;
@@ -545,7 +545,7 @@ impl Endpoint {
         self.reply_once(key, &request, origin, 200, &[], now);
         if request.method == rsip::Method::Info {
             let key = message::content_type(&request.headers)
-                .and_then(|content_type| dtmf::key_from_info(content_type, &request.body));
+                .and_then(|content_type| keys::key_from_info(content_type, &request.body));
             match key {
                 Some(key) => self.actions.push_back(Action::Key { call: id, key }),
                 None => tracing::debug!(call = %id, "INFO without a key; answered 200"),

@@ -4,11 +4,14 @@
 //! calls from one absolute clock.
 
 pub mod decode;
+pub mod dtmf;
 pub mod encode;
 pub mod g711;
+pub mod inband;
 pub mod opus_file;
 pub mod pacer;
 pub mod ports;
+pub mod priority;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -359,7 +359,11 @@ fn start_track(decoder: Decoder, codec: Codec) -> Result<Arc<Track>, DecodeError
     );
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || decode_rest(pipeline, weak))
+        .spawn(move || {
+            // Behind the calls' own work: see `media::priority`.
+            super::priority::lower_this_thread();
+            decode_rest(pipeline, weak)
+        })
         .map_err(|source| DecodeError::Spawn { path, source })?;
     Ok(track)
 }

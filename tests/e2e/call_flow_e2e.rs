@@ -8,7 +8,9 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dial_a_service::client::{CallOptions, CallReport, DtmfPress, HangUp, Key, Via, place_call};
+use dial_a_service::client::{
+    CallOptions, CallReport, DtmfPress, HangUp, Key, KeyChannel, place_call,
+};
 use dial_a_service::media::Codec;
 
 use common::{Line, ThreeServices, audio, have_tool, source_env, write_schedule};
@@ -29,7 +31,7 @@ fn press(at_ms: u64, key: char) -> DtmfPress {
 async fn call(
     line: &Line,
     presses: Vec<DtmfPress>,
-    via: &[Via],
+    via: &[KeyChannel],
     seconds: Option<u64>,
 ) -> CallReport {
     let mut options = CallOptions::new(line.uri(), Codec::Pcmu);
@@ -86,7 +88,7 @@ async fn pressing_2_by_each_way_plays_the_second_service_and_cuts_the_menu_off()
     }
     let parish = ThreeServices::new(6.0);
     let line = parish.line(&[]);
-    for via in [Via::Rfc4733, Via::SipInfo, Via::InBand] {
+    for via in [KeyChannel::Rfc4733, KeyChannel::SipInfo, KeyChannel::InBand] {
         // 4 s in, the menu is still being said.
         let report = call(&line, vec![press(4_000, '2')], &[via], None).await;
         assert!(
@@ -133,7 +135,7 @@ async fn a_press_sent_three_ways_at_once_counts_once() {
     let report = call(
         &line,
         vec![press(3_000, '3')],
-        &[Via::Rfc4733, Via::SipInfo, Via::InBand],
+        &[KeyChannel::Rfc4733, KeyChannel::SipInfo, KeyChannel::InBand],
         None,
     )
     .await;
@@ -190,7 +192,7 @@ async fn a_wrong_key_is_sorry_then_the_menu_and_star_comes_back_from_a_service()
         press(9_000, '*'),
         press(11_000, '3'),
     ];
-    let report = call(&line, presses, &[Via::Rfc4733], Some(16)).await;
+    let report = call(&line, presses, &[KeyChannel::Rfc4733], Some(16)).await;
     assert_eq!(
         played(&line),
         [
@@ -293,7 +295,7 @@ async fn keys_4_6_5_0_move_in_the_service_as_the_recording_shows() {
         press(15_000, '5'),
         press(18_000, '0'),
     ];
-    let report = call(&line, presses, &[Via::Rfc4733], Some(21)).await;
+    let report = call(&line, presses, &[KeyChannel::Rfc4733], Some(21)).await;
     let s = &report.samples;
     let at = |i: usize| sample_at(&report, report.dtmf_sent[i].at);
     let pos = |sample: usize| position_at(s, sample);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use dial_a_service::call_log::record::CallRecord;
-use dial_a_service::client::{CallOptions, DtmfPress, HangUp, Key, Via, place_call};
+use dial_a_service::client::{CallOptions, DtmfPress, HangUp, Key, KeyChannel, place_call};
 use dial_a_service::media::Codec;
 
 use common::{Line, ThreeServices, have_tool, repo};
@@ -27,7 +27,7 @@ async fn call(line: &Line, from: &str, key: char, seconds: Option<u64>) -> HangU
         at: Duration::from_millis(3_000),
         key: Key::from_char(key).unwrap(),
     }];
-    options.dtmf_via = vec![Via::Rfc4733];
+    options.dtmf_via = vec![KeyChannel::Rfc4733];
     options.seconds = seconds.map(Duration::from_secs);
     let report = place_call(options).await.expect("the call completes");
     eprintln!("{}", report.summary());

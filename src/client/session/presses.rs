@@ -16,7 +16,7 @@ use rsip::{Method, SipMessage};
 
 use super::Session;
 use crate::client::call::{matches_branch, resolve, send};
-use crate::client::dtmf::{DtmfPress, DtmfSent, Via};
+use crate::client::dtmf::{DtmfPress, DtmfSent, KeyChannel};
 use crate::client::send::RtpPress;
 use crate::sip::message;
 use crate::sip::transaction::{ClientEvent, NonInviteClient};
@@ -100,8 +100,8 @@ impl Session<'_> {
     /// Sends one press every way in `dtmf_via`.
     async fn press(&mut self, press: DtmfPress, now: Instant) {
         let vias = &self.opts.dtmf_via;
-        let mut rfc4733 = vias.contains(&Via::Rfc4733);
-        let mut tone = vias.contains(&Via::InBand);
+        let mut rfc4733 = vias.contains(&KeyChannel::Rfc4733);
+        let mut tone = vias.contains(&KeyChannel::InBand);
         let event_payload_type = self.negotiated.as_ref().and_then(|n| n.telephone_event);
         if rfc4733 && event_payload_type.is_none() {
             rfc4733 = false;
@@ -118,7 +118,7 @@ impl Session<'_> {
                 duration: self.opts.dtmf_duration,
             });
         }
-        if vias.contains(&Via::SipInfo) {
+        if vias.contains(&KeyChannel::SipInfo) {
             self.send_info(press, now).await;
         }
     }
@@ -156,7 +156,7 @@ impl Session<'_> {
         });
         self.presses.sent.push(DtmfSent {
             key: press.key,
-            via: Via::SipInfo,
+            via: KeyChannel::SipInfo,
             at: Instant::now(),
             info_status: None,
         });

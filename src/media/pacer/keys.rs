@@ -11,8 +11,8 @@ use audiopus::{Channels, SampleRate};
 use super::super::Codec;
 use super::super::g711;
 use super::super::rtp::RtpHeader;
-use crate::call::dtmf::{Key, Rfc4733Detector, Via};
-use crate::call::inband::InBandDetector;
+use crate::media::dtmf::{Key, KeyChannel, Rfc4733Detector};
+use crate::media::inband::InBandDetector;
 
 /// Which ways a stream listens for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,14 +86,14 @@ impl KeyListener {
     }
 
     /// One RTP packet from the caller; the keys that began in it.
-    pub fn handle(&mut self, header: &RtpHeader<'_>, keys: &mut Vec<(Key, Via)>) {
+    pub fn handle(&mut self, header: &RtpHeader<'_>, keys: &mut Vec<(Key, KeyChannel)>) {
         let pt = header.payload_type.0;
         if Some(pt) == self.telephone_event {
             if let Some(detector) = &mut self.rfc4733
                 && let Some(key) =
                     detector.handle_packet(header.ssrc.0, header.timestamp, header.payload)
             {
-                keys.push((key, Via::Rfc4733));
+                keys.push((key, KeyChannel::Rfc4733));
             }
             return;
         }
@@ -130,7 +130,7 @@ impl KeyListener {
             }
         }
         for key in inband.detector.handle_samples(&inband.samples) {
-            keys.push((key, Via::InBand));
+            keys.push((key, KeyChannel::InBand));
         }
     }
 }
@@ -172,14 +172,14 @@ mod tests {
         let mut keys = Vec::new();
         listener.handle(&header(101, 800, &[2, 10, 0, 160]), &mut keys);
         listener.handle(&header(101, 800, &[2, 0x80 | 10, 1, 64]), &mut keys);
-        assert_eq!(keys, [(Key::Digit(2), Via::Rfc4733)]);
+        assert_eq!(keys, [(Key::Digit(2), KeyChannel::Rfc4733)]);
         keys.clear();
         // "5" (770 + 1336 Hz) for 100 ms in the audio.
         let audio = tone((770.0, 1336.0), 800);
         for (i, frame) in audio.chunks(160).enumerate() {
             listener.handle(&header(0, 160 * i as u32, frame), &mut keys);
         }
-        assert_eq!(keys, [(Key::Digit(5), Via::InBand)]);
+        assert_eq!(keys, [(Key::Digit(5), KeyChannel::InBand)]);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! The per-stream logic (clock, playlist position, hold, catch-up) is the
 //! sans-IO [`playout::Playout`]; the worker only does I/O and bookkeeping.
 
+mod batch;
 mod icmp;
 mod keys;
 mod liveness;
@@ -35,7 +36,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub use stats::{EngineStats, Lateness};
 use super::Codec;
 use super::ports::RtpSockets;
 use super::track::{FrameRead, Playlist, Track};
-use crate::call::dtmf::{Key, Via};
+use crate::media::dtmf::{Key, KeyChannel};
 use worker::{Command, NewStream, WAKER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,7 +81,11 @@ pub enum MediaEvent {
         failed: bool,
     },
     /// The caller pressed a key (each way it arrived is reported).
-    Key { id: StreamId, key: Key, via: Via },
+    Key {
+        id: StreamId,
+        key: Key,
+        channel: KeyChannel,
+    },
     /// The caller seems gone (see [`MediaTimeout`]); reported once. The
     /// stream stays until removed.
     Timeout { id: StreamId, reason: MediaTimeout },
@@ -92,7 +97,7 @@ pub enum Control {
     /// Stop what plays and play this instead.
     Play {
         tag: u32,
-        programme: Programme,
+        programme: Staged,
     },
     /// Move by this many frames within the item playing (back if negative).
     SeekBy(i64),
@@ -166,6 +171,41 @@ impl FrameSource for Track {
 pub struct Programme {
     pub items: Vec<Arc<dyn FrameSource>>,
     pub on_failure: Option<Arc<dyn FrameSource>>,
+}
+
+/// A programme someone else is preparing (files opened, speech rendered):
+/// filled once, read by the stream's worker. Until it is filled the stream
+/// waits for its first frame, or sends comfort frames between programmes,
+/// so the thread that asked for it never waits for the disk or a decoder.
+#[derive(Clone, Default)]
+pub struct Preparing(Arc<OnceLock<Programme>>);
+
+impl Preparing {
+    pub fn new() -> Preparing {
+        Preparing::default()
+    }
+
+    /// Hands over the finished programme; `false` if it was already filled.
+    pub fn fill(&self, programme: Programme) -> bool {
+        self.0.set(programme).is_ok()
+    }
+
+    pub fn get(&self) -> Option<&Programme> {
+        self.0.get()
+    }
+}
+
+/// What a stream is told to play: ready now, or still being prepared.
+#[derive(Clone)]
+pub enum Staged {
+    Ready(Programme),
+    Preparing(Preparing),
+}
+
+impl From<Programme> for Staged {
+    fn from(programme: Programme) -> Staged {
+        Staged::Ready(programme)
+    }
 }
 
 impl Programme {
@@ -365,7 +405,8 @@ impl MediaEngine {
     }
 
     /// [`MediaEngine::add`] for any [`FrameSource`]s.
-    pub fn add_programme(&self, params: StreamParams, programme: Programme) {
+    pub fn add_programme(&self, params: StreamParams, programme: impl Into<Staged>) {
+        let programme = programme.into();
         let id = params.id;
         // A reused id would leave the old stream unreachable: stop it.
         if self.shared.routes().contains_key(&id) {

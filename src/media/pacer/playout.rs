@@ -14,7 +14,9 @@
 //! instant the first frame was ready, so timing never accumulates error over
 //! a 90-minute service; it moves only when the worker fell further behind
 //! than the catch-up window (then slot k is due "now" and the stream runs
-//! that much later, rather than bursting the backlog at the caller).
+//! that much later, rather than bursting the backlog at the caller). Within
+//! the window the late slots are sent 10 ms apart until the stream is on
+//! its anchor again: twice the pace, never a burst, and no drift.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +25,12 @@ use super::super::FRAME_DURATION;
 use super::super::rtcp::{NtpTimestamp, SenderInfo};
 use super::super::rtp::Packetizer;
 use super::super::track::FrameRead;
-use super::{FrameSource, Programme};
+use super::{FrameSource, Preparing, Programme, Staged};
 
 /// How often to look again for the first frame of a track still decoding.
 pub(super) const START_POLL: Duration = Duration::from_millis(5);
+/// The gap between packets of a stream catching up on late slots.
+const CATCH_UP_SPACING: Duration = Duration::from_millis(10);
 
 /// What the worker should do for this tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +103,9 @@ enum Read {
 
 pub(super) struct Playout {
     programme: Programme,
+    /// The programme to play once whoever prepares it has filled it;
+    /// `programme` is not played meanwhile.
+    preparing: Option<Preparing>,
     item: usize,
     frame: usize,
     /// Playing `on_failure` after an item failed.
@@ -123,15 +130,17 @@ pub(super) struct Playout {
 
 impl Playout {
     pub fn new(
-        programme: Programme,
+        programme: impl Into<Staged>,
         packetizer: Packetizer,
         clock_rate_hz: u32,
         sending: bool,
         catch_up_window: Duration,
         now: Instant,
     ) -> Playout {
+        let (programme, preparing) = split(programme.into());
         Playout {
             programme,
+            preparing,
             item: 0,
             frame: 0,
             fallback: false,
@@ -159,8 +168,8 @@ impl Playout {
     /// Replaces the programme at the next slot: a key press cuts a prompt
     /// off at once. Sequence and timestamps run on; the next packet is
     /// marked, as after a silence.
-    pub fn play(&mut self, programme: Programme, tag: u32) {
-        self.programme = programme;
+    pub fn play(&mut self, programme: Staged, tag: u32) {
+        (self.programme, self.preparing) = split(programme);
         self.tag = tag;
         self.item = 0;
         self.frame = 0;
@@ -271,7 +280,11 @@ impl Playout {
             }
         }
         clock.slot += 1;
-        self.next_wake = clock.due();
+        // Late within the window: the slots behind are caught up at twice
+        // the pace (a packet every 10 ms), never back to back, so the
+        // caller's jitter buffer sees no burst and the anchor (the rate) is
+        // kept. On time, the next slot is due 20 ms on anyway.
+        self.next_wake = clock.due().max(now + CATCH_UP_SPACING);
         self.clock = Some(clock);
         tick
     }
@@ -286,7 +299,10 @@ impl Playout {
     /// The frame for this slot and how far the position moves: the
     /// programme's (1), or a comfort frame while paused or idle (0).
     fn next_frame(&mut self, out: &mut Vec<u8>, tick: &mut Tick) -> (Read, usize) {
-        if !self.paused && !self.idle {
+        // A programme still being prepared is not an underrun: the caller
+        // hears the comfort frames of a pause for the moment it takes.
+        let waiting = !self.is_prepared() && self.comfort.is_some();
+        if !self.paused && !self.idle && !waiting {
             match self.read(out) {
                 Read::Over if self.comfort.is_some() => self.end(tick),
                 read => return (read, 1),
@@ -323,6 +339,9 @@ impl Playout {
     /// Reads the frame at the current position into `out`, moving to the
     /// next item at an end and to `on_failure` at a failure.
     fn read(&mut self, out: &mut Vec<u8>) -> Read {
+        if !self.is_prepared() {
+            return Read::Pending;
+        }
         loop {
             let source: &Arc<dyn FrameSource> = if self.fallback {
                 match &self.programme.on_failure {
@@ -353,16 +372,35 @@ impl Playout {
         }
     }
 
+    /// Whether the programme to play is known (taking it over once its
+    /// preparer has filled it).
+    fn is_prepared(&mut self) -> bool {
+        let Some(preparing) = &self.preparing else {
+            return true;
+        };
+        match preparing.get() {
+            Some(programme) => {
+                self.programme = programme.clone();
+                self.preparing = None;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The SR sender info for `now` (RFC 3550 §6.4.1): the RTP timestamp
-    /// is extrapolated from the next slot's, which is due at `next_wake`.
+    /// is extrapolated from the next slot's and the time it is due.
     pub fn sender_info(&self, now: Instant, wall: NtpTimestamp) -> SenderInfo {
         let next = self.packetizer.next_timestamp();
         let ticks =
             |d: Duration| (d.as_nanos() * u128::from(self.clock_rate_hz) / 1_000_000_000) as u32;
-        let rtp_timestamp = if self.next_wake >= now {
-            next.wrapping_sub(ticks(self.next_wake - now))
+        // The next slot's own time: while catching up it is sent later
+        // than it is due, but its timestamp belongs to when it was due.
+        let due = self.clock.map_or(self.next_wake, |clock| clock.due());
+        let rtp_timestamp = if due >= now {
+            next.wrapping_sub(ticks(due - now))
         } else {
-            next.wrapping_add(ticks(now - self.next_wake))
+            next.wrapping_add(ticks(now - due))
         };
         SenderInfo {
             ntp: wall,
@@ -370,6 +408,14 @@ impl Playout {
             packet_count: self.packetizer.packets_sent(),
             octet_count: self.packetizer.octets_sent(),
         }
+    }
+}
+
+/// A staged programme as (what plays now, what it waits for).
+fn split(staged: Staged) -> (Programme, Option<Preparing>) {
+    match staged {
+        Staged::Ready(programme) => (programme, None),
+        Staged::Preparing(preparing) => (Programme::empty(), Some(preparing)),
     }
 }
 

@@ -4,12 +4,15 @@
 //! Each turn: poll (for socket input and commands) until ~1 ms before the
 //! earliest deadline, sleep the rest (epoll timeouts are whole milliseconds;
 //! `nanosleep` is good to ~60 µs), then handle every slot due. Per packet
-//! there is no allocation and no syscall but `send_to`.
+//! there is no allocation and no syscall: the packets of every slot due in
+//! a turn are written into a [`SendBatch`] and handed to the kernel in one
+//! io_uring submission (see `batch` for why not `sendmmsg`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -20,14 +23,15 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::super::rtcp::{self, NtpTimestamp};
 use super::super::rtp::{self, PayloadType, RtpHeader};
+use super::batch::{PACKET_ROOM, SendBatch};
 use super::icmp::{drain_icmp_errors, is_icmp_error, receive_icmp_errors};
 use super::keys::KeyListener;
 use super::liveness::{Liveness, Timeouts};
 use super::playout::{Action, Playout};
 use super::source_lock::{SourceLock, Verdict};
 use super::stats::WorkerStats;
-use super::{Control, MediaEvent, Programme, Shared, StreamId, StreamParams};
-use crate::call::dtmf::{Key, Via};
+use super::{Control, MediaEvent, Shared, Staged, StreamId, StreamParams};
+use crate::media::dtmf::{Key, KeyChannel};
 use crate::media::ports::PortLease;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -44,11 +48,11 @@ const READS_PER_TURN: usize = 16;
 /// Large enough for any RTP packet we send or receive (Opus tops out at
 /// 1275 bytes a frame); bigger datagrams are truncated, and we only parse
 /// their headers.
-const DATAGRAM_MAX: usize = 2048;
+const DATAGRAM_MAX: usize = PACKET_ROOM;
 
 pub(super) struct NewStream {
     pub params: StreamParams,
-    pub programme: Programme,
+    pub programme: Staged,
 }
 
 pub(super) enum Command {
@@ -118,7 +122,7 @@ impl Stream {
         from: SocketAddr,
         now: Instant,
         stats: &WorkerStats,
-        keys: &mut Vec<(Key, Via)>,
+        keys: &mut Vec<(Key, KeyChannel)>,
     ) {
         match self.lock.handle(from, header.ssrc.0, header.sequence, now) {
             Verdict::Drop => {
@@ -167,10 +171,14 @@ pub(super) struct Worker {
     /// edge-triggered: we must read until `WouldBlock`).
     readable: Vec<Token>,
     frame: Vec<u8>,
+    /// RTCP packets are written here and sent at once (a few per stream
+    /// a minute); RTP goes through `batch`.
     packet: Box<[u8]>,
     datagram: Box<[u8]>,
     /// Keys heard in one datagram (scratch).
-    keys: Vec<(Key, Via)>,
+    keys: Vec<(Key, KeyChannel)>,
+    /// This turn's RTP packets, sent together.
+    batch: SendBatch,
 }
 
 impl Worker {
@@ -198,10 +206,18 @@ impl Worker {
             packet: vec![0; DATAGRAM_MAX].into_boxed_slice(),
             datagram: vec![0; DATAGRAM_MAX].into_boxed_slice(),
             keys: Vec::new(),
+            batch: SendBatch::new(),
         }
     }
 
     pub fn run(mut self) {
+        crate::media::priority::raise_this_thread(self.index == 0);
+        if self.index == 0 {
+            tracing::debug!(
+                io_uring = self.batch.uses_io_uring(),
+                "media threads send each turn's RTP in one batch"
+            );
+        }
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -261,25 +277,51 @@ impl Worker {
         loop {
             let now = Instant::now();
             let Some(&Reverse((due, slot, generation))) = self.timers.peek() else {
-                return;
+                break;
             };
             if due > now + EARLY {
-                return;
+                break;
             }
             self.timers.pop();
             if self.generations[slot] == generation && self.slots[slot].is_some() {
                 self.handle_slot(slot, now);
             }
         }
+        self.flush_sends();
+    }
+
+    /// Sends the batched packets; a failed send is counted, and an ICMP
+    /// error tells its stream's liveness that nobody may be listening.
+    fn flush_sends(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (sent, failures) = self.batch.flush();
+        self.stats
+            .packets_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        for failure in failures {
+            WorkerStats::count(&self.stats.send_errors);
+            if is_icmp_error(&failure.error)
+                && let Some(stream) = self.slots[failure.slot].as_mut()
+            {
+                drain_icmp_errors(&stream.rtp);
+                stream.liveness.handle_icmp_error(now);
+            }
+        }
     }
 
     fn handle_slot(&mut self, slot: usize, now: Instant) {
+        if self.batch.is_full() {
+            self.flush_sends();
+        }
         let stream = self.slots[slot]
             .as_mut()
             .expect("handle_due checked the slot is occupied");
         let tick = stream
             .playout
-            .handle_timeout(now, &mut self.frame, &mut self.packet);
+            .handle_timeout(now, &mut self.frame, self.batch.next_buffer());
         if tick.caught_up {
             WorkerStats::count(&self.stats.catch_ups);
         }
@@ -300,18 +342,11 @@ impl Worker {
             }
             Action::Send { len } if stream.destination_ok => {
                 self.stats.record_lateness(tick.lateness);
-                match stream.rtp.send_to(&self.packet[..len], stream.remote_rtp) {
-                    Ok(_) => WorkerStats::count(&self.stats.packets_sent),
-                    // A full socket buffer or an unreachable caller: the
-                    // packet is lost, the stream goes on.
-                    Err(error) => {
-                        WorkerStats::count(&self.stats.send_errors);
-                        if is_icmp_error(&error) {
-                            drain_icmp_errors(&stream.rtp);
-                            stream.liveness.handle_icmp_error(now);
-                        }
-                    }
-                }
+                // Sent with the turn's other packets; a full socket buffer
+                // or an unreachable caller loses the packet, the stream
+                // goes on.
+                self.batch
+                    .commit(slot, stream.rtp.as_raw_fd(), stream.remote_rtp, len);
                 if now >= stream.next_report {
                     send_report(stream, false, now, &mut self.packet, &self.stats);
                     stream.next_report = now + report_interval(self.shared.config.report_interval);
@@ -374,9 +409,9 @@ impl Worker {
                 }
                 if let Ok(header) = rtp::parse(datagram) {
                     stream.handle_rtp(&header, from, now, &self.stats, &mut self.keys);
-                    for (key, via) in self.keys.drain(..) {
+                    for (key, channel) in self.keys.drain(..) {
                         let id = stream.id;
-                        let _ = self.events.send(MediaEvent::Key { id, key, via });
+                        let _ = self.events.send(MediaEvent::Key { id, key, channel });
                     }
                 }
             }
@@ -468,7 +503,7 @@ impl Worker {
         &mut self,
         slot: usize,
         params: StreamParams,
-        programme: Programme,
+        programme: Staged,
         now: Instant,
     ) -> io::Result<Stream> {
         let StreamParams {
@@ -530,6 +565,9 @@ impl Worker {
 
     /// Ends a stream: BYE if it ever sent, sockets closed, slot freed.
     fn finish(&mut self, slot: usize, emit: bool) {
+        // Packets still batched for this stream's socket go before it
+        // closes (the fd number could otherwise be another socket's).
+        self.flush_sends();
         let Some(mut stream) = self.slots[slot].take() else {
             return;
         };

@@ -186,19 +186,30 @@ fn hold_keeps_the_clock_and_the_position() {
 }
 
 #[test]
-fn small_delays_catch_up_and_long_stalls_re_anchor() {
+fn small_delays_catch_up_at_twice_the_pace_and_long_stalls_re_anchor() {
     let mut h = Harness::new(vec![source(0, 100)], None);
     h.step(Duration::ZERO);
-    let due = h.playout.next_wake();
-    // 60 ms late: within the window; the next slots are already due.
-    let t = h.step(60 * MS);
+    let anchor = h.playout.next_wake() - 20 * MS; // slot 0
+    // Slot 1 handled 60 ms late: within the window. The three slots behind
+    // go out 10 ms apart, not at once, until the stream is back on time.
+    h.now = anchor + 80 * MS;
+    let t = h.playout.handle_timeout(h.now, &mut h.frame, &mut h.packet);
     assert!(!t.caught_up);
     assert_eq!(t.lateness, 60 * MS);
-    assert_eq!(
-        h.playout.next_wake(),
-        due + 20 * MS,
-        "timing keeps its anchor"
-    );
+    let mut sent_at = vec![h.now];
+    while h.playout.next_wake() < anchor + 200 * MS {
+        h.step(Duration::ZERO);
+        sent_at.push(h.now);
+    }
+    let gaps: Vec<u128> = sent_at
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    assert_eq!(gaps[..6], [10, 10, 10, 10, 10, 10], "{gaps:?}");
+    // Caught up: slot k is due at anchor + k·20 ms again, so no drift.
+    assert!(gaps[6..].iter().all(|&gap| gap == 20), "{gaps:?}");
+    let last_slot = sent_at.len() as u32; // slots 1..=n
+    assert_eq!(*sent_at.last().unwrap(), anchor + 20 * MS * last_slot);
     // A 500 ms stall: re-anchor, no burst of 25 packets.
     let due = h.playout.next_wake();
     h.now = due + 500 * MS;
@@ -294,7 +305,8 @@ fn play_cuts_off_at_the_next_slot_marked_and_seq_runs_on() {
         Programme {
             items: vec![source(100, 2)],
             on_failure: None,
-        },
+        }
+        .into(),
         8,
     );
     let (sent, ended) = h.take(3);
@@ -374,4 +386,69 @@ fn an_empty_programme_starts_comfort_at_once() {
     let (sent, ended) = h.take(2);
     assert_eq!(payloads(&sent), [0xEE, 0xEE]);
     assert_eq!(ended.len(), 1);
+}
+
+#[test]
+fn a_stream_whose_first_programme_is_being_prepared_waits_for_it() {
+    let preparing = Preparing::new();
+    let mut h = Harness::new(Vec::new(), None);
+    let packetizer = Packetizer::with_initial(PayloadType(0), 160, Ssrc(1), 100, 1000);
+    h.playout = Playout::new(
+        Staged::Preparing(preparing.clone()),
+        packetizer,
+        8000,
+        true,
+        100 * MS,
+        h.now,
+    );
+    for _ in 0..3 {
+        let tick = h.step(Duration::ZERO);
+        assert_eq!(tick.action, Action::Waiting);
+        assert!(!tick.underrun);
+    }
+    assert!(preparing.fill(Programme {
+        items: vec![source(10, 2)],
+        on_failure: None,
+    }));
+    let started = h.now + START_POLL;
+    let sent = h.run();
+    // The clock starts when the first frame is ready: the first packet
+    // is not a burst of the slots spent waiting.
+    assert_eq!(
+        sent,
+        [Some((10, 100, 1000, true)), Some((11, 101, 1160, false))]
+    );
+    assert_eq!(h.now, started + 40 * MS);
+}
+
+#[test]
+fn a_programme_being_prepared_sends_comfort_then_plays_from_its_start() {
+    let mut h = steered(vec![source(10, 50)], None);
+    h.take(3);
+    let preparing = Preparing::new();
+    h.playout.play(Staged::Preparing(preparing.clone()), 8);
+    let mut underruns = 0;
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let tick = h.step(Duration::ZERO);
+        underruns += usize::from(tick.underrun);
+        if let Action::Send { len } = tick.action {
+            sent.push(parse(&h.packet[..len]).unwrap().payload[0]);
+        }
+    }
+    assert_eq!(sent, [0xEE; 3], "comfort while it is prepared");
+    assert_eq!(underruns, 0, "waiting for a programme is not an underrun");
+    preparing.fill(Programme {
+        items: vec![source(100, 2)],
+        on_failure: None,
+    });
+    let (sent, ended) = h.take(3);
+    assert_eq!(payloads(&sent), [100, 101, 0xEE]);
+    assert_eq!(
+        ended,
+        [Ended {
+            tag: 8,
+            failed: false
+        }]
+    );
 }
