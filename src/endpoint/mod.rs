@@ -26,6 +26,7 @@ pub mod admission;
 mod call;
 mod requests;
 pub mod session_timer;
+mod transactions;
 pub mod wakeups;
 
 use std::collections::{HashMap, VecDeque};
@@ -40,11 +41,12 @@ use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
 use crate::sdp::Negotiated;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
-use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
+use crate::sip::transaction::{Timers, TransactionKey};
 use crate::sip::{Transmit, Transport};
 
 use admission::{Admission, Policy};
 use call::Call;
+use transactions::Transactions;
 use wakeups::Wakeups;
 
 /// What the line supports, for `Allow` (RFC 3261 §20.5).
@@ -207,33 +209,17 @@ pub struct EndpointStats {
 /// Which machine a wake-up belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum WakeKey {
-    Invite(String),
-    Server(String),
-    Client(String),
+    Transaction(TransactionKey),
     Call(CallId),
     Registration,
     /// The end of a quiet-log window.
     Summaries,
 }
 
-/// An INVITE server transaction and what it belongs to.
-struct InviteEntry {
-    tx: InviteServer,
-    call: Option<CallId>,
-}
-
-/// Our BYE, waiting for its final response.
-struct ClientEntry {
-    tx: NonInviteClient,
-    call: CallId,
-}
-
 /// The UAS core. See the module docs for the call order.
 pub struct Endpoint {
     config: EndpointConfig,
-    invites: HashMap<String, InviteEntry>,
-    servers: HashMap<String, NonInviteServer>,
-    clients: HashMap<String, ClientEntry>,
+    transactions: Transactions,
     calls: HashMap<CallId, Call>,
     dialogs: HashMap<DialogId, CallId>,
     wakeups: Wakeups<WakeKey>,
@@ -264,9 +250,7 @@ impl Endpoint {
         );
         Endpoint {
             config,
-            invites: HashMap::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            transactions: Transactions::default(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             wakeups: Wakeups::default(),
@@ -415,14 +399,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         for key in self.wakeups.pop_due(now) {
             match key {
-                WakeKey::Invite(branch) => self.invite_timeout(&branch, now),
-                WakeKey::Server(key) => {
-                    if let Some(tx) = self.servers.get_mut(&key) {
-                        tx.handle_timeout(now);
-                        self.flush_server(&key);
-                    }
-                }
-                WakeKey::Client(branch) => self.client_timeout(&branch, now),
+                WakeKey::Transaction(key) => self.transaction_timeout(&key, now),
                 WakeKey::Call(id) => self.call_timeout(id, now),
                 WakeKey::Registration => {
                     if let Some(registration) = &mut self.registration {
@@ -484,84 +461,6 @@ impl Endpoint {
         self.wakeups.next()
     }
 
-    // ---- transactions ------------------------------------------------
-
-    fn flush_invite(&mut self, branch: &str) {
-        let Some(entry) = self.invites.get_mut(branch) else {
-            return;
-        };
-        while let Some(t) = entry.tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if entry.tx.is_terminated() {
-            self.invites.remove(branch);
-        } else {
-            let at = entry.tx.poll_timeout();
-            self.wakeups
-                .schedule(at, WakeKey::Invite(branch.to_owned()));
-        }
-    }
-
-    fn flush_server(&mut self, key: &str) {
-        let Some(tx) = self.servers.get_mut(key) else {
-            return;
-        };
-        while let Some(t) = tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if tx.is_terminated() {
-            self.servers.remove(key);
-        } else {
-            let at = tx.poll_timeout();
-            self.wakeups.schedule(at, WakeKey::Server(key.to_owned()));
-        }
-    }
-
-    fn flush_client(&mut self, branch: &str) {
-        let Some(entry) = self.clients.get_mut(branch) else {
-            return;
-        };
-        while let Some(t) = entry.tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if entry.tx.is_terminated() {
-            self.clients.remove(branch);
-        } else {
-            let at = entry.tx.poll_timeout();
-            self.wakeups
-                .schedule(at, WakeKey::Client(branch.to_owned()));
-        }
-    }
-
-    fn invite_timeout(&mut self, branch: &str, now: Instant) {
-        let Some(entry) = self.invites.get_mut(branch) else {
-            return;
-        };
-        let event = entry.tx.handle_timeout(now);
-        let call = entry.call;
-        self.flush_invite(branch);
-        if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut)
-            && let Some(id) = call
-        {
-            // "call ended" names it (sip.ack_timeout).
-            tracing::debug!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
-            self.hang_up(id, EndReason::AckTimedOut, now);
-        }
-    }
-
-    fn client_timeout(&mut self, branch: &str, now: Instant) {
-        let Some(entry) = self.clients.get_mut(branch) else {
-            return;
-        };
-        let event = entry.tx.handle_timeout(now);
-        let call = entry.call;
-        self.flush_client(branch);
-        if event == Some(crate::sip::transaction::ClientEvent::TimedOut) {
-            tracing::debug!(call = %call, "no answer to our BYE; call forgotten");
-            self.forget_call(call);
-        }
-    }
-
     /// Sends what the registration queued, logs its changes of state (one
     /// line each), adopts the public address it learned, and schedules it.
     fn flush_registration(&mut self, now: Instant) {
@@ -595,26 +494,7 @@ impl Endpoint {
         {
             return self.flush_registration(now);
         }
-        let Ok(via) = message::top_via(&response.headers) else {
-            self.stats.malformed_dropped += 1;
-            return;
-        };
-        let Some(branch) = via.branch else {
-            self.stats.malformed_dropped += 1;
-            return;
-        };
-        let status = response.status_code.code();
-        let Some(entry) = self.clients.get_mut(&branch) else {
-            // A response to nothing of ours (RFC 3261 §18.1.2): drop it.
-            return;
-        };
-        let event = entry.tx.handle_response(status, now);
-        let call = entry.call;
-        self.flush_client(&branch);
-        if let Some(crate::sip::transaction::ClientEvent::Final(code)) = event {
-            tracing::debug!(call = %call, status = code, "our BYE answered");
-            self.forget_call(call);
-        }
+        self.handle_bye_response(&response, now);
     }
 
     fn schedule_call(&mut self, id: CallId) {

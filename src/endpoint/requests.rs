@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use super::call::{Call, CallState, InviteRef};
 use super::session_timer::{MIN_SE, SessionTimer};
-use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
+use super::transactions::InviteEntry;
+use super::{ALLOW, Action, CallId, EndReason, Endpoint, MediaPorts};
 use crate::call::dtmf;
 use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::dialog::Dialog;
-use crate::sip::message::{self, Via};
-use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent};
+use crate::sip::message;
+use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent, TransactionKey};
 use crate::sip::{Transmit, Transport};
 
 /// Where the responses to a request go, and how.
@@ -34,31 +35,6 @@ fn is_known_unsupported(method: &rsip::Method) -> bool {
             | rsip::Method::Options
             | rsip::Method::Info
     )
-}
-
-/// The transaction key of §17.2.3: branch plus sent-by, and the method
-/// (ACK matches its INVITE). Pre-RFC 3261 branches fall back to the
-/// request's identity, which retransmissions share.
-fn transaction_key(via: &Via, request: &rsip::Request) -> String {
-    let method = match request.method {
-        rsip::Method::Ack => rsip::Method::Invite,
-        ref m => *m,
-    };
-    match via.branch.as_deref() {
-        Some(branch) if branch.starts_with("z9hG4bK") => format!(
-            "{branch}|{}:{}|{method}",
-            via.host.to_ascii_lowercase(),
-            via.port.unwrap_or(5060)
-        ),
-        _ => {
-            let call_id = message::call_id(&request.headers).unwrap_or_default();
-            let cseq = message::cseq(&request.headers)
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            let from_tag = message::from_tag(&request.headers).unwrap_or_default();
-            format!("{call_id}|{cseq}|{from_tag}|{method}")
-        }
-    }
 }
 
 /// Builds a reply for a datagram that did not parse: 501 for a method
@@ -104,22 +80,22 @@ impl Endpoint {
             return self.refuse_untrusted(&request, source, origin, now);
         }
         message::stamp_received(&mut request, source);
-        let key = transaction_key(&via, &request);
+        let key = TransactionKey::server(&via, &request);
 
         match request.method {
             rsip::Method::Ack => return self.handle_ack(&key, request, now),
             rsip::Method::Invite => {
-                if let Some(entry) = self.invites.get_mut(&key) {
+                if let Some(entry) = self.transactions.invite_mut(&key) {
                     self.stats.retransmissions_absorbed += 1;
                     entry.tx.handle_retransmission(now);
-                    return self.flush_invite(&key);
+                    return self.flush_transaction(&key);
                 }
             }
             _ => {
-                if let Some(tx) = self.servers.get_mut(&key) {
+                if let Some(tx) = self.transactions.non_invite_mut(&key) {
                     self.stats.retransmissions_absorbed += 1;
                     tx.handle_retransmission(now);
-                    return self.flush_server(&key);
+                    return self.flush_transaction(&key);
                 }
             }
         }
@@ -245,14 +221,16 @@ impl Endpoint {
     /// once the table is full.
     fn reply_once(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         status: u16,
         extra: &[(&str, String)],
         now: Instant,
     ) {
-        if request.method == rsip::Method::Invite || self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+        if request.method == rsip::Method::Invite
+            || self.transactions.non_invite_servers() >= MAX_SERVER_TRANSACTIONS
+        {
             return self.reply_stateless(request, origin, status, extra);
         }
         let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
@@ -263,8 +241,8 @@ impl Endpoint {
             now,
         );
         tx.respond(status, payload, now);
-        self.servers.insert(key.to_owned(), tx);
-        self.flush_server(key);
+        self.transactions.insert_non_invite(key.clone(), tx);
+        self.flush_transaction(key);
     }
 
     /// Refuses a new call for load: 503 with `Retry-After`, logged once a
@@ -303,7 +281,7 @@ impl Endpoint {
 
     fn handle_invite(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: rsip::Request,
         source: SocketAddr,
         origin: Origin,
@@ -376,7 +354,7 @@ impl Endpoint {
         let call = Call {
             state: CallState::Ringing,
             invite: InviteRef {
-                branch: key.to_owned(),
+                key: key.clone(),
                 cseq,
                 awaiting_answer: offer.is_none(),
             },
@@ -400,7 +378,7 @@ impl Endpoint {
             dialog,
         };
         self.admission.setup_started(source.ip());
-        if let Some(entry) = self.invites.get_mut(key) {
+        if let Some(entry) = self.transactions.invite_mut(key) {
             entry.call = Some(id);
         }
         self.dialogs.insert(call.dialog.id.clone(), id);
@@ -412,23 +390,23 @@ impl Endpoint {
             };
             let ringing =
                 self.build_response(&call.invite_request, 180, Some(&local_tag), &[], None);
-            if let Some(entry) = self.invites.get_mut(key) {
+            if let Some(entry) = self.transactions.invite_mut(key) {
                 entry.tx.respond(180, ringing, now);
             }
-            self.flush_invite(key);
+            self.flush_transaction(key);
             self.schedule_call(id);
         } else {
             self.answer(id, now);
         }
     }
 
-    fn handle_ack(&mut self, key: &str, request: rsip::Request, now: Instant) {
+    fn handle_ack(&mut self, key: &TransactionKey, request: rsip::Request, now: Instant) {
         // An ACK for a non-2xx final response shares the INVITE's branch.
-        if let Some(entry) = self.invites.get_mut(key)
+        if let Some(entry) = self.transactions.invite_mut(key)
             && (entry.call.is_none() || entry.tx.last_status().is_some_and(|s| s >= 300))
         {
             entry.tx.handle_ack(now);
-            return self.flush_invite(key);
+            return self.flush_transaction(key);
         }
         // An ACK for a 2xx is its own transaction, matched by dialog.
         let Some(id) = Dialog::uas_id_of(&request).and_then(|d| self.dialogs.get(&d).copied())
@@ -445,10 +423,10 @@ impl Endpoint {
             _ => return,
         };
         let acked = self
-            .invites
-            .get_mut(&invite.branch)
+            .transactions
+            .invite_mut(&invite.key)
             .and_then(|entry| entry.tx.handle_ack(now));
-        self.flush_invite(&invite.branch);
+        self.flush_transaction(&invite.key);
         if acked != Some(ServerEvent::Acked) {
             return; // a retransmitted ACK
         }
@@ -485,10 +463,16 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
-        // §9.2: the CANCEL matches the INVITE with the same branch.
-        let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
-        let Some(entry) = self.invites.get(&invite_key) else {
+    fn handle_cancel(
+        &mut self,
+        key: &TransactionKey,
+        request: rsip::Request,
+        origin: Origin,
+        now: Instant,
+    ) {
+        // §9.2: the CANCEL matches the INVITE with the same branch and sent-by.
+        let invite_key = key.with_method(rsip::Method::Invite);
+        let Some(entry) = self.transactions.invite(&invite_key) else {
             return self.reply_stateless(&request, origin, 481, &[]);
         };
         let call = entry.call;
@@ -511,7 +495,7 @@ impl Endpoint {
     /// order, RFC 3261 §12.2.2).
     fn admit_in_dialog(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         now: Instant,
@@ -534,7 +518,7 @@ impl Endpoint {
 
     fn handle_in_dialog(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: rsip::Request,
         origin: Origin,
         now: Instant,
@@ -558,7 +542,13 @@ impl Endpoint {
         }
     }
 
-    fn handle_reinvite(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
+    fn handle_reinvite(
+        &mut self,
+        key: &TransactionKey,
+        request: rsip::Request,
+        origin: Origin,
+        now: Instant,
+    ) {
         let Some((id, cseq)) = self.admit_in_dialog(key, &request, origin, now) else {
             return;
         };
@@ -604,7 +594,7 @@ impl Endpoint {
         call.session_expiry = session_timer.expiry(now);
         call.local_sdp = local_sdp.clone();
         call.reinvite = Some(InviteRef {
-            branch: key.to_owned(),
+            key: key.clone(),
             cseq,
             awaiting_answer: offer.is_none(),
         });
@@ -635,10 +625,10 @@ impl Endpoint {
             Some(("application/sdp", local_sdp.into_bytes())),
         );
         self.start_invite(key, &request, origin, Some(id), now);
-        if let Some(entry) = self.invites.get_mut(key) {
+        if let Some(entry) = self.transactions.invite_mut(key) {
             entry.tx.respond(200, payload, now);
         }
-        self.flush_invite(key);
+        self.flush_transaction(key);
         self.schedule_call(id);
     }
 
@@ -646,7 +636,7 @@ impl Endpoint {
     /// (RFC 3261 §8.2.6.1), so the caller stops retransmitting.
     fn start_invite(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         call: Option<CallId>,
@@ -659,9 +649,9 @@ impl Endpoint {
             now,
         );
         tx.respond(100, self.build_response(request, 100, None, &[], None), now);
-        self.invites
-            .insert(key.to_owned(), InviteEntry { tx, call });
-        self.flush_invite(key);
+        self.transactions
+            .insert_invite(key.clone(), InviteEntry { tx, call });
+        self.flush_transaction(key);
     }
 }
 
