@@ -169,7 +169,7 @@ impl Endpoint {
         let contact = format!("<{}>", self.local_contact(call.transport));
         let mut headers = vec![
             ("Contact", contact),
-            ("Allow", super::ALLOW.to_owned()),
+            ("Allow", crate::sip::methods::ALLOW.to_owned()),
             ("Supported", "timer".to_owned()),
         ];
         headers.extend(call.session_timer.response_headers());

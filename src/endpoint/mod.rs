@@ -49,9 +49,6 @@ use call::Call;
 use transactions::Transactions;
 use wakeups::Wakeups;
 
-/// What the line supports, for `Allow` (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
-
 /// Static settings of the user agent.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {

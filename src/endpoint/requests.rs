@@ -7,12 +7,13 @@ use std::time::Instant;
 use super::call::{Call, CallState, InviteRef};
 use super::session_timer::{MIN_SE, SessionTimer};
 use super::transactions::InviteEntry;
-use super::{ALLOW, Action, CallId, EndReason, Endpoint, MediaPorts};
+use super::{Action, CallId, EndReason, Endpoint, MediaPorts};
 use crate::call::dtmf;
 use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
+use crate::sip::methods::{self, ALLOW};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent, TransactionKey};
 use crate::sip::{Transmit, Transport};
 
@@ -21,20 +22,6 @@ use crate::sip::{Transmit, Transport};
 pub(super) struct Origin {
     pub destination: SocketAddr,
     pub transport: Transport,
-}
-
-/// Methods rsip knows but the line does not do: 405 with `Allow` (§8.2.1).
-/// Methods nobody knows get 501 (§21.5.2).
-fn is_known_unsupported(method: &rsip::Method) -> bool {
-    !matches!(
-        method,
-        rsip::Method::Invite
-            | rsip::Method::Ack
-            | rsip::Method::Bye
-            | rsip::Method::Cancel
-            | rsip::Method::Options
-            | rsip::Method::Info
-    )
 }
 
 /// Builds a reply for a datagram that did not parse: 501 for a method
@@ -135,7 +122,9 @@ impl Endpoint {
             rsip::Method::Bye | rsip::Method::Info => {
                 self.handle_in_dialog(&key, request, origin, now)
             }
-            ref method if is_known_unsupported(method) => {
+            // Methods rsip knows but the line does not do: 405 with `Allow`
+            // (§8.2.1); methods nobody knows get 501 (§21.5.2).
+            method if !methods::is_allowed(method) => {
                 self.reply_stateless(&request, origin, 405, &[("Allow", ALLOW.to_owned())])
             }
             _ => self.reply_stateless(&request, origin, 501, &[("Allow", ALLOW.to_owned())]),

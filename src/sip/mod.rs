@@ -5,6 +5,7 @@ pub mod auth;
 pub mod dialog;
 pub mod framing;
 pub mod message;
+pub mod methods;
 pub mod normalise;
 pub mod transaction;
 pub mod transport;
