@@ -253,7 +253,7 @@ impl Endpoint {
             return;
         }
         call.state = CallState::Terminating;
-        let branch = message::new_branch();
+        let branch = message::new_branch(&mut self.rng);
         let mut bye = call
             .dialog
             .request(rsip::Method::Bye, &sent_by, &branch, &contact);

@@ -33,11 +33,17 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ring::hmac;
+
 use crate::call::dtmf::Key;
 use crate::config::Untrusted;
 use crate::log_summary::{LogSummary, Verdict};
 use crate::media::Codec;
-use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
+use crate::registration::{
+    Authorizer, Registration, RegistrationConfig, RegistrationEvent, RegistrationStatus,
+};
 use crate::sdp::Negotiated;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
@@ -77,6 +83,11 @@ pub struct EndpointConfig {
     /// goodbye with BYE ([`EndpointConfig::max_call_duration`] may change
     /// while running: `"auto"` follows the longest service).
     pub max_call_duration: Duration,
+    /// Seeds every random value the endpoint sends (tags, branches, Call-IDs,
+    /// CSeq starts, SDP session ids, cnonces, backoff jitter), as quinn-proto's
+    /// `EndpointConfig::rng_seed`: the same seed and inputs give the same
+    /// bytes. `None` seeds from the operating system.
+    pub rng_seed: Option<[u8; 32]>,
 }
 
 /// Reserves RTP ports when a call is offered. The driver binds real sockets;
@@ -233,11 +244,20 @@ pub struct Endpoint {
     summaries_at: Option<Instant>,
     /// Keys the To-tags of stateless answers, so a retransmitted request
     /// gets the same tag (RFC 3261 §8.2.6.2) without any stored state.
-    tag_key: std::collections::hash_map::RandomState,
+    tag_key: hmac::Key,
+    /// The one source of randomness; see [`EndpointConfig::rng_seed`].
+    rng: StdRng,
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::from_seed(seed),
+            // The one read of OS randomness in the core, at creation.
+            #[allow(clippy::disallowed_methods)]
+            None => StdRng::from_os_rng(),
+        };
+        let tag_key = hmac::Key::new(hmac::HMAC_SHA256, &rng.random::<[u8; 32]>());
         let admission = Admission::new(
             config.policy.clone(),
             config.untrusted,
@@ -259,7 +279,8 @@ impl Endpoint {
             admission,
             quiet: LogSummary::default(),
             summaries_at: None,
-            tag_key: std::collections::hash_map::RandomState::new(),
+            tag_key,
+            rng,
         }
     }
 
@@ -301,8 +322,15 @@ impl Endpoint {
     }
 
     /// Starts registering with the trunk (the driver resolved its address).
-    /// Its address is the trunk's for admission from now on.
-    pub fn set_registration(&mut self, registration: Registration, now: Instant) {
+    /// Its address is the trunk's for admission from now on. The
+    /// registration draws its random values from a generator seeded here.
+    pub fn register(
+        &mut self,
+        config: RegistrationConfig,
+        authorizer: Box<dyn Authorizer>,
+        now: Instant,
+    ) {
+        let registration = Registration::new(config, authorizer, self.rng.random(), now);
         self.admission
             .add_trunk_address(registration.destination().ip());
         self.registration = Some(registration);
@@ -375,7 +403,8 @@ impl Endpoint {
         transport: Transport,
         error: &dyn std::fmt::Display,
     ) {
-        match requests::answer_unparsable(datagram) {
+        // 501 for a method nobody knows, else 400 (or nothing).
+        match message::answer_unparsable(datagram, &mut self.rng) {
             Some(reply) => {
                 self.stats.malformed_answered += 1;
                 tracing::debug!(%source, %error, "answered a malformed request");
@@ -436,7 +465,10 @@ impl Endpoint {
             registration.unregister(now);
             self.flush_registration(now);
         }
-        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        // In call order, not the map's (randomly seeded) order: the same
+        // inputs send the same bytes in the same order.
+        let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             if self.calls.get(&id).is_some_and(|c| c.is_ringing()) {
                 self.reject_ringing(id, 480, EndReason::Shutdown, now);

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rand::Rng;
+
 use super::call::{Call, CallState, InviteRef};
 use super::session_timer::{MIN_SE, SessionTimer};
 use super::transactions::InviteEntry;
@@ -22,12 +24,6 @@ use crate::sip::{Transmit, Transport};
 pub(super) struct Origin {
     pub destination: SocketAddr,
     pub transport: Transport,
-}
-
-/// Builds a reply for a datagram that did not parse: 501 for a method
-/// nobody knows, else the message module's 400 (or nothing).
-pub(super) fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
-    message::answer_unparsable(datagram)
 }
 
 /// Server transactions for in-dialog requests beyond this are answered
@@ -187,22 +183,27 @@ impl Endpoint {
     }
 
     /// A To-tag that is the same for every retransmission of `request`
-    /// (RFC 3261 §8.2.6.2) and unguessable for anyone else.
+    /// (RFC 3261 §8.2.6.2) and unguessable for anyone else: an HMAC of what
+    /// retransmissions share, under a key drawn at creation.
     fn stateless_tag(&self, request: &rsip::Request) -> String {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut hasher = self.tag_key.build_hasher();
-        message::call_id(&request.headers)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        message::from_tag(&request.headers).hash(&mut hasher);
-        message::cseq(&request.headers)
-            .map(|(n, _)| n)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        if let Ok(via) = message::top_via(&request.headers) {
-            via.branch.hash(&mut hasher);
-        }
-        format!("{:016x}", hasher.finish())
+        let headers = &request.headers;
+        let mut mac = ring::hmac::Context::with_key(&self.tag_key);
+        // Each field length-prefixed, so no two requests' fields run together alike.
+        let mut field = |bytes: &[u8]| {
+            mac.update(&(bytes.len() as u64).to_be_bytes());
+            mac.update(bytes);
+        };
+        field(message::call_id(headers).unwrap_or_default().as_bytes());
+        field(message::from_tag(headers).unwrap_or_default().as_bytes());
+        let cseq = message::cseq(headers).map(|(n, _)| n).unwrap_or_default();
+        field(&cseq.to_be_bytes());
+        let branch = message::top_via(headers).ok().and_then(|via| via.branch);
+        field(branch.unwrap_or_default().as_bytes());
+        let tag = mac.sign();
+        tag.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Answers an in-dialog non-INVITE request through its own server
@@ -222,7 +223,8 @@ impl Endpoint {
         {
             return self.reply_stateless(request, origin, status, extra);
         }
-        let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
+        let tag = message::new_tag(&mut self.rng);
+        let payload = self.build_response(request, status, Some(&tag), extra, None);
         let mut tx = NonInviteServer::new(
             origin.destination,
             origin.transport.is_reliable(),
@@ -303,8 +305,8 @@ impl Endpoint {
             let min_se = ("Min-SE", MIN_SE.as_secs().to_string());
             return self.reply_stateless(&request, origin, 422, &[min_se]);
         }
-        let local_tag = message::new_tag();
-        let dialog = match Dialog::new_uas(&request, &local_tag) {
+        let local_tag = message::new_tag(&mut self.rng);
+        let dialog = match Dialog::new_uas(&request, &local_tag, &mut self.rng) {
             Ok(mut dialog) => {
                 dialog.transport = origin.transport;
                 dialog
@@ -318,7 +320,7 @@ impl Endpoint {
             const KIND: &str = "call refused: every RTP port is in use ([media] rtp_ports)";
             return self.refuse_for_load(&request, source, origin, KIND, now);
         };
-        let session_id = u64::from(rand::random::<u32>());
+        let session_id = u64::from(self.rng.random::<u32>());
         let local = crate::sdp::LocalMedia {
             address: self.config.media_ip,
             rtp_port,

@@ -37,6 +37,7 @@ fn config(answer_delay: Duration) -> EndpointConfig {
         max_setups_per_source: 1000,
         max_call_rate_per_source: 1000.0,
         max_call_duration: Duration::from_secs(4 * 3600),
+        rng_seed: None,
     }
 }
 
@@ -632,3 +633,4 @@ fn a_public_address_goes_into_contact_and_sdp() {
 
 mod fuzzed;
 mod limits;
+mod seeded;
