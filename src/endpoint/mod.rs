@@ -22,6 +22,10 @@
 //! Content trouble (schedule, audio) never reaches this module: the driver
 //! plays the apology clip instead, so a call is always answered.
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 pub mod admission;
 mod call;
 mod requests;

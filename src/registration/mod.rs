@@ -41,6 +41,10 @@
 //! - Keep-alives are CRLFCRLF on UDP and TCP alike (RFC 5626 §4.4.1 for TCP; for UDP it
 //!   asks for STUN, but registrars and NATs take the CRLF, as pjsip and baresip send).
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 mod auth;
 mod backoff;
 mod request;

@@ -1,6 +1,10 @@
 //! SIP (RFC 3261): message parsing and building, transactions, dialogs and
 //! the UDP and TCP transport.
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 pub mod auth;
 pub mod dialog;
 pub mod framing;
