@@ -10,6 +10,10 @@
 //! decodes audio or waits: a programme is staged at once and its stream
 //! waits for it (or sends comfort frames) while a preparation fills it.
 
+// No clock reads or global randomness outside tests: `now` is an input
+// (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -24,7 +24,7 @@ use crate::media::pacer::{EngineConfig, MediaEngine, StreamId};
 use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::observe::LineState;
 use crate::prompts::Prompts;
-use crate::registration::{Digest, Registration, RegistrationConfig};
+use crate::registration::{Digest, RegistrationConfig};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 use crate::source::cache::DiskCache;
@@ -150,6 +150,7 @@ pub async fn serve(
         max_setups_per_source: config.sip.max_setups_per_source,
         max_call_rate_per_source: config.sip.max_call_rate_per_source,
         max_call_duration: config.line.max_call_duration.limit(None),
+        rng_seed: None,
     });
     if let Some(external) = config.trunk.as_ref().and_then(|t| t.external_address) {
         endpoint.set_public_address(SocketAddr::new(external, local.port()));
@@ -285,7 +286,8 @@ pub async fn serve(
             }
             Some(destination) = resolved.recv() => {
                 if let Some(trunk) = &config.trunk {
-                    let registration = Registration::new(
+                    tracing::info!(registrar = %trunk.registrar.uri, %destination, transport = trunk.transport.via_token(), "registering with the trunk");
+                    endpoint.register(
                         RegistrationConfig::from_trunk(
                             trunk,
                             SocketAddr::new(config.sip.public_address, local.port()),
@@ -296,8 +298,6 @@ pub async fn serve(
                         Box::new(Digest::from_trunk(trunk)),
                         Instant::now(),
                     );
-                    tracing::info!(registrar = %trunk.registrar.uri, %destination, transport = trunk.transport.via_token(), "registering with the trunk");
-                    endpoint.set_registration(registration, Instant::now());
                 }
             }
             Some(event) = events.recv() => {

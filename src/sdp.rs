@@ -16,6 +16,10 @@
 //! Addresses are taken as written: this module does no DNS, and a host name in `c=` is an
 //! error rather than a lookup.
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -5,6 +5,9 @@
 
 use std::net::SocketAddr;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
 use dial_a_service::sip::auth::Challenge;
 use dial_a_service::sip::dialog::Dialog;
 use dial_a_service::sip::message::rsip::{SipMessage, message::HasHeaders};
@@ -22,6 +25,8 @@ pub enum Outcome {
 /// Parses `data` as one UDP datagram (or one framed TCP message) and runs
 /// the accessors, the answer, and the normaliser's pieces on it.
 pub fn exercise(data: &[u8]) -> Outcome {
+    // Seeded, so an input replays exactly.
+    let rng = &mut StdRng::seed_from_u64(0);
     normaliser(data);
     let _ = message::request_line_method(data);
     match message::parse(data) {
@@ -34,14 +39,14 @@ pub fn exercise(data: &[u8]) -> Outcome {
                     .expect("stamping received keeps the top Via readable");
                 let _ = message::response_destination(&via, source);
                 answerable(&request);
-                let _ = Dialog::new_uas(&request, "fuzz-tag");
+                let _ = Dialog::new_uas(&request, "fuzz-tag", rng);
                 let _ = Dialog::uas_id_of(&request);
             }
             Outcome::Parsed
         }
         Err(error) => {
             let _ = error.code();
-            match message::answer_unparsable(data) {
+            match message::answer_unparsable(data, rng) {
                 Some(answer) => {
                     assert!(answer.starts_with(b"SIP/2.0 "), "an answer is a response");
                     Outcome::Answered

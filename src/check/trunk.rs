@@ -104,9 +104,12 @@ struct Ids {
 impl Ids {
     fn new() -> Ids {
         Ids {
-            branch: message::new_branch(),
-            call_id: format!("{}@dial-a-service.check", message::new_tag()),
-            tag: message::new_tag(),
+            branch: message::new_branch(&mut rand::rng()),
+            call_id: format!(
+                "{}@dial-a-service.check",
+                message::new_tag(&mut rand::rng())
+            ),
+            tag: message::new_tag(&mut rand::rng()),
         }
     }
 }

@@ -97,9 +97,9 @@ pub async fn place_call(opts: CallOptions) -> Result<CallReport, ClientError> {
     };
 
     let ids = InviteIds {
-        call_id: message::new_call_id(),
-        from_tag: message::new_tag(),
-        branch: message::new_branch(),
+        call_id: message::new_call_id(&mut rand::rng()),
+        from_tag: message::new_tag(&mut rand::rng()),
+        branch: message::new_branch(&mut rand::rng()),
     };
     let offer = sdp::offer(&[opts.codec], &local_media);
     let invite = request::invite(&target, &local, &ids, &offer);

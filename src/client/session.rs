@@ -130,7 +130,11 @@ impl<'a> Session<'a> {
             media.handle(&raw.bytes, raw.source, raw.arrival);
         }
 
-        let ack = dialog.ack(INVITE_CSEQ, &local.sent_by(), &message::new_branch());
+        let ack = dialog.ack(
+            INVITE_CSEQ,
+            &local.sent_by(),
+            &message::new_branch(&mut rand::rng()),
+        );
         let ack = message::to_bytes(&SipMessage::Request(ack));
         let ack_destination = resolve(dialog.next_hop_uri()).await?;
         let now = Instant::now();
@@ -321,7 +325,7 @@ impl<'a> Session<'a> {
     }
 
     async fn send_bye(&mut self, now: Instant) {
-        let branch = message::new_branch();
+        let branch = message::new_branch(&mut rand::rng());
         let bye = self.dialog.request(
             Method::Bye,
             &self.local.sent_by(),

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::session_timer::SessionTimer;
-use super::{Action, CallId, ClientEntry, EndReason, Endpoint};
+use super::transactions::ByeEntry;
+use super::{Action, CallId, EndReason, Endpoint};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::Transport;
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
-use crate::sip::transaction::NonInviteClient;
+use crate::sip::transaction::{NonInviteClient, TransactionKey};
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,8 @@ pub(super) enum CallState {
 /// An INVITE inside the call (the first one or a re-INVITE).
 #[derive(Debug, Clone)]
 pub(super) struct InviteRef {
-    pub branch: String,
+    /// Its server transaction.
+    pub key: TransactionKey,
     pub cseq: u32,
     /// We offered in the 2xx; the answer comes in the ACK (RFC 3264 §4).
     pub awaiting_answer: bool,
@@ -167,7 +169,7 @@ impl Endpoint {
         let contact = format!("<{}>", self.local_contact(call.transport));
         let mut headers = vec![
             ("Contact", contact),
-            ("Allow", super::ALLOW.to_owned()),
+            ("Allow", crate::sip::methods::ALLOW.to_owned()),
             ("Supported", "timer".to_owned()),
         ];
         headers.extend(call.session_timer.response_headers());
@@ -178,12 +180,12 @@ impl Endpoint {
             &headers,
             Some(("application/sdp", call.local_sdp.clone().into_bytes())),
         );
-        let branch = call.invite.branch.clone();
+        let key = call.invite.key.clone();
         self.stats.calls_answered += 1;
-        if let Some(entry) = self.invites.get_mut(&branch) {
+        if let Some(entry) = self.transactions.invite_mut(&key) {
             entry.tx.respond(200, payload, now);
         }
-        self.flush_invite(&branch);
+        self.flush_transaction(&key);
         self.schedule_call(id);
     }
 
@@ -205,11 +207,11 @@ impl Endpoint {
             &[],
             None,
         );
-        let branch = call.invite.branch.clone();
-        if let Some(entry) = self.invites.get_mut(&branch) {
+        let key = call.invite.key.clone();
+        if let Some(entry) = self.transactions.invite_mut(&key) {
             entry.tx.respond(status, payload, now);
         }
-        self.flush_invite(&branch);
+        self.flush_transaction(&key);
         self.end_call(id, reason);
         self.forget_call(id);
     }
@@ -251,7 +253,7 @@ impl Endpoint {
             return;
         }
         call.state = CallState::Terminating;
-        let branch = message::new_branch();
+        let branch = message::new_branch(&mut self.rng);
         let mut bye = call
             .dialog
             .request(rsip::Method::Bye, &sent_by, &branch, &contact);
@@ -263,9 +265,10 @@ impl Endpoint {
         let payload = message::to_bytes(&rsip::SipMessage::Request(bye));
         let reliable = call.transport.is_reliable();
         let tx = NonInviteClient::new(payload, destination, reliable, timers, now);
-        self.clients
-            .insert(branch.clone(), ClientEntry { tx, call: id });
-        self.flush_client(&branch);
+        let key = TransactionKey::client(&branch, rsip::Method::Bye);
+        self.transactions
+            .insert_bye(key.clone(), ByeEntry { tx, call: id });
+        self.flush_transaction(&key);
         self.end_call(id, reason);
     }
 

@@ -22,33 +22,42 @@
 //! Content trouble (schedule, audio) never reaches this module: the driver
 //! plays the apology clip instead, so a call is always answered.
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 pub mod admission;
 mod call;
 mod requests;
 pub mod session_timer;
+mod transactions;
 pub mod wakeups;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ring::hmac;
+
 use crate::config::Untrusted;
 use crate::log_summary::{LogSummary, Verdict};
 use crate::media::Codec;
 use crate::media::dtmf::Key;
-use crate::registration::{Registration, RegistrationEvent, RegistrationStatus};
+use crate::registration::{
+    Authorizer, Registration, RegistrationConfig, RegistrationEvent, RegistrationStatus,
+};
 use crate::sdp::Negotiated;
 use crate::sip::dialog::DialogId;
 use crate::sip::message;
-use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers};
+use crate::sip::transaction::{Timers, TransactionKey};
 use crate::sip::{Transmit, Transport};
 
 use admission::{Admission, Policy};
 use call::Call;
+use transactions::Transactions;
 use wakeups::Wakeups;
-
-/// What the line supports, for `Allow` (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
 
 /// Static settings of the user agent.
 #[derive(Debug, Clone)]
@@ -78,6 +87,11 @@ pub struct EndpointConfig {
     /// goodbye with BYE ([`EndpointConfig::max_call_duration`] may change
     /// while running: `"auto"` follows the longest service).
     pub max_call_duration: Duration,
+    /// Seeds every random value the endpoint sends (tags, branches, Call-IDs,
+    /// CSeq starts, SDP session ids, cnonces, backoff jitter), as quinn-proto's
+    /// `EndpointConfig::rng_seed`: the same seed and inputs give the same
+    /// bytes. `None` seeds from the operating system.
+    pub rng_seed: Option<[u8; 32]>,
 }
 
 /// Reserves RTP ports when a call is offered. The driver binds real sockets;
@@ -207,33 +221,17 @@ pub struct EndpointStats {
 /// Which machine a wake-up belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum WakeKey {
-    Invite(String),
-    Server(String),
-    Client(String),
+    Transaction(TransactionKey),
     Call(CallId),
     Registration,
     /// The end of a quiet-log window.
     Summaries,
 }
 
-/// An INVITE server transaction and what it belongs to.
-struct InviteEntry {
-    tx: InviteServer,
-    call: Option<CallId>,
-}
-
-/// Our BYE, waiting for its final response.
-struct ClientEntry {
-    tx: NonInviteClient,
-    call: CallId,
-}
-
 /// The UAS core. See the module docs for the call order.
 pub struct Endpoint {
     config: EndpointConfig,
-    invites: HashMap<String, InviteEntry>,
-    servers: HashMap<String, NonInviteServer>,
-    clients: HashMap<String, ClientEntry>,
+    transactions: Transactions,
     calls: HashMap<CallId, Call>,
     dialogs: HashMap<DialogId, CallId>,
     wakeups: Wakeups<WakeKey>,
@@ -250,11 +248,20 @@ pub struct Endpoint {
     summaries_at: Option<Instant>,
     /// Keys the To-tags of stateless answers, so a retransmitted request
     /// gets the same tag (RFC 3261 §8.2.6.2) without any stored state.
-    tag_key: std::collections::hash_map::RandomState,
+    tag_key: hmac::Key,
+    /// The one source of randomness; see [`EndpointConfig::rng_seed`].
+    rng: StdRng,
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::from_seed(seed),
+            // The one read of OS randomness in the core, at creation.
+            #[allow(clippy::disallowed_methods)]
+            None => StdRng::from_os_rng(),
+        };
+        let tag_key = hmac::Key::new(hmac::HMAC_SHA256, &rng.random::<[u8; 32]>());
         let admission = Admission::new(
             config.policy.clone(),
             config.untrusted,
@@ -264,9 +271,7 @@ impl Endpoint {
         );
         Endpoint {
             config,
-            invites: HashMap::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            transactions: Transactions::default(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             wakeups: Wakeups::default(),
@@ -278,7 +283,8 @@ impl Endpoint {
             admission,
             quiet: LogSummary::default(),
             summaries_at: None,
-            tag_key: std::collections::hash_map::RandomState::new(),
+            tag_key,
+            rng,
         }
     }
 
@@ -320,8 +326,15 @@ impl Endpoint {
     }
 
     /// Starts registering with the trunk (the driver resolved its address).
-    /// Its address is the trunk's for admission from now on.
-    pub fn set_registration(&mut self, registration: Registration, now: Instant) {
+    /// Its address is the trunk's for admission from now on. The
+    /// registration draws its random values from a generator seeded here.
+    pub fn register(
+        &mut self,
+        config: RegistrationConfig,
+        authorizer: Box<dyn Authorizer>,
+        now: Instant,
+    ) {
+        let registration = Registration::new(config, authorizer, self.rng.random(), now);
         self.admission
             .add_trunk_address(registration.destination().ip());
         self.registration = Some(registration);
@@ -394,7 +407,8 @@ impl Endpoint {
         transport: Transport,
         error: &dyn std::fmt::Display,
     ) {
-        match requests::answer_unparsable(datagram) {
+        // 501 for a method nobody knows, else 400 (or nothing).
+        match message::answer_unparsable(datagram, &mut self.rng) {
             Some(reply) => {
                 self.stats.malformed_answered += 1;
                 tracing::debug!(%source, %error, "answered a malformed request");
@@ -415,14 +429,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         for key in self.wakeups.pop_due(now) {
             match key {
-                WakeKey::Invite(branch) => self.invite_timeout(&branch, now),
-                WakeKey::Server(key) => {
-                    if let Some(tx) = self.servers.get_mut(&key) {
-                        tx.handle_timeout(now);
-                        self.flush_server(&key);
-                    }
-                }
-                WakeKey::Client(branch) => self.client_timeout(&branch, now),
+                WakeKey::Transaction(key) => self.transaction_timeout(&key, now),
                 WakeKey::Call(id) => self.call_timeout(id, now),
                 WakeKey::Registration => {
                     if let Some(registration) = &mut self.registration {
@@ -462,7 +469,10 @@ impl Endpoint {
             registration.unregister(now);
             self.flush_registration(now);
         }
-        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        // In call order, not the map's (randomly seeded) order: the same
+        // inputs send the same bytes in the same order.
+        let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             if self.calls.get(&id).is_some_and(|c| c.is_ringing()) {
                 self.reject_ringing(id, 480, EndReason::Shutdown, now);
@@ -482,84 +492,6 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.wakeups.next()
-    }
-
-    // ---- transactions ------------------------------------------------
-
-    fn flush_invite(&mut self, branch: &str) {
-        let Some(entry) = self.invites.get_mut(branch) else {
-            return;
-        };
-        while let Some(t) = entry.tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if entry.tx.is_terminated() {
-            self.invites.remove(branch);
-        } else {
-            let at = entry.tx.poll_timeout();
-            self.wakeups
-                .schedule(at, WakeKey::Invite(branch.to_owned()));
-        }
-    }
-
-    fn flush_server(&mut self, key: &str) {
-        let Some(tx) = self.servers.get_mut(key) else {
-            return;
-        };
-        while let Some(t) = tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if tx.is_terminated() {
-            self.servers.remove(key);
-        } else {
-            let at = tx.poll_timeout();
-            self.wakeups.schedule(at, WakeKey::Server(key.to_owned()));
-        }
-    }
-
-    fn flush_client(&mut self, branch: &str) {
-        let Some(entry) = self.clients.get_mut(branch) else {
-            return;
-        };
-        while let Some(t) = entry.tx.poll_transmit() {
-            self.outbox.push_back(t);
-        }
-        if entry.tx.is_terminated() {
-            self.clients.remove(branch);
-        } else {
-            let at = entry.tx.poll_timeout();
-            self.wakeups
-                .schedule(at, WakeKey::Client(branch.to_owned()));
-        }
-    }
-
-    fn invite_timeout(&mut self, branch: &str, now: Instant) {
-        let Some(entry) = self.invites.get_mut(branch) else {
-            return;
-        };
-        let event = entry.tx.handle_timeout(now);
-        let call = entry.call;
-        self.flush_invite(branch);
-        if event == Some(crate::sip::transaction::ServerEvent::AckTimedOut)
-            && let Some(id) = call
-        {
-            // "call ended" names it (sip.ack_timeout).
-            tracing::debug!(call = %id, "no ACK for our 200 OK within 64*T1; hanging up");
-            self.hang_up(id, EndReason::AckTimedOut, now);
-        }
-    }
-
-    fn client_timeout(&mut self, branch: &str, now: Instant) {
-        let Some(entry) = self.clients.get_mut(branch) else {
-            return;
-        };
-        let event = entry.tx.handle_timeout(now);
-        let call = entry.call;
-        self.flush_client(branch);
-        if event == Some(crate::sip::transaction::ClientEvent::TimedOut) {
-            tracing::debug!(call = %call, "no answer to our BYE; call forgotten");
-            self.forget_call(call);
-        }
     }
 
     /// Sends what the registration queued, logs its changes of state (one
@@ -595,26 +527,7 @@ impl Endpoint {
         {
             return self.flush_registration(now);
         }
-        let Ok(via) = message::top_via(&response.headers) else {
-            self.stats.malformed_dropped += 1;
-            return;
-        };
-        let Some(branch) = via.branch else {
-            self.stats.malformed_dropped += 1;
-            return;
-        };
-        let status = response.status_code.code();
-        let Some(entry) = self.clients.get_mut(&branch) else {
-            // A response to nothing of ours (RFC 3261 §18.1.2): drop it.
-            return;
-        };
-        let event = entry.tx.handle_response(status, now);
-        let call = entry.call;
-        self.flush_client(&branch);
-        if let Some(crate::sip::transaction::ClientEvent::Final(code)) = event {
-            tracing::debug!(call = %call, status = code, "our BYE answered");
-            self.forget_call(call);
-        }
+        self.handle_bye_response(&response, now);
     }
 
     fn schedule_call(&mut self, id: CallId) {

@@ -4,15 +4,19 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rand::Rng;
+
 use super::call::{Call, CallState, InviteRef};
 use super::session_timer::{MIN_SE, SessionTimer};
-use super::{ALLOW, Action, CallId, EndReason, Endpoint, InviteEntry, MediaPorts};
+use super::transactions::InviteEntry;
+use super::{Action, CallId, EndReason, Endpoint, MediaPorts};
 use crate::call::keys;
 use crate::config::Untrusted;
 use crate::sdp;
 use crate::sip::dialog::Dialog;
-use crate::sip::message::{self, Via};
-use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent};
+use crate::sip::message;
+use crate::sip::methods::{self, ALLOW};
+use crate::sip::transaction::{InviteServer, NonInviteServer, ServerEvent, TransactionKey};
 use crate::sip::{Transmit, Transport};
 
 /// Where the responses to a request go, and how.
@@ -20,51 +24,6 @@ use crate::sip::{Transmit, Transport};
 pub(super) struct Origin {
     pub destination: SocketAddr,
     pub transport: Transport,
-}
-
-/// Methods rsip knows but the line does not do: 405 with `Allow` (§8.2.1).
-/// Methods nobody knows get 501 (§21.5.2).
-fn is_known_unsupported(method: &rsip::Method) -> bool {
-    !matches!(
-        method,
-        rsip::Method::Invite
-            | rsip::Method::Ack
-            | rsip::Method::Bye
-            | rsip::Method::Cancel
-            | rsip::Method::Options
-            | rsip::Method::Info
-    )
-}
-
-/// The transaction key of §17.2.3: branch plus sent-by, and the method
-/// (ACK matches its INVITE). Pre-RFC 3261 branches fall back to the
-/// request's identity, which retransmissions share.
-fn transaction_key(via: &Via, request: &rsip::Request) -> String {
-    let method = match request.method {
-        rsip::Method::Ack => rsip::Method::Invite,
-        ref m => *m,
-    };
-    match via.branch.as_deref() {
-        Some(branch) if branch.starts_with("z9hG4bK") => format!(
-            "{branch}|{}:{}|{method}",
-            via.host.to_ascii_lowercase(),
-            via.port.unwrap_or(5060)
-        ),
-        _ => {
-            let call_id = message::call_id(&request.headers).unwrap_or_default();
-            let cseq = message::cseq(&request.headers)
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            let from_tag = message::from_tag(&request.headers).unwrap_or_default();
-            format!("{call_id}|{cseq}|{from_tag}|{method}")
-        }
-    }
-}
-
-/// Builds a reply for a datagram that did not parse: 501 for a method
-/// nobody knows, else the message module's 400 (or nothing).
-pub(super) fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
-    message::answer_unparsable(datagram)
 }
 
 /// Server transactions for in-dialog requests beyond this are answered
@@ -104,22 +63,22 @@ impl Endpoint {
             return self.refuse_untrusted(&request, source, origin, now);
         }
         message::stamp_received(&mut request, source);
-        let key = transaction_key(&via, &request);
+        let key = TransactionKey::server(&via, &request);
 
         match request.method {
             rsip::Method::Ack => return self.handle_ack(&key, request, now),
             rsip::Method::Invite => {
-                if let Some(entry) = self.invites.get_mut(&key) {
+                if let Some(entry) = self.transactions.invite_mut(&key) {
                     self.stats.retransmissions_absorbed += 1;
                     entry.tx.handle_retransmission(now);
-                    return self.flush_invite(&key);
+                    return self.flush_transaction(&key);
                 }
             }
             _ => {
-                if let Some(tx) = self.servers.get_mut(&key) {
+                if let Some(tx) = self.transactions.non_invite_mut(&key) {
                     self.stats.retransmissions_absorbed += 1;
                     tx.handle_retransmission(now);
-                    return self.flush_server(&key);
+                    return self.flush_transaction(&key);
                 }
             }
         }
@@ -159,7 +118,9 @@ impl Endpoint {
             rsip::Method::Bye | rsip::Method::Info => {
                 self.handle_in_dialog(&key, request, origin, now)
             }
-            ref method if is_known_unsupported(method) => {
+            // Methods rsip knows but the line does not do: 405 with `Allow`
+            // (§8.2.1); methods nobody knows get 501 (§21.5.2).
+            method if !methods::is_allowed(method) => {
                 self.reply_stateless(&request, origin, 405, &[("Allow", ALLOW.to_owned())])
             }
             _ => self.reply_stateless(&request, origin, 501, &[("Allow", ALLOW.to_owned())]),
@@ -222,22 +183,27 @@ impl Endpoint {
     }
 
     /// A To-tag that is the same for every retransmission of `request`
-    /// (RFC 3261 §8.2.6.2) and unguessable for anyone else.
+    /// (RFC 3261 §8.2.6.2) and unguessable for anyone else: an HMAC of what
+    /// retransmissions share, under a key drawn at creation.
     fn stateless_tag(&self, request: &rsip::Request) -> String {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut hasher = self.tag_key.build_hasher();
-        message::call_id(&request.headers)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        message::from_tag(&request.headers).hash(&mut hasher);
-        message::cseq(&request.headers)
-            .map(|(n, _)| n)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        if let Ok(via) = message::top_via(&request.headers) {
-            via.branch.hash(&mut hasher);
-        }
-        format!("{:016x}", hasher.finish())
+        let headers = &request.headers;
+        let mut mac = ring::hmac::Context::with_key(&self.tag_key);
+        // Each field length-prefixed, so no two requests' fields run together alike.
+        let mut field = |bytes: &[u8]| {
+            mac.update(&(bytes.len() as u64).to_be_bytes());
+            mac.update(bytes);
+        };
+        field(message::call_id(headers).unwrap_or_default().as_bytes());
+        field(message::from_tag(headers).unwrap_or_default().as_bytes());
+        let cseq = message::cseq(headers).map(|(n, _)| n).unwrap_or_default();
+        field(&cseq.to_be_bytes());
+        let branch = message::top_via(headers).ok().and_then(|via| via.branch);
+        field(branch.unwrap_or_default().as_bytes());
+        let tag = mac.sign();
+        tag.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Answers an in-dialog non-INVITE request through its own server
@@ -245,17 +211,20 @@ impl Endpoint {
     /// once the table is full.
     fn reply_once(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         status: u16,
         extra: &[(&str, String)],
         now: Instant,
     ) {
-        if request.method == rsip::Method::Invite || self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+        if request.method == rsip::Method::Invite
+            || self.transactions.non_invite_servers() >= MAX_SERVER_TRANSACTIONS
+        {
             return self.reply_stateless(request, origin, status, extra);
         }
-        let payload = self.build_response(request, status, Some(&message::new_tag()), extra, None);
+        let tag = message::new_tag(&mut self.rng);
+        let payload = self.build_response(request, status, Some(&tag), extra, None);
         let mut tx = NonInviteServer::new(
             origin.destination,
             origin.transport.is_reliable(),
@@ -263,8 +232,8 @@ impl Endpoint {
             now,
         );
         tx.respond(status, payload, now);
-        self.servers.insert(key.to_owned(), tx);
-        self.flush_server(key);
+        self.transactions.insert_non_invite(key.clone(), tx);
+        self.flush_transaction(key);
     }
 
     /// Refuses a new call for load: 503 with `Retry-After`, logged once a
@@ -303,7 +272,7 @@ impl Endpoint {
 
     fn handle_invite(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: rsip::Request,
         source: SocketAddr,
         origin: Origin,
@@ -336,8 +305,8 @@ impl Endpoint {
             let min_se = ("Min-SE", MIN_SE.as_secs().to_string());
             return self.reply_stateless(&request, origin, 422, &[min_se]);
         }
-        let local_tag = message::new_tag();
-        let dialog = match Dialog::new_uas(&request, &local_tag) {
+        let local_tag = message::new_tag(&mut self.rng);
+        let dialog = match Dialog::new_uas(&request, &local_tag, &mut self.rng) {
             Ok(mut dialog) => {
                 dialog.transport = origin.transport;
                 dialog
@@ -351,7 +320,7 @@ impl Endpoint {
             const KIND: &str = "call refused: every RTP port is in use ([media] rtp_ports)";
             return self.refuse_for_load(&request, source, origin, KIND, now);
         };
-        let session_id = u64::from(rand::random::<u32>());
+        let session_id = u64::from(self.rng.random::<u32>());
         let local = crate::sdp::LocalMedia {
             address: self.config.media_ip,
             rtp_port,
@@ -376,7 +345,7 @@ impl Endpoint {
         let call = Call {
             state: CallState::Ringing,
             invite: InviteRef {
-                branch: key.to_owned(),
+                key: key.clone(),
                 cseq,
                 awaiting_answer: offer.is_none(),
             },
@@ -400,7 +369,7 @@ impl Endpoint {
             dialog,
         };
         self.admission.setup_started(source.ip());
-        if let Some(entry) = self.invites.get_mut(key) {
+        if let Some(entry) = self.transactions.invite_mut(key) {
             entry.call = Some(id);
         }
         self.dialogs.insert(call.dialog.id.clone(), id);
@@ -412,23 +381,23 @@ impl Endpoint {
             };
             let ringing =
                 self.build_response(&call.invite_request, 180, Some(&local_tag), &[], None);
-            if let Some(entry) = self.invites.get_mut(key) {
+            if let Some(entry) = self.transactions.invite_mut(key) {
                 entry.tx.respond(180, ringing, now);
             }
-            self.flush_invite(key);
+            self.flush_transaction(key);
             self.schedule_call(id);
         } else {
             self.answer(id, now);
         }
     }
 
-    fn handle_ack(&mut self, key: &str, request: rsip::Request, now: Instant) {
+    fn handle_ack(&mut self, key: &TransactionKey, request: rsip::Request, now: Instant) {
         // An ACK for a non-2xx final response shares the INVITE's branch.
-        if let Some(entry) = self.invites.get_mut(key)
+        if let Some(entry) = self.transactions.invite_mut(key)
             && (entry.call.is_none() || entry.tx.last_status().is_some_and(|s| s >= 300))
         {
             entry.tx.handle_ack(now);
-            return self.flush_invite(key);
+            return self.flush_transaction(key);
         }
         // An ACK for a 2xx is its own transaction, matched by dialog.
         let Some(id) = Dialog::uas_id_of(&request).and_then(|d| self.dialogs.get(&d).copied())
@@ -445,10 +414,10 @@ impl Endpoint {
             _ => return,
         };
         let acked = self
-            .invites
-            .get_mut(&invite.branch)
+            .transactions
+            .invite_mut(&invite.key)
             .and_then(|entry| entry.tx.handle_ack(now));
-        self.flush_invite(&invite.branch);
+        self.flush_transaction(&invite.key);
         if acked != Some(ServerEvent::Acked) {
             return; // a retransmitted ACK
         }
@@ -485,10 +454,16 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
-        // §9.2: the CANCEL matches the INVITE with the same branch.
-        let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
-        let Some(entry) = self.invites.get(&invite_key) else {
+    fn handle_cancel(
+        &mut self,
+        key: &TransactionKey,
+        request: rsip::Request,
+        origin: Origin,
+        now: Instant,
+    ) {
+        // §9.2: the CANCEL matches the INVITE with the same branch and sent-by.
+        let invite_key = key.with_method(rsip::Method::Invite);
+        let Some(entry) = self.transactions.invite(&invite_key) else {
             return self.reply_stateless(&request, origin, 481, &[]);
         };
         let call = entry.call;
@@ -511,7 +486,7 @@ impl Endpoint {
     /// order, RFC 3261 §12.2.2).
     fn admit_in_dialog(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         now: Instant,
@@ -534,7 +509,7 @@ impl Endpoint {
 
     fn handle_in_dialog(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: rsip::Request,
         origin: Origin,
         now: Instant,
@@ -558,7 +533,13 @@ impl Endpoint {
         }
     }
 
-    fn handle_reinvite(&mut self, key: &str, request: rsip::Request, origin: Origin, now: Instant) {
+    fn handle_reinvite(
+        &mut self,
+        key: &TransactionKey,
+        request: rsip::Request,
+        origin: Origin,
+        now: Instant,
+    ) {
         let Some((id, cseq)) = self.admit_in_dialog(key, &request, origin, now) else {
             return;
         };
@@ -604,7 +585,7 @@ impl Endpoint {
         call.session_expiry = session_timer.expiry(now);
         call.local_sdp = local_sdp.clone();
         call.reinvite = Some(InviteRef {
-            branch: key.to_owned(),
+            key: key.clone(),
             cseq,
             awaiting_answer: offer.is_none(),
         });
@@ -635,10 +616,10 @@ impl Endpoint {
             Some(("application/sdp", local_sdp.into_bytes())),
         );
         self.start_invite(key, &request, origin, Some(id), now);
-        if let Some(entry) = self.invites.get_mut(key) {
+        if let Some(entry) = self.transactions.invite_mut(key) {
             entry.tx.respond(200, payload, now);
         }
-        self.flush_invite(key);
+        self.flush_transaction(key);
         self.schedule_call(id);
     }
 
@@ -646,7 +627,7 @@ impl Endpoint {
     /// (RFC 3261 §8.2.6.1), so the caller stops retransmitting.
     fn start_invite(
         &mut self,
-        key: &str,
+        key: &TransactionKey,
         request: &rsip::Request,
         origin: Origin,
         call: Option<CallId>,
@@ -659,9 +640,9 @@ impl Endpoint {
             now,
         );
         tx.respond(100, self.build_response(request, 100, None, &[], None), now);
-        self.invites
-            .insert(key.to_owned(), InviteEntry { tx, call });
-        self.flush_invite(key);
+        self.transactions
+            .insert_invite(key.clone(), InviteEntry { tx, call });
+        self.flush_transaction(key);
     }
 }
 

@@ -37,6 +37,7 @@ fn config(answer_delay: Duration) -> EndpointConfig {
         max_setups_per_source: 1000,
         max_call_rate_per_source: 1000.0,
         max_call_duration: Duration::from_secs(4 * 3600),
+        rng_seed: None,
     }
 }
 
@@ -323,6 +324,26 @@ fn cancel_while_ringing_gives_200_and_487() {
 }
 
 #[test]
+fn cancel_ends_only_the_invite_with_its_branch_and_sent_by() {
+    let mut h = Harness::new(Duration::from_secs(2));
+    let (a, b) = (Uac::new("call-a"), Uac::new("call-b"));
+    h.feed(&a.request("INVITE", "z9hG4bK-a", 1, &offer("0")));
+    h.feed(&b.request("INVITE", "z9hG4bK-b", 1, &offer("0")));
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 180, 100, 180]);
+    // The same branch from another sent-by is another client's (§17.2.3).
+    let elsewhere = String::from_utf8(a.request("CANCEL", "z9hG4bK-a", 1, ""))
+        .unwrap()
+        .replace(&format!("UDP {CALLER}"), "UDP 127.0.0.1:5072");
+    h.feed(elsewhere.as_bytes());
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![481]);
+    h.feed(&b.request("CANCEL", "z9hG4bK-b", 1, ""));
+    let sent = h.take_sent();
+    assert_eq!(Harness::statuses(&sent), vec![200, 487]);
+    assert!(sent[1].contains("Call-ID: call-b"));
+    assert_eq!(h.ep.active_calls(), 1, "call-a still rings");
+}
+
+#[test]
 fn bye_from_the_caller_stops_media() {
     let mut h = Harness::new(Duration::ZERO);
     let mut uac = Uac::new("call-6");
@@ -588,7 +609,7 @@ fn untrusted_sources_get_403_or_silence_and_trusted_ones_are_answered() {
         h.ep.handle_timeout(h.now);
         h.drain();
         assert!(h.take_sent().is_empty());
-        assert!(h.ep.invites.is_empty() && h.ep.servers.is_empty());
+        assert!(h.ep.transactions.is_empty());
     }
     let mut h = Harness::with_config(EndpointConfig {
         policy: admission::Policy::Networks(vec!["127.0.0.0/8".parse().unwrap()]),
@@ -612,3 +633,4 @@ fn a_public_address_goes_into_contact_and_sdp() {
 
 mod fuzzed;
 mod limits;
+mod seeded;

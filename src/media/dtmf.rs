@@ -8,6 +8,10 @@
 //! repeated packet of an event already counted is ignored. In-band tones
 //! are heard by [`super::inband`].
 
+// No clock reads or global randomness outside tests: `now` is an input
+// (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::collections::VecDeque;
 
 use super::rtp::TelephoneEvent;

@@ -8,6 +8,10 @@
 //! twist between them bounded, and not again until a block without it:
 //! speech and music rarely hold two pure tones that long.
 
+// No clock reads or global randomness outside tests: `now` is an input
+// (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use super::dtmf::Key;
 
 /// Samples per analysis block at 8 kHz.

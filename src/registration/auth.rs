@@ -3,6 +3,7 @@
 //! means "try again" and when it means "wrong password". The digest itself is
 //! `sip::auth`'s; the state machine reaches it only through [`Authorizer`].
 
+use rand::RngCore;
 use rsip::Headers;
 
 use super::RegistrationFailure;
@@ -22,12 +23,14 @@ pub trait Authorizer: Send {
     fn choose(&self, header_values: &[&str]) -> Result<Challenge, AuthError> {
         Challenge::best(header_values.iter().copied())
     }
-    /// The `Authorization` / `Proxy-Authorization` value for a bodiless request.
+    /// The `Authorization` / `Proxy-Authorization` value for a bodiless request; a
+    /// cnonce is drawn from `rng`.
     fn authorize(
         &mut self,
         challenge: &Challenge,
         method: &str,
         uri: &str,
+        rng: &mut dyn RngCore,
     ) -> Result<String, AuthError>;
 }
 
@@ -60,9 +63,10 @@ impl Authorizer for Digest {
         challenge: &Challenge,
         method: &str,
         uri: &str,
+        rng: &mut dyn RngCore,
     ) -> Result<String, AuthError> {
         self.client
-            .authorize(challenge, &self.credentials, method, uri, b"")
+            .authorize(challenge, &self.credentials, method, uri, b"", rng)
     }
 }
 
@@ -103,13 +107,14 @@ impl Auth {
     pub fn answers(
         &mut self,
         uri: &str,
+        rng: &mut dyn RngCore,
     ) -> Result<Vec<(&'static str, String)>, RegistrationFailure> {
         let mut answers = Vec::new();
         for kind in [ChallengeKind::Www, ChallengeKind::Proxy] {
             let Some(challenge) = &self.held[slot(kind)] else {
                 continue;
             };
-            match self.authorizer.authorize(challenge, "REGISTER", uri) {
+            match self.authorizer.authorize(challenge, "REGISTER", uri, rng) {
                 Ok(value) => answers.push((kind.credentials_header(), value)),
                 Err(error) => {
                     self.held[slot(kind)] = None;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use rand::Rng;
+
 /// The first wait: long enough not to flood a registrar that is restarting, short
 /// enough that a brief outage costs the parish few missed calls.
 pub const BASE: Duration = Duration::from_secs(2);
@@ -28,11 +30,11 @@ impl Backoff {
         BASE.saturating_mul(1 << doublings).min(self.max)
     }
 
-    /// Counts a failure and returns how long to wait before the next attempt; never
-    /// more than the cap, never zero.
-    pub fn next_wait(&mut self) -> Duration {
+    /// Counts a failure and returns how long to wait before the next attempt, its jitter
+    /// drawn from `rng`; never more than the cap, never zero.
+    pub fn next_wait(&mut self, rng: &mut (impl Rng + ?Sized)) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let factor = rand::random_range(1.0 - JITTER..=1.0 + JITTER);
+        let factor = rng.random_range(1.0 - JITTER..=1.0 + JITTER);
         self.nominal(self.failures).mul_f64(factor).min(self.max)
     }
 
@@ -50,10 +52,11 @@ mod tests {
     fn doubles_with_jitter_up_to_the_cap_and_resets() {
         let max = Duration::from_secs(60);
         let mut backoff = Backoff::new(max);
+        let rng = &mut rand::rng();
         let mut saw_spread = false;
         for round in 0..50 {
             backoff.reset();
-            let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait()).collect();
+            let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait(rng)).collect();
             for (i, wait) in waits.iter().enumerate() {
                 let nominal = (BASE * (1 << i)).min(max);
                 assert!(
@@ -68,7 +71,7 @@ mod tests {
         assert!(saw_spread, "jitter never moved the first wait off 2 s");
         // Far past the point where 2^n overflows, the cap still holds.
         for _ in 0..100 {
-            assert!(backoff.next_wait() <= max);
+            assert!(backoff.next_wait(rng) <= max);
         }
     }
 }

@@ -41,6 +41,10 @@
 //! - Keep-alives are CRLFCRLF on UDP and TCP alike (RFC 5626 §4.4.1 for TCP; for UDP it
 //!   asks for STUN, but registrars and NATs take the CRLF, as pjsip and baresip send).
 
+// No clock reads or global randomness outside tests: `now` and the seeded
+// generator are inputs (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 mod auth;
 mod backoff;
 mod request;
@@ -50,6 +54,8 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rsip::Headers;
 
 use crate::config::TrunkConfig;
@@ -181,6 +187,9 @@ pub struct Registration {
     events: VecDeque<RegistrationEvent>,
     /// Branches of finished REGISTERs, whose retransmitted responses are ours to absorb.
     finished_branches: VecDeque<String>,
+    /// Call-ID, tags, branches, cnonces and jitter come from here (seeded by the
+    /// endpoint, as quinn-proto seeds each connection).
+    rng: StdRng,
 }
 
 impl std::fmt::Debug for Registration {
@@ -193,12 +202,15 @@ impl std::fmt::Debug for Registration {
 }
 
 impl Registration {
-    /// Starts registering: the first REGISTER is queued at once.
+    /// Starts registering: the first REGISTER is queued at once. Everything random it
+    /// sends is drawn from a generator seeded with `rng_seed`.
     pub fn new(
         config: RegistrationConfig,
         authorizer: Box<dyn Authorizer>,
+        rng_seed: [u8; 32],
         now: Instant,
     ) -> Registration {
+        let mut rng = StdRng::from_seed(rng_seed);
         let contact = match config.public {
             Some(ip) => SocketAddr::new(ip, config.local.port()),
             None => config.local,
@@ -208,8 +220,8 @@ impl Registration {
             backoff: Backoff::new(config.backoff_max),
             config,
             auth: Auth::new(authorizer),
-            call_id: message::new_call_id(),
-            from_tag: message::new_tag(),
+            call_id: message::new_call_id(&mut rng),
+            from_tag: message::new_tag(&mut rng),
             cseq: 0,
             contact,
             phase: Phase::Idle { next: now },
@@ -219,6 +231,7 @@ impl Registration {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             finished_branches: VecDeque::new(),
+            rng,
         };
         registration.start_register(Chain::default(), now);
         registration
@@ -361,13 +374,13 @@ impl Registration {
 
     /// Builds and sends one REGISTER, answering every challenge we hold.
     fn send(&mut self, mut chain: Chain, expires: u32, unregister: bool, now: Instant) {
-        let credentials = match self.auth.answers(&self.config.registrar_uri) {
+        let credentials = match self.auth.answers(&self.config.registrar_uri, &mut self.rng) {
             Ok(credentials) => credentials,
             Err(failure) => return self.fail_or_finish(failure, None, unregister, now),
         };
         chain.requests += 1;
         self.cseq += 1;
-        let branch = message::new_branch();
+        let branch = message::new_branch(&mut self.rng);
         let request = Register {
             request_uri: &self.config.registrar_uri,
             aor: &self.config.aor,
@@ -559,7 +572,7 @@ impl Registration {
     /// Schedules the retry after backoff (or the server's Retry-After, within the cap)
     /// and reports the failure if it is new.
     fn fail(&mut self, failure: RegistrationFailure, retry_after: Option<Duration>, now: Instant) {
-        let mut wait = self.backoff.next_wait();
+        let mut wait = self.backoff.next_wait(&mut self.rng);
         if let Some(asked) = retry_after {
             wait = wait.max(asked.min(self.config.backoff_max));
         }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use rsip::Headers;
 
-use crate::endpoint::ALLOW;
 use crate::sip::Transport;
 use crate::sip::message::{self, addr_uri, header_param, header_values, uri_host_port};
+use crate::sip::methods::ALLOW;
 
 /// Everything that varies between the REGISTERs of one registration.
 pub(super) struct Register<'a> {

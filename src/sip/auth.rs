@@ -40,6 +40,7 @@ mod scan;
 use std::fmt;
 
 use md5::Md5;
+use rand::Rng;
 use sha2::{Digest, Sha256, Sha512_256};
 
 use scan::split_challenges;
@@ -403,7 +404,8 @@ impl DigestClient {
     /// The `Authorization` / `Proxy-Authorization` header value for a request.
     ///
     /// `uri` is the Request-URI as sent. `body` counts only for `qop=auth-int`. Each call
-    /// uses the nonce once more, so call it once per request sent.
+    /// uses the nonce once more, so call it once per request sent. The cnonce is drawn
+    /// from `rng`.
     pub fn authorize(
         &mut self,
         challenge: &Challenge,
@@ -411,9 +413,10 @@ impl DigestClient {
         method: &str,
         uri: &str,
         body: &[u8],
+        rng: &mut (impl Rng + ?Sized),
     ) -> Result<String, AuthError> {
         // 128 random bits; RFC 7616 §5.4 asks for a cnonce an attacker can't choose.
-        let cnonce = format!("{:032x}", rand::random::<u128>());
+        let cnonce = format!("{:032x}", rng.random::<u128>());
         self.authorize_with_cnonce(challenge, credentials, method, uri, body, &cnonce)
     }
 

@@ -11,6 +11,7 @@
 //! Header values are kept as text (the From/To values with their tags, the
 //! Record-Route entries) so that peers' odd but valid forms survive.
 
+use rand::Rng;
 use rsip::{Headers, Method};
 
 use super::Transport;
@@ -56,8 +57,12 @@ pub struct Dialog {
 
 impl Dialog {
     /// The dialog a UAS creates by answering `invite` with To tag `local_tag`
-    /// (RFC 3261 §12.1.1).
-    pub fn new_uas(invite: &rsip::Request, local_tag: &str) -> Result<Dialog, DialogError> {
+    /// (RFC 3261 §12.1.1); its CSeq starts at a number drawn from `rng`.
+    pub fn new_uas(
+        invite: &rsip::Request,
+        local_tag: &str,
+        rng: &mut (impl Rng + ?Sized),
+    ) -> Result<Dialog, DialogError> {
         let headers = &invite.headers;
         let (remote_seq, _) = message::cseq(headers)?;
         let to = header(headers, "To")?;
@@ -73,7 +78,7 @@ impl Dialog {
                 remote_tag: message::from_tag(headers).unwrap_or_default(),
             },
             // Random and below 2^31 (RFC 3261 §8.1.1.5), so that it can grow.
-            local_seq: rand::random::<u32>() >> 1,
+            local_seq: rng.random::<u32>() >> 1,
             remote_seq: Some(remote_seq),
             transport: Transport::Udp,
             local_uri,
@@ -277,7 +282,7 @@ mod tests {
     #[test]
     fn uas_dialog_takes_contact_record_route_in_order_and_cseq() {
         let invite = request(INVITE);
-        let dialog = Dialog::new_uas(&invite, "b2").unwrap();
+        let dialog = Dialog::new_uas(&invite, "b2", &mut rand::rng()).unwrap();
         assert_eq!(
             dialog.id,
             DialogId {
@@ -354,7 +359,7 @@ mod tests {
 
     #[test]
     fn in_dialog_request_uses_loose_route_set_and_next_cseq() {
-        let mut dialog = Dialog::new_uas(&request(INVITE), "b2").unwrap();
+        let mut dialog = Dialog::new_uas(&request(INVITE), "b2", &mut rand::rng()).unwrap();
         dialog.local_seq = 7;
         let bye = dialog.request(
             Method::Bye,
@@ -401,7 +406,7 @@ mod tests {
 
     #[test]
     fn strict_router_takes_the_request_uri() {
-        let mut dialog = Dialog::new_uas(&request(INVITE), "b2").unwrap();
+        let mut dialog = Dialog::new_uas(&request(INVITE), "b2", &mut rand::rng()).unwrap();
         dialog.route_set = vec![
             "<sip:strict.example.com>".into(),
             "<sip:p2.example.com;lr>".into(),
@@ -420,7 +425,7 @@ mod tests {
 
     #[test]
     fn remote_cseq_must_not_go_backwards() {
-        let mut dialog = Dialog::new_uas(&request(INVITE), "b2").unwrap();
+        let mut dialog = Dialog::new_uas(&request(INVITE), "b2", &mut rand::rng()).unwrap();
         assert!(
             dialog.check_remote_cseq(314).is_ok(),
             "ACK shares the INVITE's number"
@@ -438,7 +443,7 @@ mod tests {
 
     #[test]
     fn uas_id_of_needs_a_to_tag_and_target_refreshes() {
-        let mut dialog = Dialog::new_uas(&request(INVITE), "b2").unwrap();
+        let mut dialog = Dialog::new_uas(&request(INVITE), "b2", &mut rand::rng()).unwrap();
         assert_eq!(Dialog::uas_id_of(&request(INVITE)), None);
         let bye = request(
             "BYE sip:service@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bK9\r\n\

@@ -14,11 +14,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use rand::Rng;
 pub use rsip;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, Method, SipMessage};
 
 use super::normalise::{self, StartLine, same_name, split_list};
+use super::transaction::MAGIC_COOKIE;
 
 mod values;
 pub use super::normalise::request_line_method;
@@ -234,11 +236,11 @@ fn validate(headers: &Headers, method: Option<Method>) -> Result<(), MessageErro
 /// A 400 (or 501 for an unknown method, 505 for another SIP version) built
 /// from the raw text of a request `parse` rejected, when it has the Via,
 /// From, To, Call-ID and CSeq a response needs (RFC 3261 §8.2.6, §21.4.1),
-/// tagging the To if it has no tag.
+/// tagging the To (with a tag drawn from `rng`) if it has no tag.
 /// `None` for responses, ACKs, messages that parse, and the hopeless: the
 /// caller counts and drops those. Send it to `response_destination` of its
 /// top Via, or to the source when that cannot be read.
-pub fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
+pub fn answer_unparsable(datagram: &[u8], rng: &mut (impl Rng + ?Sized)) -> Option<Vec<u8>> {
     let error = parse(datagram).err()?;
     let normalised = normalise::split(datagram).ok()?;
     let method = normalised.start_line.split_whitespace().next()?;
@@ -275,7 +277,7 @@ pub fn answer_unparsable(datagram: &[u8]) -> Option<Vec<u8>> {
     }
     let to = match header_param(to, "tag") {
         Some(_) => to.to_string(),
-        None => format!("{to};tag={}", new_tag()),
+        None => format!("{to};tag={}", new_tag(rng)),
     };
     text.push_str(&format!(
         "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
@@ -478,24 +480,28 @@ pub fn set_body(headers: &mut Headers, body: &mut Vec<u8>, content_type: &str, n
     *body = new;
 }
 
-fn random_hex(bytes: usize) -> String {
+fn random_hex(rng: &mut (impl Rng + ?Sized), bytes: usize) -> String {
     (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
         .collect()
 }
 
+// Identifiers are drawn from the caller's generator: the endpoint's seeded
+// one in the sans-IO core, so a test replays the same branches and tags.
+
 /// RFC 3261 §8.1.1.7: the magic cookie and 96 random bits.
-pub fn new_branch() -> String {
-    format!("z9hG4bK{}", random_hex(12))
+pub fn new_branch(rng: &mut (impl Rng + ?Sized)) -> String {
+    format!("{MAGIC_COOKIE}{}", random_hex(rng, 12))
 }
 
 /// RFC 3261 §19.3: at least 32 random bits; 64 here.
-pub fn new_tag() -> String {
-    random_hex(8)
+pub fn new_tag(rng: &mut (impl Rng + ?Sized)) -> String {
+    random_hex(rng, 8)
 }
 
-pub fn new_call_id() -> String {
-    random_hex(16)
+/// RFC 3261 §8.1.1.4: 128 random bits.
+pub fn new_call_id(rng: &mut (impl Rng + ?Sized)) -> String {
+    random_hex(rng, 16)
 }
 
 /// RFC 3261 §21 reason phrases; rsip's own are CamelCase variant names.

@@ -273,8 +273,8 @@ fn valid_messages_with_extension_methods_get_501() {
             matches!(message::parse(bytes), Err(MessageError::UnknownMethod(_))),
             "{name}"
         );
-        let answer =
-            message::answer_unparsable(bytes).unwrap_or_else(|| panic!("{name}: no answer"));
+        let answer = message::answer_unparsable(bytes, &mut rand::rng())
+            .unwrap_or_else(|| panic!("{name}: no answer"));
         let head = normalise::split(&answer).unwrap();
         assert!(
             head.start_line.starts_with("SIP/2.0 501 "),
@@ -293,7 +293,7 @@ fn valid_messages_with_extension_methods_get_501() {
 fn invalid_messages_are_answered_or_dropped() {
     for (name, bytes, status) in INVALID {
         let error = message::parse(bytes).expect_err(name);
-        let answer = message::answer_unparsable(bytes);
+        let answer = message::answer_unparsable(bytes, &mut rand::rng());
         match status {
             None => assert_eq!(answer, None, "{name}: {error}"),
             Some(code) => {
@@ -334,7 +334,7 @@ fn application_layer_messages_do_not_trouble_the_parser() {
         Err(MessageError::MissingHeader("From"))
     ));
     assert_eq!(
-        message::answer_unparsable(SEMANTIC[0]),
+        message::answer_unparsable(SEMANTIC[0], &mut rand::rng()),
         None,
         "insuf: nothing to answer with"
     );
@@ -347,7 +347,7 @@ fn application_layer_messages_do_not_trouble_the_parser() {
         "soap.beep://192.0.2.103:3002"
     );
     assert_eq!(
-        message::answer_unparsable(SEMANTIC[5]).map(|a| a[..12].to_vec()),
+        message::answer_unparsable(SEMANTIC[5], &mut rand::rng()).map(|a| a[..12].to_vec()),
         Some(b"SIP/2.0 400 ".to_vec())
     );
 }
@@ -393,7 +393,7 @@ fn recorded_peer_messages() {
         message::record_routes(&ok.headers),
         ["<sip:192.0.2.1;lr;ftag=as5f2c9a01;did=9a1.b2c1>"]
     );
-    let dialog = Dialog::new_uas(&kamailio, "t1").unwrap();
+    let dialog = Dialog::new_uas(&kamailio, "t1", &mut rand::rng()).unwrap();
     assert_eq!(
         dialog.next_hop_uri(),
         "sip:192.0.2.1;lr;ftag=as5f2c9a01;did=9a1.b2c1"
@@ -499,11 +499,11 @@ fn exercise(data: &[u8]) -> Outcome {
                 let via = message::top_via(&req.headers).expect("stamping keeps the Via readable");
                 let _ = message::response_destination(&via, "192.0.2.99:5099".parse().unwrap());
                 assert_answerable("mutant", &req);
-                let _ = Dialog::new_uas(&req, "tag");
+                let _ = Dialog::new_uas(&req, "tag", &mut rand::rng());
             }
             Outcome::Parsed
         }
-        Err(_) => match message::answer_unparsable(data) {
+        Err(_) => match message::answer_unparsable(data, &mut rand::rng()) {
             Some(answer) => {
                 assert!(answer.starts_with(b"SIP/2.0 "));
                 Outcome::Answered

@@ -124,7 +124,7 @@ impl Session<'_> {
     }
 
     async fn send_info(&mut self, press: DtmfPress, now: Instant) {
-        let branch = message::new_branch();
+        let branch = message::new_branch(&mut rand::rng());
         let mut info = self.dialog.request(
             Method::Info,
             &self.local.sent_by(),

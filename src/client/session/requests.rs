@@ -89,7 +89,7 @@ impl Session<'_> {
 
         let to_tag = message::to_tag(&request.headers)
             .is_none()
-            .then(message::new_tag);
+            .then(|| message::new_tag(&mut rand::rng()));
         let mut response = message::response(request, status, to_tag.as_deref());
         if method == Method::Invite
             && (200..300).contains(&status)

@@ -18,6 +18,10 @@
 //! the window the late slots are sent 10 ms apart until the stream is on
 //! its anchor again: twice the pace, never a burst, and no drift.
 
+// No clock reads or global randomness outside tests: `now` is an input
+// (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -87,6 +87,7 @@ impl Authorizer for FakeDigest {
         challenge: &Challenge,
         method: &str,
         uri: &str,
+        _rng: &mut dyn rand::RngCore,
     ) -> Result<String, AuthError> {
         self.answered.lock().unwrap().push(challenge.clone());
         Ok(format!(
@@ -122,7 +123,7 @@ impl Harness {
         let t0 = Instant::now();
         Harness {
             seen_from: config.local,
-            registration: Registration::new(config, authorizer, t0),
+            registration: Registration::new(config, authorizer, rand::random(), t0),
             t0,
             now: t0,
             answered: Arc::default(),

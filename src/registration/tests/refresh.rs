@@ -26,7 +26,7 @@ fn digest_challenge_then_refresh_at_85_percent() {
         Some("<sip:stmarys@192.0.2.5:5060>")
     );
     assert_eq!(header(&first, "Expires"), Some("300"));
-    assert_eq!(header(&first, "Allow"), Some(crate::endpoint::ALLOW));
+    assert_eq!(header(&first, "Allow"), Some(crate::sip::methods::ALLOW));
     assert_eq!(header(&first, "User-Agent"), Some("dial-a-service-test"));
     assert_eq!(header(&first, "Authorization"), None);
     assert_eq!(header(&first, "Route"), None);

@@ -169,6 +169,7 @@ fn rfc2069_form_without_qop() {
             "GET",
             "/dir/index.html",
             b"",
+            &mut rand::rng(),
         )
         .unwrap();
     assert_eq!(
@@ -210,16 +211,30 @@ fn sess_keeps_the_first_cnonce_for_the_nonce() {
     let creds = mufasa("pw");
     let challenge = simple_challenge(Algorithm::Sha256Sess, "n1", &["auth"]);
     let first = client
-        .authorize(&challenge, &creds, "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &creds,
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap();
     let second = client
-        .authorize(&challenge, &creds, "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &creds,
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap();
     assert_eq!(param(&first, "cnonce"), param(&second, "cnonce"));
     assert_ne!(param(&first, "response"), param(&second, "response"));
     let renewed = simple_challenge(Algorithm::Sha256Sess, "n2", &["auth"]);
     let third = client
-        .authorize(&renewed, &creds, "REGISTER", "sip:a", b"")
+        .authorize(&renewed, &creds, "REGISTER", "sip:a", b"", &mut rand::rng())
         .unwrap();
     assert_ne!(param(&first, "cnonce"), param(&third, "cnonce"));
 }
@@ -253,11 +268,11 @@ fn stale_challenge_with_new_nonce_restarts_the_count() {
     };
     for _ in 0..3 {
         client
-            .authorize(&first, &creds, "REGISTER", "sip:a", b"")
+            .authorize(&first, &creds, "REGISTER", "sip:a", b"", &mut rand::rng())
             .unwrap();
     }
     client
-        .authorize(&proxy, &creds, "REGISTER", "sip:a", b"")
+        .authorize(&proxy, &creds, "REGISTER", "sip:a", b"", &mut rand::rng())
         .unwrap();
     let stale = Challenge::parse(
         "Digest realm=\"sip.example.net\", nonce=\"n2\", algorithm=SHA-256, qop=\"auth\", stale=TRUE",
@@ -265,13 +280,13 @@ fn stale_challenge_with_new_nonce_restarts_the_count() {
     .unwrap();
     assert!(stale.stale);
     let header = client
-        .authorize(&stale, &creds, "REGISTER", "sip:a", b"")
+        .authorize(&stale, &creds, "REGISTER", "sip:a", b"", &mut rand::rng())
         .unwrap();
     assert_eq!(param(&header, "nc"), Some("00000001"));
     assert_eq!(param(&header, "nonce"), Some("n2"));
     // The proxy realm keeps its own count.
     let header = client
-        .authorize(&proxy, &creds, "REGISTER", "sip:a", b"")
+        .authorize(&proxy, &creds, "REGISTER", "sip:a", b"", &mut rand::rng())
         .unwrap();
     assert_eq!(param(&header, "nc"), Some("00000002"));
 }
@@ -281,10 +296,24 @@ fn cnonce_is_fresh_random_hex() {
     let mut client = DigestClient::new();
     let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth"]);
     let a = client
-        .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &mufasa("pw"),
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap();
     let b = client
-        .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &mufasa("pw"),
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap();
     let (ca, cb) = (param(&a, "cnonce").unwrap(), param(&b, "cnonce").unwrap());
     assert_ne!(ca, cb);
@@ -313,7 +342,14 @@ fn auth_int_hashes_the_body_when_auth_is_not_offered() {
 fn unknown_qop_only_is_refused() {
     let challenge = simple_challenge(Algorithm::Md5, "n1", &["auth-conf"]);
     let err = DigestClient::new()
-        .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &mufasa("pw"),
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap_err();
     assert_eq!(err, AuthError::UnsupportedQop("auth-conf".into()));
 }
@@ -324,7 +360,14 @@ fn values_are_quoted_and_escaped() {
     assert_eq!(challenge.realm, r#"a "b" \c"#);
     assert_eq!(challenge.nonce, r#"x"y"#);
     let header = DigestClient::new()
-        .authorize(&challenge, &mufasa("pw"), "REGISTER", "sip:a", b"")
+        .authorize(
+            &challenge,
+            &mufasa("pw"),
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng(),
+        )
         .unwrap();
     assert!(header.contains(r#"realm="a \"b\" \\c""#), "{header}");
     assert!(header.contains(r#"nonce="x\"y""#), "{header}");
@@ -338,7 +381,14 @@ fn control_characters_never_reach_our_header() {
         password: "pw".into(),
     };
     assert_eq!(
-        DigestClient::new().authorize(&challenge, &evil, "REGISTER", "sip:a", b""),
+        DigestClient::new().authorize(
+            &challenge,
+            &evil,
+            "REGISTER",
+            "sip:a",
+            b"",
+            &mut rand::rng()
+        ),
         Err(AuthError::ControlCharacter("username"))
     );
     assert_eq!(

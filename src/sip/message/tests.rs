@@ -321,8 +321,11 @@ fn unparsable_requests_get_400_501_or_505() {
     let base = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\n\
                 Call-ID: x1\r\nCSeq: 1 INVITE\r\n";
     let answer = |start: &str, extra: &str| {
-        answer_unparsable(format!("{start}\r\n{base}{extra}\r\n").as_bytes())
-            .map(|a| String::from_utf8(a).unwrap())
+        answer_unparsable(
+            format!("{start}\r\n{base}{extra}\r\n").as_bytes(),
+            &mut rand::rng(),
+        )
+        .map(|a| String::from_utf8(a).unwrap())
     };
     let bad = answer("INVITE sip:a@b SIP/2.0", "Content-Length: 99\r\n").unwrap();
     assert!(
@@ -360,7 +363,10 @@ fn unparsable_requests_get_400_501_or_505() {
         "it parses: nothing to answer"
     );
     assert_eq!(
-        answer_unparsable(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 9\r\n\r\n"),
+        answer_unparsable(
+            b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 9\r\n\r\n",
+            &mut rand::rng()
+        ),
         None
     );
     assert_eq!(
@@ -372,10 +378,11 @@ fn unparsable_requests_get_400_501_or_505() {
 
 #[test]
 fn generated_ids_are_random_and_well_formed() {
-    let (a, b) = (new_branch(), new_branch());
+    let rng = &mut rand::rng();
+    let (a, b) = (new_branch(rng), new_branch(rng));
     assert!(a.starts_with("z9hG4bK") && a.len() >= 7 + 16 && a != b);
-    assert!(normalise::is_token(&new_tag()) && new_tag().len() >= 16);
-    assert_ne!(new_call_id(), new_call_id());
+    assert!(normalise::is_token(&new_tag(rng)) && new_tag(rng).len() >= 16);
+    assert_ne!(new_call_id(rng), new_call_id(rng));
     assert_eq!(reason_phrase(481), "Call/Transaction Does Not Exist");
 }
 
@@ -395,11 +402,11 @@ fn multibyte_utf8_in_the_start_line_is_rejected_without_panicking() {
              To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
         );
         assert!(parse(datagram.as_bytes()).is_err(), "{start:?}");
-        if let Some(reply) = answer_unparsable(datagram.as_bytes()) {
+        if let Some(reply) = answer_unparsable(datagram.as_bytes(), &mut rand::rng()) {
             assert!(reply.starts_with(b"SIP/2.0 400"), "{start:?}");
         }
         let bare = format!("{start}\r\n\r\n");
         assert!(parse(bare.as_bytes()).is_err());
-        assert_eq!(answer_unparsable(bare.as_bytes()), None);
+        assert_eq!(answer_unparsable(bare.as_bytes(), &mut rand::rng()), None);
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! They are sans-IO and parser-free: they see already-serialised messages as
 //! bytes and responses as status codes, take `now` as an argument, queue what
-//! to send and say when to wake. Matching a message to its transaction (branch,
-//! method) is the caller's job.
+//! to send and say when to wake. Matching a message to its transaction is the
+//! caller's job, with a [`TransactionKey`] (§17.1.3, §17.2.3).
 //!
 //! | machine | RFC | role |
 //! |---|---|---|
@@ -34,6 +34,7 @@
 
 mod invite_client;
 mod invite_server;
+mod key;
 mod non_invite_client;
 mod non_invite_server;
 mod timers;
@@ -46,6 +47,7 @@ use super::Transmit;
 
 pub use invite_client::InviteClient;
 pub use invite_server::InviteServer;
+pub use key::{MAGIC_COOKIE, Role, TransactionKey};
 pub use non_invite_client::NonInviteClient;
 pub use non_invite_server::NonInviteServer;
 
