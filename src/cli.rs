@@ -204,16 +204,19 @@ pub fn main() -> ExitCode {
             json,
             keep,
             ..
-        } => bench_through_sip(crate::bench::e2e::E2eOptions {
-            calls,
-            seconds,
-            codec,
-            sample,
-            rate,
-            rtp_ports,
-            library: PathBuf::from("audio"),
-            keep,
-        }, json),
+        } => bench_through_sip(
+            crate::bench::e2e::E2eOptions {
+                calls,
+                seconds,
+                codec,
+                sample,
+                rate,
+                rtp_ports,
+                library: PathBuf::from("audio"),
+                keep,
+            },
+            json,
+        ),
         Command::Bench {
             calls,
             seconds,

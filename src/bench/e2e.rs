@@ -70,7 +70,9 @@ pub enum E2eError {
     },
     #[error("no free local port found for {0}")]
     NoFreePort(&'static str),
-    #[error("{0} is missing: run from the repository root, or give an audio/ with prompts/ and apology.wav")]
+    #[error(
+        "{0} is missing: run from the repository root, or give an audio/ with prompts/ and apology.wav"
+    )]
     Library(PathBuf),
     #[error("cannot write {path}: {source}")]
     Write {
@@ -90,10 +92,7 @@ pub enum E2eError {
         log: String,
     },
     #[error("{source}\n(the config, the line's log and sipp's files are kept in {dir})")]
-    Kept {
-        dir: PathBuf,
-        source: Box<E2eError>,
-    },
+    Kept { dir: PathBuf, source: Box<E2eError> },
 }
 
 /// A folder of our own under the system's temp dir, removed at the end
@@ -150,7 +149,8 @@ fn run_in(options: &E2eOptions, dir: &Path) -> Result<E2eReport, E2eError> {
     if !options.sample.is_power_of_two() || options.sample > 4096 {
         return Err(E2eError::Sample(options.sample));
     }
-    if options.calls == 0 || options.rate == 0 || !(options.seconds >= 1.0) {
+    if options.calls == 0 || options.rate == 0 || options.seconds.is_nan() || options.seconds < 1.0
+    {
         return Err(E2eError::Load);
     }
     peers::require("sipp", "sip-tester")?;
@@ -400,8 +400,18 @@ listen = ""
 fn write_content(dir: &Path, length: Duration) -> Result<(), E2eError> {
     let audio = dir.join("audio");
     write_tone(&audio.join("service.wav"), length, 300.0, 3400.0)?;
-    write_tone(&audio.join("church.wav"), Duration::from_secs(1), 440.0, 880.0)?;
-    write_tone(&audio.join("title.wav"), Duration::from_secs(1), 660.0, 990.0)?;
+    write_tone(
+        &audio.join("church.wav"),
+        Duration::from_secs(1),
+        440.0,
+        880.0,
+    )?;
+    write_tone(
+        &audio.join("title.wav"),
+        Duration::from_secs(1),
+        660.0,
+        990.0,
+    )?;
     write(
         &dir.join("data.json"),
         r#"{ "church_name": "Bench Church", "church_name_audio": "church.wav",

@@ -55,12 +55,10 @@ impl Processes {
     }
 
     pub fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<u32, PeerError> {
-        let child = command
-            .spawn()
-            .map_err(|source| PeerError::Spawn {
-                program: name,
-                source,
-            })?;
+        let child = command.spawn().map_err(|source| PeerError::Spawn {
+            program: name,
+            source,
+        })?;
         Ok(self.add(name, child))
     }
 
@@ -160,11 +158,12 @@ pub fn start_capture(
 }
 
 /// Packets dumpcap says the kernel dropped, from its closing lines
-/// ("Packets received/dropped on interface 'lo': 1000/3 (…)").
+/// ("Packets received/dropped on interface 'Loopback: lo': 1000/3 (…)").
 pub fn capture_drops(closing: &[String]) -> Option<u64> {
     closing.iter().find_map(|line| {
         let (_, counts) = line.split_once("received/dropped on interface")?;
-        let (_, counts) = counts.split_once(": ")?;
+        // The interface's name, in quotes, may hold ": " itself.
+        let (_, counts) = counts.split_once("': ")?;
         let (_, dropped) = counts.split_whitespace().next()?.split_once('/')?;
         dropped.parse().ok()
     })
@@ -177,7 +176,14 @@ pub fn read_capture(file: &Path, rtp_port: u16) -> Result<Vec<CapturedPacket>, P
         .arg(file)
         .args(["-d", &format!("udp.port=={rtp_port},rtp")])
         .args(["-Y", "rtp", "-T", "fields", "-E", "separator=,"])
-        .args(["-e", "frame.time_epoch", "-e", "udp.srcport", "-e", "rtp.ssrc"])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "rtp.ssrc",
+        ])
         .args(["-e", "rtp.seq", "-e", "rtp.timestamp"])
         .stdin(Stdio::null())
         .output()
@@ -233,7 +239,7 @@ pub fn sipp_final_stats(stat_file: &Path) -> BTreeMap<String, String> {
     let Some(header) = lines.next() else {
         return BTreeMap::new();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return BTreeMap::new();
     };
     header
@@ -285,7 +291,7 @@ mod tests {
     fn reads_dumpcap_drops() {
         let closing = vec![
             "Packets captured: 1000".to_owned(),
-            "Packets received/dropped on interface 'lo': 1000/3 (pcap:3/dumpcap:0/flushed:0/ps_ifdrop:0) (100.0%)".to_owned(),
+            "Packets received/dropped on interface 'Loopback: lo': 1000/3 (pcap:3/dumpcap:0/flushed:0/ps_ifdrop:0) (99.7%)".to_owned(),
         ];
         assert_eq!(capture_drops(&closing), Some(3));
         assert_eq!(capture_drops(&[]), None);

@@ -12,7 +12,9 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / clock_ticks_per_second()))
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / clock_ticks_per_second(),
+    ))
 }
 
 /// USER_HZ, the unit of `stat`'s times.

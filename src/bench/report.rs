@@ -180,9 +180,7 @@ impl E2eReport {
             p99 = ms(self.rtp.lateness_p99),
             max = ms(self.rtp.lateness_max),
             gaps = self.rtp.gaps_over_40ms,
-            failed = self
-                .sipp_failed
-                .map_or("?".to_owned(), |f| f.to_string()),
+            failed = self.sipp_failed.map_or("?".to_owned(), |f| f.to_string()),
         )
     }
 
@@ -212,7 +210,9 @@ impl E2eReport {
             s99 = self.setup.p99_ms,
             smax = self.setup.max_ms,
             scount = self.setup.count,
-            ok = self.sipp_successful.map_or("?".to_owned(), |n| n.to_string()),
+            ok = self
+                .sipp_successful
+                .map_or("?".to_owned(), |n| n.to_string()),
             failed = self.sipp_failed.map_or("?".to_owned(), |n| n.to_string()),
             sample = self.sample,
             streams = self.rtp.streams.len(),

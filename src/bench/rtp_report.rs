@@ -110,10 +110,9 @@ pub fn analyse(packets: &[CapturedPacket], clock_rate_hz: u32) -> RtpReport {
         lateness_p50: quantile(&all_lateness, 0.5),
         lateness_p99: quantile(&all_lateness, 0.99),
         lateness_max: all_lateness.last().copied().unwrap_or_default(),
-        worst_drift_ppm: streams
-            .iter()
-            .map(|s| s.drift_ppm)
-            .fold(0.0, |worst, d| if d.abs() > worst.abs() { d } else { worst }),
+        worst_drift_ppm: streams.iter().map(|s| s.drift_ppm).fold(0.0, |worst, d| {
+            if d.abs() > worst.abs() { d } else { worst }
+        }),
         streams,
     }
 }
@@ -166,7 +165,10 @@ fn analyse_stream(
     }
 
     let (lost, duplicates) = loss(&seqs);
-    let offsets: Vec<f64> = points.iter().map(|(media, arrival)| arrival - media).collect();
+    let offsets: Vec<f64> = points
+        .iter()
+        .map(|(media, arrival)| arrival - media)
+        .collect();
     let anchor = offsets.iter().copied().fold(f64::INFINITY, f64::min);
     let mut lateness_max = Duration::ZERO;
     for offset in offsets {

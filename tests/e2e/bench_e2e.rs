@@ -52,7 +52,11 @@ fn bench_through_sip_sets_up_every_call_and_captures_every_sampled_stream() {
     assert_eq!(at("/sipp_successful"), CALLS, "{stdout}");
     assert_eq!(at("/sipp_failed"), 0, "{stdout}");
     assert_eq!(at("/sipp_exit"), 0, "{stdout}");
-    assert_eq!(at("/setup/count"), CALLS, "an INVITE-to-200 time per call: {stdout}");
+    assert_eq!(
+        at("/setup/count"),
+        CALLS,
+        "an INVITE-to-200 time per call: {stdout}"
+    );
 
     // Ports taken in pairs from 40000: one call in eight is 25 of 200,
     // fewer only where another process held a pair.
