@@ -126,8 +126,9 @@ impl Drop for WorkDir {
 /// The report's `problems` list what failed the sanity checks (the work
 /// dir is then kept and named in `work_dir`).
 pub fn run(options: &E2eOptions) -> Result<E2eReport, E2eError> {
+    let (rtp, library) = prepare(options)?;
     let mut dir = WorkDir::new()?;
-    match run_in(options, &dir.path) {
+    match run_in(options, &dir.path, rtp, &library) {
         Ok(mut report) => {
             if options.keep || !report.problems.is_empty() {
                 dir.keep = true;
@@ -145,7 +146,9 @@ pub fn run(options: &E2eOptions) -> Result<E2eReport, E2eError> {
     }
 }
 
-fn run_in(options: &E2eOptions, dir: &Path) -> Result<E2eReport, E2eError> {
+/// The options make sense and the tools are there, before anything starts:
+/// the RTP range aligned for sampling, and the prompt library's folder.
+fn prepare(options: &E2eOptions) -> Result<(PortRange, PathBuf), E2eError> {
     if !options.sample.is_power_of_two() || options.sample > 4096 {
         return Err(E2eError::Sample(options.sample));
     }
@@ -166,7 +169,15 @@ fn run_in(options: &E2eOptions, dir: &Path) -> Result<E2eReport, E2eError> {
             return Err(E2eError::Library(needed));
         }
     }
+    Ok((rtp, library))
+}
 
+fn run_in(
+    options: &E2eOptions,
+    dir: &Path,
+    rtp: PortRange,
+    library: &Path,
+) -> Result<E2eReport, E2eError> {
     let ramp = Duration::from_secs_f64(options.calls as f64 / f64::from(options.rate));
     let window = Duration::from_secs_f64(options.seconds);
     // Each call listens through the ramp after it (at most), the wait for
@@ -179,7 +190,7 @@ fn run_in(options: &E2eOptions, dir: &Path) -> Result<E2eReport, E2eError> {
 
     write_content(dir, hold + ramp + Duration::from_secs(60))?;
     let config = dir.join("dial-a-service.toml");
-    write(&config, &line_config(sip, rtp, options.calls, &library))?;
+    write(&config, &line_config(sip, rtp, options.calls, library))?;
     let scenario = dir.join("sipp_listen_hold.xml");
     write(&scenario, SCENARIO)?;
 
