@@ -253,7 +253,7 @@ fn run_in(
     std::thread::sleep(SETTLE);
     let sampled_ports: Vec<u16> = rtp_ports(line, rtp)
         .into_iter()
-        .filter(|port| (port - rtp.first) % (2 * options.sample) == 0)
+        .filter(|port| (port - rtp.first).is_multiple_of(2 * options.sample))
         .collect();
     let loaded = sample_line(line);
     std::thread::sleep(window);
@@ -573,6 +573,6 @@ fn wait_quiet(pid: u32) -> (LineSample, LineSample) {
 fn rtp_ports(pid: u32, rtp: PortRange) -> Vec<u16> {
     procfs::udp_ports(pid)
         .into_iter()
-        .filter(|port| (rtp.first..=rtp.last).contains(port) && port % 2 == 0)
+        .filter(|port| (rtp.first..=rtp.last).contains(port) && port.is_multiple_of(2))
         .collect()
 }
