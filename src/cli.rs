@@ -74,6 +74,12 @@ pub enum Command {
         config: PathBuf,
     },
     /// Play one service to N calls over loopback and print CPU, memory and send lateness.
+    ///
+    /// By default the media engine alone plays to receivers in this process.
+    /// With --through-sip the real line runs as a child process, sipp places
+    /// the calls, and a sample of what callers receive is captured on
+    /// loopback (needs sipp, dumpcap and tshark; run from the repository
+    /// root, as the line greets callers with audio/prompts and audio/apology.wav).
     Bench {
         /// Concurrent calls.
         #[arg(long, default_value_t = 100)]
@@ -93,6 +99,25 @@ pub enum Command {
         /// RTP ports for the calls, two per call.
         #[arg(long, default_value = "40000-59999")]
         rtp_ports: PortRange,
+        /// Call the real line through SIP with sipp and measure what the
+        /// callers receive (--codec pcmu, pcma or opus); --audio and
+        /// --workers then do not apply.
+        #[arg(long)]
+        through_sip: bool,
+        /// With --through-sip: capture the RTP of one call in this many (a
+        /// power of two; 1 captures every call).
+        #[arg(long, default_value_t = 8, requires = "through_sip")]
+        sample: u16,
+        /// With --through-sip: new calls a second until all are up.
+        #[arg(long, default_value_t = 200, requires = "through_sip")]
+        rate: u32,
+        /// With --through-sip: print the figures as JSON.
+        #[arg(long, requires = "through_sip")]
+        json: bool,
+        /// With --through-sip: keep the work folder (config, logs, sipp's
+        /// files, the capture) and print where it is; kept anyway on failure.
+        #[arg(long, requires = "through_sip")]
+        keep: bool,
     },
 }
 
@@ -172,9 +197,35 @@ pub fn main() -> ExitCode {
             calls,
             seconds,
             codec,
+            rtp_ports,
+            through_sip: true,
+            sample,
+            rate,
+            json,
+            keep,
+            ..
+        } => bench_through_sip(
+            crate::bench::e2e::E2eOptions {
+                calls,
+                seconds,
+                codec,
+                sample,
+                rate,
+                rtp_ports,
+                library: PathBuf::from("audio"),
+                keep,
+            },
+            json,
+        ),
+        Command::Bench {
+            calls,
+            seconds,
+            codec,
             audio,
             workers,
             rtp_ports,
+            through_sip: false,
+            ..
         } => {
             let options = crate::bench::BenchOptions {
                 calls,
@@ -195,6 +246,35 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `bench --through-sip`: the report, or JSON; non-zero when the run
+/// failed its sanity checks.
+fn bench_through_sip(options: crate::bench::e2e::E2eOptions, json: bool) -> ExitCode {
+    match crate::bench::e2e::run(&options) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => eprintln!("dial-a-service bench: {error}"),
+                }
+            } else {
+                println!("{}", report.summary());
+            }
+            if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for problem in &report.problems {
+                    eprintln!("dial-a-service bench: FAILED: {problem}");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("dial-a-service bench: {error}");
+            ExitCode::FAILURE
         }
     }
 }

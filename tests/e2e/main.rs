@@ -12,6 +12,7 @@
 mod common;
 
 mod admin_http;
+mod bench_e2e;
 mod call_e2e;
 mod call_flow_e2e;
 mod call_log;

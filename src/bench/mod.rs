@@ -1,10 +1,21 @@
-//! `dial-a-service bench --calls N`: N calls playing one service through
-//! the real media path (shared track, pacer threads, one RTP socket pair
-//! per call) to receivers on loopback, printing CPU per call, memory per
-//! call and the lateness of packet sends.
+//! `dial-a-service bench`: how much the line costs and what callers get.
 //!
-//! Lateness is a packet's send time minus its schedule (t0 + k·20 ms), the
-//! figure the Asterisk comparison in the README uses.
+//! Media only (this file): `bench --calls N` plays one service to N calls
+//! through the real media path (shared track, pacer threads, one RTP socket
+//! pair per call) to receivers on loopback, printing CPU per call, memory
+//! per call and the lateness of packet sends. Lateness is a packet's send
+//! time minus its schedule (t0 + k·20 ms), the figure the Asterisk
+//! comparison in the README uses.
+//!
+//! End to end ([`e2e`]): `bench --through-sip` runs the real line as a
+//! child, calls it with sipp, and measures from outside what callers get
+//! ([`rtp_report`]) and what it costs the line ([`procfs`]).
+
+pub mod e2e;
+mod peers;
+mod procfs;
+pub mod report;
+pub mod rtp_report;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
