@@ -118,6 +118,10 @@ pub enum Command {
         /// files, the capture) and print where it is; kept anyway on failure.
         #[arg(long, requires = "through_sip")]
         keep: bool,
+        /// With --through-sip: the dial-a-service executable to measure
+        /// (another build, to compare with); this one by default.
+        #[arg(long, requires = "through_sip")]
+        line: Option<PathBuf>,
     },
 }
 
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             rate,
             json,
             keep,
+            line,
             ..
         } => bench_through_sip(
             crate::bench::e2e::E2eOptions {
@@ -214,6 +219,7 @@ pub fn main() -> ExitCode {
                 rtp_ports,
                 library: PathBuf::from("audio"),
                 keep,
+                line,
             },
             json,
         ),

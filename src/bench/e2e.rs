@@ -54,6 +54,9 @@ pub struct E2eOptions {
     /// Keep the work folder (config, logs, sipp's files, the capture) even
     /// when the run passed; it is always kept after a failure.
     pub keep: bool,
+    /// The line to measure: another build of dial-a-service (an older
+    /// commit, to compare); `None` runs this executable.
+    pub line: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +199,7 @@ fn run_in(
 
     let mut processes = Processes::default();
     let line_log = dir.join("line.log");
-    let line = start_line(&mut processes, &config, &line_log)?;
+    let line = start_line(&mut processes, options.line.as_deref(), &config, &line_log)?;
     wait_answering(&mut processes, sip, &line_log)?;
 
     let (idle, idle_end) = wait_quiet(line);
@@ -456,12 +459,20 @@ fn write_tone(path: &Path, length: Duration, low_hz: f64, high_hz: f64) -> Resul
     Ok(())
 }
 
-/// `<this executable> run --config <config>`, its log to `log`.
-fn start_line(processes: &mut Processes, config: &Path, log: &Path) -> Result<u32, E2eError> {
-    let exe = std::env::current_exe().map_err(|source| PeerError::Spawn {
-        program: "dial-a-service",
-        source,
-    })?;
+/// `<this executable (or --line)> run --config <config>`, its log to `log`.
+fn start_line(
+    processes: &mut Processes,
+    line: Option<&Path>,
+    config: &Path,
+    log: &Path,
+) -> Result<u32, E2eError> {
+    let exe = match line {
+        Some(line) => line.to_path_buf(),
+        None => std::env::current_exe().map_err(|source| PeerError::Spawn {
+            program: "dial-a-service",
+            source,
+        })?,
+    };
     let mut command = Command::new(exe);
     // The line refuses DAS_ variables that are no key of its; the config
     // file says everything.
