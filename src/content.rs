@@ -466,6 +466,18 @@ impl Preparation {
     }
 }
 
+impl Drop for Preparation {
+    /// Never run (the pool was shutting down) or cut short by a panic: the
+    /// stream must not wait for ever, so it gets an item that fails at
+    /// once, and the call flow moves on (the apology after a service).
+    fn drop(&mut self) {
+        self.preparing.fill(Programme {
+            items: vec![Arc::new(Unplayable)],
+            on_failure: None,
+        });
+    }
+}
+
 /// Three soft rising chimes (C5, E5, G5), twice, with rests: a sound that
 /// says "nothing is wrong with your phone" without words.
 pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {

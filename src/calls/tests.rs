@@ -387,3 +387,20 @@ fn a_preparation_fills_the_staged_programme_from_the_content() {
     // No apology file here: the built-in tones play instead.
     assert_eq!(programme.items.len(), 1);
 }
+
+#[test]
+fn a_preparation_that_never_runs_still_lets_the_stream_go_on() {
+    let world = World::new(&["a.mp3"]);
+    let (staged, preparation) = world.content.stage(flow::Programme::Apology, Codec::Pcmu);
+    let Staged::Preparing(preparing) = staged else {
+        panic!("staged, not ready");
+    };
+    drop(preparation);
+    let programme = preparing.get().expect("filled when dropped");
+    let mut out = Vec::new();
+    assert_eq!(
+        programme.items[0].read_frame(0, &mut out),
+        crate::media::track::FrameRead::Failed,
+        "fails at once, so the flow moves on"
+    );
+}
