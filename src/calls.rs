@@ -36,6 +36,7 @@ use crate::media::pacer::{
     StreamParams,
 };
 use crate::media::ports::RtpSockets;
+use crate::media::rtp::PayloadType;
 use crate::media::{Codec, FRAME_DURATION};
 use crate::observe::LineState;
 use crate::sdp::Negotiated;
@@ -63,10 +64,10 @@ pub struct StreamPlan {
     pub remote_rtp: SocketAddr,
     pub remote_rtcp: SocketAddr,
     pub codec: Codec,
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub sending: bool,
     pub steering: Steering,
-    pub telephone_event: Option<u8>,
+    pub telephone_event: Option<PayloadType>,
     pub keys: KeyListening,
 }
 

@@ -24,6 +24,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::media::Codec;
+use crate::media::rtp::PayloadType;
 
 /// Which way media flows, from the point of view of whoever wrote the SDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +171,7 @@ pub struct MediaDescription {
     pub direction: Option<Direction>,
     pub rtpmaps: Vec<RtpMap>,
     /// `a=fmtp:<pt> <params>`, parameters kept as written.
-    pub fmtps: Vec<(u8, String)>,
+    pub fmtps: Vec<(PayloadType, String)>,
     /// `a=rtcp:<port> [IN IP4|IP6 <address>]` (RFC 3605).
     pub rtcp: Option<(u16, Option<IpAddr>)>,
 }
@@ -178,7 +179,7 @@ pub struct MediaDescription {
 /// `a=rtpmap:<pt> <name>/<clock>[/<channels>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpMap {
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub encoding: String,
     pub clock_rate_hz: u32,
     pub channels: Option<u8>,
@@ -197,9 +198,9 @@ pub struct LocalMedia {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
     pub codec: Codec,
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     /// The payload type for RFC 4733 events, if the peer offers them.
-    pub telephone_event: Option<u8>,
+    pub telephone_event: Option<PayloadType>,
     /// Where to send RTP; `None` while the peer is on hold (0.0.0.0) or the stream is off.
     pub remote_rtp: Option<SocketAddr>,
     pub remote_rtcp: Option<SocketAddr>,
@@ -378,7 +379,7 @@ fn parse_attribute(
             // A format parameter we cannot attach to a payload type is of no use, but
             // also of no harm: ignore it rather than fail the call.
             if let Some((pt, params)) = arg.split_once(' ')
-                && let Ok(pt) = pt.parse::<u8>()
+                && let Some(pt) = PayloadType::parse(pt)
             {
                 media.fmtps.push((pt, params.trim().to_owned()));
             }
@@ -402,7 +403,7 @@ fn parse_attribute(
 
 fn parse_rtpmap(arg: &str) -> Option<RtpMap> {
     let (pt, rest) = arg.split_once(' ')?;
-    let payload_type: u8 = pt.parse().ok().filter(|pt| *pt < 128)?;
+    let payload_type = PayloadType::parse(pt)?;
     let mut parts = rest.trim().split('/');
     let encoding = parts.next().filter(|name| !name.is_empty())?.to_owned();
     let clock_rate_hz: u32 = parts.next()?.parse().ok()?;
@@ -421,18 +422,15 @@ fn parse_rtpmap(arg: &str) -> Option<RtpMap> {
 impl MediaDescription {
     /// The payload types in order of preference; tokens that are not RTP payload type
     /// numbers are skipped.
-    pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.formats
-            .iter()
-            .filter_map(|f| f.parse::<u8>().ok())
-            .filter(|pt| *pt < 128)
+    pub fn payload_types(&self) -> impl Iterator<Item = PayloadType> + '_ {
+        self.formats.iter().filter_map(|f| PayloadType::parse(f))
     }
 
-    pub fn rtpmap(&self, payload_type: u8) -> Option<&RtpMap> {
+    pub fn rtpmap(&self, payload_type: PayloadType) -> Option<&RtpMap> {
         self.rtpmaps.iter().find(|m| m.payload_type == payload_type)
     }
 
-    pub fn fmtp(&self, payload_type: u8) -> Option<&str> {
+    pub fn fmtp(&self, payload_type: PayloadType) -> Option<&str> {
         self.fmtps
             .iter()
             .find(|(pt, _)| *pt == payload_type)
@@ -440,18 +438,18 @@ impl MediaDescription {
     }
 
     /// The codec a payload type stands for, if it is one we know.
-    pub fn codec_of(&self, payload_type: u8) -> Option<Codec> {
+    pub fn codec_of(&self, payload_type: PayloadType) -> Option<Codec> {
         match self.rtpmap(payload_type) {
             Some(map) => codec_of_rtpmap(map),
             // Static payload types need no rtpmap (RFC 3551 §6).
             None => Codec::ALL
                 .into_iter()
-                .find(|c| c.static_payload_type() == Some(payload_type)),
+                .find(|c| c.static_payload_type() == Some(payload_type.0)),
         }
     }
 
     /// The `telephone-event` payload type at `clock_rate_hz`, else any offered one.
-    pub fn telephone_event(&self, clock_rate_hz: u32) -> Option<u8> {
+    pub fn telephone_event(&self, clock_rate_hz: u32) -> Option<PayloadType> {
         let events: Vec<&RtpMap> = self
             .payload_types()
             .filter_map(|pt| self.rtpmap(pt))
@@ -516,7 +514,7 @@ fn negotiated(
     session: &SessionDescription,
     media: &MediaDescription,
     codec: Codec,
-    payload_type: u8,
+    payload_type: PayloadType,
 ) -> Result<Negotiated, SdpError> {
     let address = media
         .connection
@@ -653,7 +651,7 @@ pub fn offer(codecs: &[Codec], local: &LocalMedia) -> String {
         formats.join(" ")
     );
     for codec in codecs {
-        write_rtpmap(&mut body, payload_type(*codec), *codec);
+        write_rtpmap(&mut body, PayloadType(payload_type(*codec)), *codec);
         if *codec == Codec::Opus {
             let _ = write!(body, "a=fmtp:{OFFER_OPUS_PT} {OPUS_FMTP}\r\n");
         }
@@ -703,7 +701,7 @@ fn session_header(local: &LocalMedia) -> String {
     )
 }
 
-fn write_rtpmap(body: &mut String, payload_type: u8, codec: Codec) {
+fn write_rtpmap(body: &mut String, payload_type: PayloadType, codec: Codec) {
     let channels = if codec == Codec::Opus { "/2" } else { "" };
     let _ = write!(
         body,

@@ -149,7 +149,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             remote_rtp: remote,
             remote_rtcp: SocketAddr::new(remote.ip(), remote.port() + 1),
             codec: options.codec,
-            payload_type: options.codec.static_payload_type().unwrap_or(111),
+            payload_type: crate::media::rtp::PayloadType(
+                options.codec.static_payload_type().unwrap_or(111),
+            ),
             playlist: Playlist {
                 items: vec![track.clone()],
                 on_failure: None,

@@ -174,8 +174,8 @@ impl World {
 fn negotiated() -> Negotiated {
     Negotiated {
         codec: Codec::Pcmu,
-        payload_type: 0,
-        telephone_event: Some(101),
+        payload_type: PayloadType(0),
+        telephone_event: Some(PayloadType(101)),
         remote_rtp: Some("127.0.0.1:40000".parse().unwrap()),
         remote_rtcp: None,
         local_direction: Direction::SendRecv,

@@ -125,7 +125,7 @@ impl<'a> Session<'a> {
             hang_up_now,
             negotiated,
         } = established;
-        let mut media = MediaIn::new(opts.codec, negotiated.as_ref().map(|n| n.payload_type))?;
+        let mut media = MediaIn::new(opts.codec, negotiated.as_ref().map(|n| n.payload_type.0))?;
         for raw in early {
             media.handle(&raw.bytes, raw.source, raw.arrival);
         }

@@ -229,7 +229,7 @@ fn answers_an_invite_and_starts_media_on_ack() {
         ] => {
             assert_eq!(*rtp_port, 20002);
             assert_eq!(media.codec, Codec::Pcma);
-            assert_eq!(media.payload_type, 8);
+            assert_eq!(media.payload_type.0, 8);
         }
         other => panic!("expected StartMedia, got {other:?}"),
     }

@@ -20,6 +20,23 @@ pub struct Ssrc(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PayloadType(pub u8);
 
+impl PayloadType {
+    /// A payload type number as SDP writes it (`m=` formats, `a=rtpmap`,
+    /// `a=fmtp`); `None` for anything else or above 127.
+    pub fn parse(text: &str) -> Option<PayloadType> {
+        text.parse::<u8>()
+            .ok()
+            .filter(|pt| *pt < 128)
+            .map(PayloadType)
+    }
+}
+
+impl std::fmt::Display for PayloadType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The RTP fixed header: 12 bytes (RFC 3550 §5.1); we send no CSRCs or
 /// extensions.
 pub const HEADER_LEN: usize = 12;

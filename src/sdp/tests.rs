@@ -1,6 +1,7 @@
 //! Offer/answer against SDP as real peers write it.
 
 use super::*;
+use crate::media::rtp::PayloadType;
 
 /// baresip 3.x with its default module set (opus, g711), caller side.
 const BARESIP: &str = "v=0\r\n\
@@ -101,9 +102,9 @@ fn answer_lines(text: &str, codecs: &[Codec]) -> (Negotiated, Vec<String>) {
 fn baresip_gets_opus_first_with_its_payload_type() {
     let (n, lines) = answer_lines(BARESIP, &Codec::ALL);
     assert_eq!(n.codec, Codec::Opus);
-    assert_eq!(n.payload_type, 111);
+    assert_eq!(n.payload_type, PayloadType(111));
     // Only 8 kHz events were offered: the fallback picks them for Opus.
-    assert_eq!(n.telephone_event, Some(101));
+    assert_eq!(n.telephone_event, Some(PayloadType(101)));
     assert_eq!(n.remote_rtp, Some("192.168.1.20:10060".parse().unwrap()));
     assert_eq!(n.remote_rtcp, Some("192.168.1.20:10061".parse().unwrap()));
     assert_eq!(n.local_direction, Direction::SendRecv);
@@ -130,7 +131,7 @@ fn baresip_gets_opus_first_with_its_payload_type() {
 fn configured_list_filters_but_caller_order_decides() {
     // We list PCMA before PCMU, but baresip prefers PCMU: the caller's order wins.
     let (n, lines) = answer_lines(BARESIP, &[Codec::Pcma, Codec::Pcmu]);
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, PayloadType(0)));
     assert!(lines.contains(&"m=audio 20000 RTP/AVP 0 101".to_owned()));
     assert!(lines.contains(&"a=rtpmap:0 PCMU/8000".to_owned()));
     assert!(
@@ -143,16 +144,16 @@ fn configured_list_filters_but_caller_order_decides() {
 #[test]
 fn linphone_opus_takes_48k_events_and_static_pcmu_needs_no_rtpmap() {
     let (n, lines) = answer_lines(LINPHONE, &Codec::ALL);
-    assert_eq!((n.codec, n.payload_type), (Codec::Opus, 96));
-    assert_eq!(n.telephone_event, Some(101));
+    assert_eq!((n.codec, n.payload_type), (Codec::Opus, PayloadType(96)));
+    assert_eq!(n.telephone_event, Some(PayloadType(101)));
     assert!(lines.contains(&"a=rtpmap:101 telephone-event/48000".to_owned()));
     // Linphone sent no fmtp for its events: the answer says which we take.
     assert!(lines.contains(&"a=fmtp:101 0-16".to_owned()));
 
     // G.711 only: PT 0 has no rtpmap in the offer, and the 8 kHz events are PT 100.
     let (n, lines) = answer_lines(LINPHONE, &[Codec::Pcmu]);
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
-    assert_eq!(n.telephone_event, Some(100));
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, PayloadType(0)));
+    assert_eq!(n.telephone_event, Some(PayloadType(100)));
     assert!(lines.contains(&"m=audio 20000 RTP/AVP 0 100".to_owned()));
     assert!(lines.contains(&"a=rtpmap:100 telephone-event/8000".to_owned()));
 }
@@ -160,15 +161,15 @@ fn linphone_opus_takes_48k_events_and_static_pcmu_needs_no_rtpmap() {
 #[test]
 fn asterisk_lf_only_prefers_pcma() {
     let (n, lines) = answer_lines(ASTERISK, &Codec::ALL);
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
-    assert_eq!(n.telephone_event, Some(101));
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, PayloadType(8)));
+    assert_eq!(n.telephone_event, Some(PayloadType(101)));
     assert!(lines.contains(&"m=audio 20000 RTP/AVP 8 101".to_owned()));
 }
 
 #[test]
 fn cisco_media_level_connection_wins() {
     let (n, _) = answer_lines(CISCO, &Codec::ALL);
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, PayloadType(0)));
     assert_eq!(n.remote_rtp, Some("198.51.100.8:16384".parse().unwrap()));
 }
 
@@ -289,7 +290,10 @@ fn codec_names_are_case_insensitive() {
     let text = ASTERISK
         .replace("RTP/AVP 8 0 3 101", "RTP/AVP 98")
         .replace("a=rtpmap:3 GSM/8000", "a=rtpmap:98 pcmu/8000");
-    assert_eq!(answer_lines(&text, &Codec::ALL).0.payload_type, 98);
+    assert_eq!(
+        answer_lines(&text, &Codec::ALL).0.payload_type,
+        PayloadType(98)
+    );
 }
 
 #[test]
@@ -398,7 +402,7 @@ m=audio 5000/2 RTP/AVP 0 abc 200\r\na=fmtp:garbage\r\na=unknown:thing\r\na=ptime
     let offer = parse(&text.replace("x-foo=bar\r\n", "")).unwrap();
     let media = &offer.media[0];
     assert_eq!(media.port, 5000);
-    assert_eq!(media.payload_types().collect::<Vec<_>>(), [0]);
+    assert_eq!(media.payload_types().collect::<Vec<_>>(), [PayloadType(0)]);
     // A multicast group is parsed, but never streamed to.
     assert_eq!(
         answer(&offer, &Codec::ALL, &local()).unwrap_err(),
@@ -446,11 +450,11 @@ fn offer_lists_configured_codecs_in_order_and_round_trips() {
     let (n, body) = answer(&ours, &[Codec::Pcma], &local()).unwrap();
     assert_eq!(
         (n.codec, n.payload_type, n.telephone_event),
-        (Codec::Pcma, 8, Some(101))
+        (Codec::Pcma, PayloadType(8), Some(PayloadType(101)))
     );
     let back = accept_answer(&parse(&body).unwrap(), &Codec::ALL).unwrap();
     assert_eq!(back.codec, Codec::Pcma);
-    assert_eq!(back.telephone_event, Some(101));
+    assert_eq!(back.telephone_event, Some(PayloadType(101)));
     assert_eq!(back.remote_rtp, Some("192.0.2.1:20000".parse().unwrap()));
     assert_eq!(back.local_direction, Direction::SendRecv);
 }
@@ -459,7 +463,7 @@ fn offer_lists_configured_codecs_in_order_and_round_trips() {
 fn accept_answer_needs_a_codec_we_offered() {
     let answer_text = ASTERISK.replace("a=sendrecv", "a=recvonly");
     let n = accept_answer(&parse(&answer_text).unwrap(), &[Codec::Pcmu]).unwrap();
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, PayloadType(0)));
     assert_eq!(n.local_direction, Direction::SendOnly);
     let err = accept_answer(&parse(&answer_text).unwrap(), &[Codec::Opus]).unwrap_err();
     assert_eq!(err, SdpError::NoCommonCodec);

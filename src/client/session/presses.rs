@@ -113,7 +113,7 @@ impl Session<'_> {
         {
             sender.press(RtpPress {
                 key: press.key,
-                event_payload_type: event_payload_type.filter(|_| rfc4733),
+                event_payload_type: event_payload_type.filter(|_| rfc4733).map(|pt| pt.0),
                 tone,
                 duration: self.opts.dtmf_duration,
             });

@@ -225,13 +225,13 @@ impl Session<'_> {
         negotiated: Negotiated,
         now: Instant,
     ) -> Result<(), ClientError> {
-        self.media.payload_type = Some(negotiated.payload_type);
+        self.media.payload_type = Some(negotiated.payload_type.0);
         match &mut self.sender {
-            Some(sender) => sender.set_payload_type(negotiated.payload_type),
+            Some(sender) => sender.set_payload_type(negotiated.payload_type.0),
             None => {
                 self.sender = Some(RtpSender::new(
                     self.opts.codec,
-                    negotiated.payload_type,
+                    negotiated.payload_type.0,
                     Box::new(Silence),
                     now,
                 )?);

@@ -10,7 +10,7 @@ use audiopus::{Channels, SampleRate};
 
 use super::super::Codec;
 use super::super::g711;
-use super::super::rtp::RtpHeader;
+use super::super::rtp::{PayloadType, RtpHeader};
 use crate::media::dtmf::{Key, KeyChannel, Rfc4733Detector};
 use crate::media::inband::InBandDetector;
 
@@ -25,8 +25,8 @@ pub struct KeyListening {
 const MAX_OPUS_SAMPLES_8K: usize = 960;
 
 pub(super) struct KeyListener {
-    telephone_event: Option<u8>,
-    audio_payload_type: u8,
+    telephone_event: Option<PayloadType>,
+    audio_payload_type: PayloadType,
     rfc4733: Option<Rfc4733Detector>,
     inband: Option<InBand>,
 }
@@ -49,8 +49,8 @@ impl KeyListener {
     pub fn new(
         listening: KeyListening,
         codec: Codec,
-        audio_payload_type: u8,
-        telephone_event: Option<u8>,
+        audio_payload_type: PayloadType,
+        telephone_event: Option<PayloadType>,
     ) -> Option<KeyListener> {
         let rfc4733 =
             (listening.rfc4733 && telephone_event.is_some()).then(Rfc4733Detector::default);
@@ -87,7 +87,7 @@ impl KeyListener {
 
     /// One RTP packet from the caller; the keys that began in it.
     pub fn handle(&mut self, header: &RtpHeader<'_>, keys: &mut Vec<(Key, KeyChannel)>) {
-        let pt = header.payload_type.0;
+        let pt = header.payload_type;
         if Some(pt) == self.telephone_event {
             if let Some(detector) = &mut self.rfc4733
                 && let Some(key) =
@@ -168,7 +168,8 @@ mod tests {
             rfc4733: true,
             inband: true,
         };
-        let mut listener = KeyListener::new(both, Codec::Pcmu, 0, Some(101)).unwrap();
+        let mut listener =
+            KeyListener::new(both, Codec::Pcmu, PayloadType(0), Some(PayloadType(101))).unwrap();
         let mut keys = Vec::new();
         listener.handle(&header(101, 800, &[2, 10, 0, 160]), &mut keys);
         listener.handle(&header(101, 800, &[2, 0x80 | 10, 1, 64]), &mut keys);
@@ -188,14 +189,28 @@ mod tests {
             rfc4733: true,
             inband: false,
         };
-        let mut listener = KeyListener::new(rfc_only, Codec::Pcmu, 0, Some(101)).unwrap();
+        let mut listener = KeyListener::new(
+            rfc_only,
+            Codec::Pcmu,
+            PayloadType(0),
+            Some(PayloadType(101)),
+        )
+        .unwrap();
         let mut keys = Vec::new();
         for (i, frame) in tone((770.0, 1336.0), 800).chunks(160).enumerate() {
             listener.handle(&header(0, 160 * i as u32, frame), &mut keys);
         }
         assert!(keys.is_empty());
         // No telephone-event negotiated and no in-band: nothing to listen to.
-        assert!(KeyListener::new(rfc_only, Codec::Pcmu, 0, None).is_none());
-        assert!(KeyListener::new(KeyListening::default(), Codec::Opus, 111, Some(101)).is_none());
+        assert!(KeyListener::new(rfc_only, Codec::Pcmu, PayloadType(0), None).is_none());
+        assert!(
+            KeyListener::new(
+                KeyListening::default(),
+                Codec::Opus,
+                PayloadType(111),
+                Some(PayloadType(101)),
+            )
+            .is_none()
+        );
     }
 }

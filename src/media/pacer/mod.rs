@@ -46,6 +46,7 @@ pub use stats::{EngineStats, Lateness};
 
 use super::Codec;
 use super::ports::RtpSockets;
+use super::rtp::PayloadType;
 use super::track::{FrameRead, Playlist, Track};
 use crate::media::dtmf::{Key, KeyChannel};
 use worker::{Command, NewStream, WAKER};
@@ -60,7 +61,7 @@ pub struct StreamSpec {
     pub remote_rtp: SocketAddr,
     pub remote_rtcp: SocketAddr,
     pub codec: Codec,
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub playlist: Playlist,
     /// False while the caller holds (`a=sendonly` from them, `inactive`).
     pub sending: bool,
@@ -238,13 +239,13 @@ pub struct StreamParams {
     pub remote_rtp: SocketAddr,
     pub remote_rtcp: SocketAddr,
     pub codec: Codec,
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub sending: bool,
     /// `Some` for a stream steered with [`MediaEngine::control`]; `None`
     /// plays the programme once and ends with [`MediaEvent::Finished`].
     pub steering: Option<Steering>,
     /// The caller's telephone-event payload type, if negotiated.
-    pub telephone_event: Option<u8>,
+    pub telephone_event: Option<PayloadType>,
     /// Which ways to listen for the caller's keys.
     pub keys: KeyListening,
 }

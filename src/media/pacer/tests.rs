@@ -96,7 +96,7 @@ impl Caller {
             remote_rtp: self.rtp.local_addr().unwrap(),
             remote_rtcp: self.rtcp.local_addr().unwrap(),
             codec,
-            payload_type,
+            payload_type: PayloadType(payload_type),
             sending: true,
             steering: None,
             telephone_event: None,

@@ -22,7 +22,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::super::rtcp::{self, NtpTimestamp};
-use super::super::rtp::{self, PayloadType, RtpHeader};
+use super::super::rtp::{self, RtpHeader};
 use super::batch::{PACKET_ROOM, SendBatch};
 use super::icmp::{drain_icmp_errors, is_icmp_error, receive_icmp_errors};
 use super::keys::KeyListener;
@@ -529,7 +529,7 @@ impl Worker {
         let registry = self.poll.registry();
         registry.register(&mut rtp, Token(2 * slot), Interest::READABLE)?;
         registry.register(&mut rtcp, Token(2 * slot + 1), Interest::READABLE)?;
-        let packetizer = rtp::Packetizer::new(PayloadType(payload_type), codec.samples_per_frame());
+        let packetizer = rtp::Packetizer::new(payload_type, codec.samples_per_frame());
         let interval = self.shared.config.report_interval;
         let mut playout = Playout::new(
             programme,

@@ -28,7 +28,7 @@ fn a_strangers_rtp_and_keys_change_nothing() {
     let (engine, mut events) = engine(EngineConfig::default());
     let caller = Caller::new();
     let mut params = caller.params(1, Codec::Pcmu, 0);
-    params.telephone_event = Some(101);
+    params.telephone_event = Some(PayloadType(101));
     params.keys = KeyListening {
         rfc4733: true,
         inband: false,
