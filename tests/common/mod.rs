@@ -195,10 +195,13 @@ impl Line {
             let ready_tx = ready_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("the line is listening") {
+                    let ready = line.contains("the line is listening");
+                    // Logged before it is announced, so a test reading the
+                    // log once the line is ready finds the line in it.
+                    log.lock().expect("log lock").push(line);
+                    if ready {
                         let _ = ready_tx.send(());
                     }
-                    log.lock().expect("log lock").push(line);
                 }
             });
         }
