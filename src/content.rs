@@ -290,6 +290,7 @@ impl Content {
     pub fn refresh(&self, codecs: &[Codec], now: DateTime<Utc>) {
         self.reload_schedule();
         if let Some(menu) = self.menu(now) {
+            self.prepare_speech(&menu);
             self.prepare_ahead(&menu, codecs);
         }
     }
@@ -297,7 +298,6 @@ impl Content {
     /// Renders what `menu` makes callers hear in each codec, and opens its
     /// latest service, so the next caller's programmes are cache hits.
     fn prepare_ahead(&self, menu: &Menu, codecs: &[Codec]) {
-        self.prepare_speech(menu);
         let mut sentences = vec![menu.greeting()];
         sentences.extend(menu.sentences());
         sentences.push(vec![Phrase::NotAnOption]);

@@ -78,14 +78,7 @@ impl World {
     fn answer(&mut self, call: CallId) -> (u32, Staged) {
         self.calls
             .prepare(call, Codec::Pcmu, &self.content, self.now, self.wall);
-        self.calls.start(
-            call,
-            RTP_PORT,
-            &negotiated(),
-            &self.content,
-            self.now,
-            self.wall,
-        );
+        self.ack(call);
         match self.calls.poll_media() {
             Some(MediaCommand::Start {
                 call: started,
@@ -101,6 +94,13 @@ impl World {
             }
             _ => panic!("the ACK starts the stream"),
         }
+    }
+
+    /// The caller's ACK, with PCMU negotiated.
+    fn ack(&mut self, call: CallId) {
+        let (now, wall) = (self.now, self.wall);
+        self.calls
+            .start(call, RTP_PORT, &negotiated(), &self.content, now, wall);
     }
 
     /// What the calls asked to prepare since last asked, by label.
@@ -191,14 +191,7 @@ fn the_answer_stages_the_greeting_before_the_ack_and_starts_the_stream_with_it()
     // Before the ACK: the greeting is being prepared, no stream yet.
     assert_eq!(world.prepared(), ["greeting"]);
     assert!(world.calls.poll_media().is_none());
-    world.calls.start(
-        CALL,
-        RTP_PORT,
-        &negotiated(),
-        &world.content,
-        world.now,
-        world.wall,
-    );
+    world.ack(CALL);
     let Some(MediaCommand::Start { programme, .. }) = world.calls.poll_media() else {
         panic!("the stream starts");
     };
@@ -359,14 +352,7 @@ fn a_codec_changed_by_the_ack_stages_the_greeting_again() {
         .calls
         .prepare(CALL, Codec::Opus, &world.content, world.now, world.wall);
     assert_eq!(world.prepared(), ["greeting"]);
-    world.calls.start(
-        CALL,
-        RTP_PORT,
-        &negotiated(),
-        &world.content,
-        world.now,
-        world.wall,
-    );
+    world.ack(CALL);
     assert_eq!(world.prepared(), ["greeting"], "in PCMU this time");
     assert!(matches!(
         world.calls.poll_media(),
