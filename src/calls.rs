@@ -244,7 +244,7 @@ impl Calls {
             telephone_event: media.telephone_event,
             keys: KeyListening {
                 rfc4733: self.dtmf.rfc4733,
-                inband: self.dtmf.inband,
+                inband: self.dtmf.inband && (media.codec != Codec::Opus || self.dtmf.inband_opus),
             },
         };
         self.media.push_back(MediaCommand::Start {

@@ -122,6 +122,23 @@ pub enum Command {
         /// (another build, to compare with); this one by default.
         #[arg(long, requires = "through_sip")]
         line: Option<PathBuf>,
+        /// With --through-sip: the callers send back the audio they hear,
+        /// so the line has every caller's audio to listen to for keys.
+        #[arg(long, requires = "through_sip")]
+        echo: bool,
+        /// With --through-sip: the line listens for in-band key tones on
+        /// every codec (on) or on none (off); by default, as the line does
+        /// (G.711 calls only).
+        #[arg(long, value_parser = parse_on_off, requires = "through_sip")]
+        inband: Option<bool>,
+        /// With --through-sip: once every call is up, set up this many more
+        /// (each listening a second) and time each one's INVITE to 200 OK
+        /// and ACK to first RTP.
+        #[arg(long, requires = "through_sip")]
+        setup_calls: Option<usize>,
+        /// With --setup-calls: new calls a second.
+        #[arg(long, default_value_t = 500, requires = "setup_calls")]
+        setup_rate: u32,
     },
 }
 
@@ -183,6 +200,14 @@ fn parse_codec(name: &str) -> Result<Codec, String> {
         .ok_or_else(|| format!("expected pcmu, pcma or opus, not {name:?}"))
 }
 
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {text:?}")),
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -208,6 +233,10 @@ pub fn main() -> ExitCode {
             json,
             keep,
             line,
+            echo,
+            inband,
+            setup_calls,
+            setup_rate,
             ..
         } => bench_through_sip(
             crate::bench::e2e::E2eOptions {
@@ -220,6 +249,12 @@ pub fn main() -> ExitCode {
                 library: PathBuf::from("audio"),
                 keep,
                 line,
+                echo,
+                inband,
+                setup: setup_calls.map(|calls| crate::bench::setup::SetupLoad {
+                    calls,
+                    rate: setup_rate,
+                }),
             },
             json,
         ),
@@ -323,6 +358,7 @@ fn run(path: PathBuf) -> ExitCode {
     init_logging(&config.log.level, config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(crate::media::priority::ordinary_this_thread)
         .build()
     {
         Ok(runtime) => runtime,
@@ -331,6 +367,8 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The SIP loop runs on this thread (`block_on`).
+    crate::media::priority::raise_sip_thread();
     let outcome = runtime.block_on(async {
         let signals = signals();
         crate::driver::run(config, path, signals).await

@@ -23,6 +23,7 @@ use crate::bench::peers::{self, PeerError, Processes};
 use crate::bench::procfs;
 use crate::bench::report::{E2eReport, Measured, SetupTimes};
 use crate::bench::rtp_report;
+use crate::bench::setup::{self, SetupLoad};
 use crate::config::PortRange;
 use crate::media::Codec;
 
@@ -36,6 +37,10 @@ const SETTLE: Duration = Duration::from_secs(2);
 const QUIET: f64 = 0.05;
 /// Calls hold this much beyond the measurement, so none hangs up inside it.
 const HOLD_MARGIN: Duration = Duration::from_secs(4);
+/// Enough of each packet for the RTP header behind IP and UDP.
+const HEADERS: u16 = 96;
+/// The capture of the sampled streams, in [`Processes`].
+const CAPTURE: &str = "dumpcap";
 
 #[derive(Debug, Clone)]
 pub struct E2eOptions {
@@ -57,13 +62,23 @@ pub struct E2eOptions {
     /// The line to measure: another build of dial-a-service (an older
     /// commit, to compare); `None` runs this executable.
     pub line: Option<PathBuf>,
+    /// The callers send back what they hear (sipp's `-rtp_echo`), so the
+    /// line has audio from every caller to listen to for keys.
+    pub echo: bool,
+    /// The line listens for in-band key tones on every codec (`Some(true)`),
+    /// on none, or as it does by default (on G.711 calls only).
+    pub inband: Option<bool>,
+    /// More calls set up while the others stream, timed one by one.
+    pub setup: Option<SetupLoad>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum E2eError {
     #[error("--sample must be a power of two from 1 to 4096, not {0}")]
     Sample(u16),
-    #[error("--calls and --rate must be at least 1, and --seconds at least 1")]
+    #[error(
+        "--calls, --rate, --setup-calls and --setup-rate must be at least 1, and --seconds at least 1"
+    )]
     Load,
     #[error("the RTP ports {range} hold {pairs} aligned pairs, fewer than {calls} calls")]
     PortsTooFew {
@@ -155,7 +170,14 @@ fn prepare(options: &E2eOptions) -> Result<(PortRange, PathBuf), E2eError> {
     if !options.sample.is_power_of_two() || options.sample > 4096 {
         return Err(E2eError::Sample(options.sample));
     }
-    if options.calls == 0 || options.rate == 0 || options.seconds.is_nan() || options.seconds < 1.0
+    let setup_empty = options
+        .setup
+        .is_some_and(|load| load.calls == 0 || load.rate == 0);
+    if options.calls == 0
+        || options.rate == 0
+        || setup_empty
+        || options.seconds.is_nan()
+        || options.seconds < 1.0
     {
         return Err(E2eError::Load);
     }
@@ -182,18 +204,35 @@ fn run_in(
     library: &Path,
 ) -> Result<E2eReport, E2eError> {
     let ramp = Duration::from_secs_f64(options.calls as f64 / f64::from(options.rate));
-    let window = Duration::from_secs_f64(options.seconds);
+    // The setup load runs inside the measurement, with a second to spare.
+    let window = Duration::from_secs_f64(options.seconds).max(
+        options.setup.map_or(Duration::ZERO, |load| {
+            load.duration() + Duration::from_secs(1)
+        }),
+    );
     // Each call listens through the ramp after it (at most), the wait for
     // the last calls, the settling and the measurement.
     let hold = ramp.mul_f64(1.5) + SETTLE + window + HOLD_MARGIN;
-    let sip_port = free_port(4, true, rtp).ok_or(E2eError::NoFreePort("the line's SIP"))?;
-    let sipp_port = free_port(2, false, rtp).ok_or(E2eError::NoFreePort("sipp's SIP"))?;
-    let media_port = free_port(4, false, rtp).ok_or(E2eError::NoFreePort("sipp's media"))?;
+    let mut ports = FreePorts::outside(rtp);
+    let sip_port = ports.next(4, true, "the line's SIP")?;
+    let sipp_port = ports.next(2, false, "sipp's SIP")?;
+    let media_port = ports.next(4, false, "sipp's media")?;
+    let setup_ports = match options.setup {
+        Some(_) => Some(setup::Ports {
+            sip: ports.next(2, false, "the setup sipp's SIP")?,
+            media: ports.next(4, false, "the setup sipp's media")?,
+        }),
+        None => None,
+    };
     let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
 
     write_content(dir, hold + ramp + Duration::from_secs(60))?;
     let config = dir.join("dial-a-service.toml");
-    write(&config, &line_config(sip, rtp, options.calls, library))?;
+    let max_calls = options.calls + options.setup.map_or(0, |load| load.calls);
+    write(
+        &config,
+        &line_config(sip, rtp, max_calls, options.inband, library),
+    )?;
     let scenario = dir.join("sipp_listen_hold.xml");
     write(&scenario, SCENARIO)?;
 
@@ -212,14 +251,18 @@ fn run_in(
         rtp.last,
         2 * u32::from(options.sample) - 1
     );
-    let capture_lines = peers::start_capture(&mut processes, &capture_file, &filter)?;
+    let capture_lines =
+        peers::start_capture(&mut processes, CAPTURE, &capture_file, &filter, HEADERS)?;
 
     let (pt, rtpmap) = offer(options.codec);
     let stat_file = dir.join("sipp-stat.csv");
+    let mut sipp = Command::new("sipp");
+    if options.echo {
+        sipp.arg("-rtp_echo");
+    }
     processes.spawn(
         "sipp",
-        Command::new("sipp")
-            .current_dir(dir)
+        sipp.current_dir(dir)
             .arg("-sf")
             .arg(&scenario)
             .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
@@ -239,7 +282,7 @@ fn run_in(
             .arg(sip.to_string())
             .stdin(Stdio::null())
             .stdout(log_file(&dir.join("sipp.out"))?)
-            .stderr(Stdio::null()),
+            .stderr(log_file(&dir.join("sipp.err"))?),
     )?;
     let sipp_started = Instant::now();
 
@@ -259,11 +302,27 @@ fn run_in(
         .filter(|port| (port - rtp.first).is_multiple_of(2 * options.sample))
         .collect();
     let loaded = sample_line(line);
+    let setup_run = match (options.setup, setup_ports) {
+        (Some(load), Some(ports)) => Some(setup::start(
+            &mut processes,
+            dir,
+            &scenario,
+            sip,
+            ports,
+            load,
+            (pt, rtpmap),
+        )?),
+        _ => None,
+    };
     std::thread::sleep(window);
     let end = sample_line(line);
     let calls_at_end = rtp_ports(line, rtp).len();
+    let setup_report = match setup_run {
+        Some(running) => Some(setup::finish(&mut processes, running)?),
+        None => None,
+    };
 
-    processes.stop("dumpcap", libc::SIGINT, Duration::from_secs(10));
+    processes.stop(CAPTURE, libc::SIGINT, Duration::from_secs(10));
     // Its last lines (the drop count) come once its stderr closes.
     let mut closing = Vec::new();
     while let Ok(line) = capture_lines.recv_timeout(Duration::from_secs(2)) {
@@ -302,6 +361,9 @@ fn run_in(
         sampled_ports,
         capture_drops,
         rtp: rtp_report,
+        echo: options.echo,
+        inband: options.inband,
+        setup_load: setup_report,
         problems: Vec::new(),
         work_dir: None,
     };
@@ -328,25 +390,50 @@ fn aligned_range(options: &E2eOptions) -> Result<PortRange, E2eError> {
     })
 }
 
-/// An even port with `count` free UDP ports from it (and TCP on it when
-/// `tcp`), outside the line's RTP range: the kernel picks, we check.
-fn free_port(count: u16, tcp: bool, rtp: PortRange) -> Option<u16> {
-    for _ in 0..200 {
-        let probe = UdpSocket::bind("127.0.0.1:0").ok()?;
-        let port = probe.local_addr().ok()?.port() & !3;
-        drop(probe);
-        let Some(end) = port.checked_add(count) else {
-            continue;
-        };
-        if port < 1024 || (port <= rtp.last && end > rtp.first) {
-            continue;
-        }
-        let udp_free = (port..end).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
-        if udp_free && (!tcp || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
-            return Some(port);
+/// Free local ports for the peers, outside the line's RTP range and apart
+/// from each other (a probe's port may be handed out again once dropped).
+struct FreePorts {
+    rtp: PortRange,
+    taken: Vec<std::ops::Range<u16>>,
+}
+
+impl FreePorts {
+    fn outside(rtp: PortRange) -> FreePorts {
+        FreePorts {
+            rtp,
+            taken: Vec::new(),
         }
     }
-    None
+
+    /// `count` consecutive UDP ports from a multiple of 4 (and TCP on the
+    /// first when `tcp`), free now.
+    fn next(&mut self, count: u16, tcp: bool, what: &'static str) -> Result<u16, E2eError> {
+        for _ in 0..200 {
+            let probe = UdpSocket::bind("127.0.0.1:0").map_err(|_| E2eError::NoFreePort(what))?;
+            let port = probe
+                .local_addr()
+                .map_err(|_| E2eError::NoFreePort(what))?
+                .port()
+                & !3;
+            drop(probe);
+            let Some(end) = port.checked_add(count) else {
+                continue;
+            };
+            let overlaps = |range: &std::ops::Range<u16>| port < range.end && end > range.start;
+            if port < 1024
+                || (port <= self.rtp.last && end > self.rtp.first)
+                || self.taken.iter().any(overlaps)
+            {
+                continue;
+            }
+            let udp_free = (port..end).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+            if udp_free && (!tcp || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+                self.taken.push(port..end);
+                return Ok(port);
+            }
+        }
+        Err(E2eError::NoFreePort(what))
+    }
 }
 
 /// The payload type and rtpmap sipp offers.
@@ -374,7 +461,13 @@ fn log_file(path: &Path) -> Result<std::fs::File, E2eError> {
 
 /// The line's config: loopback, trusting loopback (so one address's calls
 /// are not held to the per-address limits), no admin listener.
-fn line_config(sip: SocketAddr, rtp: PortRange, calls: usize, library: &Path) -> String {
+fn line_config(
+    sip: SocketAddr,
+    rtp: PortRange,
+    calls: usize,
+    inband: Option<bool>,
+    library: &Path,
+) -> String {
     format!(
         r#"# Written by `dial-a-service bench --through-sip`.
 [sip]
@@ -396,6 +489,7 @@ prompts = "{prompts}"
 [line]
 shutdown_grace = "2s"
 
+{dtmf}
 [cache]
 dir = "cache"
 
@@ -403,6 +497,12 @@ dir = "cache"
 listen = ""
 "#,
         max_calls = calls + calls / 10 + 10,
+        dtmf = match inband {
+            Some(true) =>
+                "[dtmf]\nmethods = [\"rfc4733\", \"info\", \"inband\"]\ninband_opus = true\n",
+            Some(false) => "[dtmf]\nmethods = [\"rfc4733\", \"info\"]\n",
+            None => "",
+        },
         apology = library.join("apology.wav").display(),
         prompts = library.join("prompts").display(),
     )

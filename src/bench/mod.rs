@@ -16,6 +16,7 @@ mod peers;
 mod procfs;
 pub mod report;
 pub mod rtp_report;
+pub mod setup;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bench::rtp_report::{CapturedPacket, StreamKey};
+use crate::bench::setup::SetupPacket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -110,15 +111,22 @@ impl Drop for Processes {
     }
 }
 
-/// dumpcap on loopback, writing headers only (`-s`) of what `filter` (a
-/// kernel BPF filter) lets through.
+/// Measured here: at 100 calls a second, the first 150 ms of calls were
+/// missing from a capture started when dumpcap said it was capturing.
+const LIVE_AFTER_SAYING: Duration = Duration::from_secs(1);
+
+/// dumpcap on loopback, writing the first `snap_len` bytes of each packet
+/// `filter` (a kernel BPF filter) lets through; `name` in `processes`.
 pub fn start_capture(
     processes: &mut Processes,
+    name: &'static str,
     file: &Path,
     filter: &str,
+    snap_len: u16,
 ) -> Result<mpsc::Receiver<String>, PeerError> {
     let mut child = Command::new("dumpcap")
-        .args(["-i", "lo", "-q", "-s", "96", "-B", "64", "-f", filter, "-w"])
+        .args(["-i", "lo", "-q", "-B", "64", "-f", filter])
+        .args(["-s", &snap_len.to_string(), "-w"])
         .arg(file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -129,7 +137,7 @@ pub fn start_capture(
             source,
         })?;
     let stderr = child.stderr.take().expect("stderr was piped");
-    processes.add("dumpcap", child);
+    processes.add(name, child);
     // Capturing starts when dumpcap says so; a fixed sleep loses the first
     // packets on a busy machine. The rest of its stderr (the drop count at
     // the end) comes through the same channel.
@@ -146,7 +154,12 @@ pub fn start_capture(
     let mut said = String::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains("Capturing on") => return Ok(rx),
+            Ok(line) if line.contains("Capturing on") => {
+                // It says so a moment before the socket and its filter are
+                // live: packets sent at once would be missed.
+                std::thread::sleep(LIVE_AFTER_SAYING);
+                return Ok(rx);
+            }
             Ok(line) => said.push_str(&line),
             Err(_) => break,
         }
@@ -201,6 +214,70 @@ pub fn read_capture(file: &Path, rtp_port: u16) -> Result<Vec<CapturedPacket>, P
         .lines()
         .filter_map(parse_packet_line)
         .collect())
+}
+
+/// The setup load's capture: sipp's SIP on `sip_port` (requests it sent,
+/// the line's responses) and the marked RTP packets to `media_port`.
+pub fn read_setup_capture(
+    file: &Path,
+    sip_port: u16,
+    media_port: u16,
+) -> Result<Vec<SetupPacket>, PeerError> {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-d", &format!("udp.port=={sip_port},sip")])
+        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"])
+        .args(["-e", "frame.time_epoch", "-e", "udp.srcport"])
+        .args(["-e", "udp.dstport", "-e", "sip.Call-ID", "-e", "sip.Method"])
+        .args(["-e", "sip.Status-Code", "-e", "sip.CSeq.method"])
+        .args(["-e", "sdp.media.port"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| PeerError::Spawn {
+            program: "tshark",
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(PeerError::ReadCapture {
+            file: file.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| parse_setup_line(line, media_port))
+        .collect())
+}
+
+/// `epoch<TAB>src<TAB>dst<TAB>call-id<TAB>method<TAB>status<TAB>cseq method<TAB>media port`.
+fn parse_setup_line(line: &str, media_port: u16) -> Option<SetupPacket> {
+    let fields: Vec<&str> = line.split('\t').collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or("");
+    let at = parse_epoch(field(0))?;
+    let from: u16 = field(1).parse().ok()?;
+    let to: u16 = field(2).parse().ok()?;
+    if to == media_port {
+        return Some(SetupPacket::FirstRtp { at, from });
+    }
+    let call_id = field(3).to_owned();
+    if call_id.is_empty() {
+        return None;
+    }
+    if !field(4).is_empty() {
+        return Some(SetupPacket::Request {
+            at,
+            call_id,
+            method: field(4).to_owned(),
+        });
+    }
+    Some(SetupPacket::Response {
+        at,
+        call_id,
+        status: field(5).parse().ok()?,
+        cseq_method: field(6).to_owned(),
+        media_port: field(7).parse().ok(),
+    })
 }
 
 /// `1700000000.123456789,40000,0x12345678,17,2720` (tshark's fields).
@@ -285,6 +362,30 @@ mod tests {
         assert_eq!(packet.timestamp, 4_294_967_136);
         assert_eq!(parse_packet_line("1700000000.1,40016,,1,2"), None);
         assert_eq!(parse_epoch("12.5"), Some(Duration::from_millis(12_500)));
+    }
+
+    #[test]
+    fn reads_the_setup_capture() {
+        let rtp = parse_setup_line("1700000000.5\t40000\t6002\t\t\t\t\t", 6002);
+        assert_eq!(
+            rtp,
+            Some(SetupPacket::FirstRtp {
+                at: Duration::from_millis(1_700_000_000_500),
+                from: 40000
+            })
+        );
+        let invite = parse_setup_line("1.0\t6000\t5060\t7-1@127.0.0.1\tINVITE\t\tINVITE\t", 6002);
+        assert!(matches!(invite, Some(SetupPacket::Request { method, .. }) if method == "INVITE"));
+        let ok = parse_setup_line("1.0\t5060\t6000\t7-1@127.0.0.1\t\t200\tINVITE\t40000", 6002);
+        assert!(matches!(
+            ok,
+            Some(SetupPacket::Response {
+                status: 200,
+                media_port: Some(40000),
+                ..
+            })
+        ));
+        assert_eq!(parse_setup_line("garbage", 6002), None);
     }
 
     #[test]

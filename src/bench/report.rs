@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::bench::e2e::LineSample;
 use crate::bench::rtp_report::RtpReport;
+use crate::bench::setup::SetupReport;
 
 /// Packets a call sends a second (20 ms ptime, every codec here).
 const PACKETS_PER_SECOND: f64 = 50.0;
@@ -101,6 +102,13 @@ pub struct E2eReport {
     /// Packets the kernel dropped before dumpcap saw them (`None`: not said).
     pub capture_drops: Option<u64>,
     pub rtp: RtpReport,
+    /// The callers sent back what they heard (audio for key listening).
+    pub echo: bool,
+    /// The line listened for in-band key tones on every codec (`true`), on
+    /// none (`false`), or by its default (G.711 only).
+    pub inband: Option<bool>,
+    /// The extra calls set up during the measurement, if asked for.
+    pub setup_load: Option<SetupReport>,
     /// Why the run failed its sanity checks; empty when it passed.
     pub problems: Vec<String>,
     /// Where the config, logs and capture were kept (after a failure, or
@@ -162,6 +170,9 @@ impl E2eReport {
                 silent.len()
             ));
         }
+        if let Some(setup) = &self.setup_load {
+            problems.extend(setup.sanity());
+        }
         problems
     }
 
@@ -186,7 +197,8 @@ impl E2eReport {
 
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "calls {calls} through SIP ({codec}, {rate} new a second, sipp and the capture on the same {cores} cores)\n\
+            "calls {calls} through SIP ({codec}, {rate} new a second, sipp and the capture on the same {cores} cores; \
+             callers {talk}; in-band keys {inband})\n\
              | calls | line's CPU (cores) | % of a core per call | CPU per packet | RSS per call | send lateness p50 / p99 / max | gaps > 40 ms | failed calls |\n\
              |---|---|---|---|---|---|---|---|\n\
              {row}\n\
@@ -198,6 +210,16 @@ impl E2eReport {
             codec = self.codec,
             rate = self.rate,
             cores = self.cores,
+            talk = if self.echo {
+                "send back what they hear"
+            } else {
+                "send no audio"
+            },
+            inband = match self.inband {
+                Some(true) => "on for every codec",
+                Some(false) => "off",
+                None => "as by default (G.711 calls)",
+            },
             row = self.table_row(),
             idle = self.idle.cores,
             loaded = self.loaded.cores,
@@ -225,6 +247,10 @@ impl E2eReport {
                 .capture_drops
                 .map_or("unknown".to_owned(), |n| n.to_string()),
         );
+        if let Some(setup) = &self.setup_load {
+            text.push('\n');
+            text.push_str(&setup.summary());
+        }
         for problem in &self.problems {
             text.push_str(&format!("\nFAILED: {problem}"));
         }

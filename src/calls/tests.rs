@@ -59,6 +59,7 @@ impl World {
             rfc4733: true,
             info: true,
             inband: true,
+            inband_opus: false,
         };
         World {
             calls: Calls::new(FlowConfig::default(), dtmf),
@@ -389,4 +390,40 @@ fn a_preparation_that_never_runs_still_lets_the_stream_go_on() {
         crate::media::track::FrameRead::Failed,
         "fails at once, so the flow moves on"
     );
+}
+
+#[test]
+fn in_band_keys_are_heard_on_g711_calls_and_on_opus_only_when_asked() {
+    let inband_on = |world: &mut World, codec: Codec| {
+        let (now, wall) = (world.now, world.wall);
+        world.calls.prepare(CALL, codec, &world.content, now, wall);
+        let negotiated = Negotiated {
+            codec,
+            payload_type: PayloadType(if codec == Codec::Opus { 111 } else { 0 }),
+            ..negotiated()
+        };
+        world
+            .calls
+            .start(CALL, RTP_PORT, &negotiated, &world.content, now, wall);
+        match world.calls.poll_media() {
+            Some(MediaCommand::Start { stream, .. }) => {
+                assert!(stream.keys.rfc4733);
+                stream.keys.inband
+            }
+            _ => panic!("the ACK starts the stream"),
+        }
+    };
+    assert!(inband_on(&mut World::new(&["a.mp3"]), Codec::Pcmu));
+    assert!(!inband_on(&mut World::new(&["a.mp3"]), Codec::Opus));
+    let mut world = World::new(&["a.mp3"]);
+    world.calls = Calls::new(
+        FlowConfig::default(),
+        DtmfConfig {
+            rfc4733: true,
+            info: true,
+            inband: true,
+            inband_opus: true,
+        },
+    );
+    assert!(inband_on(&mut world, Codec::Opus));
 }

@@ -43,16 +43,25 @@ pub struct InBandDetector {
     candidate: Option<Key>,
     /// The key already reported and still held.
     reported: Option<Key>,
+    /// Blocks that went through the filters: what listening has cost.
+    blocks_analysed: u64,
 }
 
 impl InBandDetector {
-    /// Feeds samples (any count); returns the keys that began in them.
+    /// Feeds one packet's samples (any count); returns the keys that began
+    /// in them. A packet too quiet to hold a key is not analysed: it ends
+    /// any key being heard, as silence would.
     pub fn handle_samples(&mut self, samples: &[f32]) -> Vec<Key> {
+        if is_quiet(samples) {
+            self.hear_silence();
+            return Vec::new();
+        }
         let mut keys = Vec::new();
         for &sample in samples {
             self.block.push(sample);
             if self.block.len() == BLOCK {
                 let heard = analyse(&self.block);
+                self.blocks_analysed += 1;
                 self.block.clear();
                 if heard.is_some() && heard == self.candidate && self.reported != heard {
                     keys.extend(heard);
@@ -66,6 +75,25 @@ impl InBandDetector {
         }
         keys
     }
+
+    /// A stretch in which the caller sent nothing worth decoding (silence,
+    /// Opus DTX): any key being heard has ended, and the next block starts
+    /// with the next audio.
+    pub fn hear_silence(&mut self) {
+        self.block.clear();
+        self.candidate = None;
+        self.reported = None;
+    }
+
+    pub fn blocks_analysed(&self) -> u64 {
+        self.blocks_analysed
+    }
+}
+
+/// Whether samples are below the level any key is heard at.
+fn is_quiet(samples: &[f32]) -> bool {
+    let energy: f32 = samples.iter().map(|x| x * x).sum();
+    energy < MIN_ENERGY * samples.len() as f32
 }
 
 /// Goertzel power of `freq_hz` in `block`.
@@ -193,6 +221,26 @@ mod tests {
             })
             .collect();
         assert_eq!(keys(&noise), "");
+    }
+
+    #[test]
+    fn silence_costs_no_analysis_and_ends_a_key() {
+        let mut detector = InBandDetector::default();
+        let hush = vec![0.001f32; 160];
+        for _ in 0..500 {
+            assert!(detector.handle_samples(&hush).is_empty());
+        }
+        assert_eq!(detector.blocks_analysed(), 0);
+        // A key, a silent packet, the same key again: two presses.
+        let press = tone('9', 100, 0, 0.2);
+        let heard: Vec<Key> = press
+            .chunks(160)
+            .chain(std::iter::once(&hush[..]))
+            .chain(press.chunks(160))
+            .flat_map(|chunk| detector.handle_samples(chunk))
+            .collect();
+        assert_eq!(heard.len(), 2);
+        assert!(detector.blocks_analysed() > 0);
     }
 
     #[test]

@@ -9,6 +9,9 @@
 /// The niceness asked for: well ahead of ordinary work, short of the
 /// values system daemons use.
 const MEDIA_NICE: libc::c_int = -10;
+/// The SIP loop: behind the media threads, ahead of ordinary work, so a
+/// caller's INVITE and ACK are answered promptly on a busy machine.
+const SIP_NICE: libc::c_int = -5;
 /// Bulk decoding: behind everything a caller waits for.
 const BACKGROUND_NICE: libc::c_int = 10;
 
@@ -31,6 +34,24 @@ fn set_this_thread(nice: libc::c_int) -> std::io::Result<()> {
 pub fn lower_this_thread() {
     if let Err(error) = set_this_thread(BACKGROUND_NICE) {
         tracing::debug!(%error, "cannot lower a decoding thread's priority");
+    }
+}
+
+/// Raises the SIP loop's thread where allowed; the threads it starts
+/// later inherit its niceness, so each of them sets its own (see
+/// [`ordinary_this_thread`]).
+pub fn raise_sip_thread() {
+    match set_this_thread(SIP_NICE) {
+        Ok(()) => tracing::debug!(nice = SIP_NICE, "the SIP loop runs ahead of other work"),
+        Err(error) => tracing::debug!(%error, "the SIP loop runs at normal priority"),
+    }
+}
+
+/// Back to the ordinary niceness: for the runtime's worker and blocking
+/// threads, which would otherwise inherit the SIP loop's.
+pub fn ordinary_this_thread() {
+    if let Err(error) = set_this_thread(0) {
+        tracing::debug!(%error, "cannot set a runtime thread's priority");
     }
 }
 

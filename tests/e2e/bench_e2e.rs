@@ -1,7 +1,9 @@
 //! `dial-a-service bench --through-sip` at a small load: 200 sipp calls for
-//! 20 s, with the JSON report checked for sanity, not speed (CI machines
-//! vary): every call up and none failed, every sampled stream captured with
-//! packets and no loss, the line's CPU and memory measured.
+//! 20 s, and 100 more set up at 50 a second meanwhile, with the JSON report
+//! checked for sanity, not speed (CI machines vary): every call up and none
+//! failed, every sampled stream captured with packets and no loss, every
+//! extra call timed to its first RTP packet, the line's CPU and memory
+//! measured.
 
 use crate::common;
 
@@ -10,6 +12,7 @@ use std::process::Command;
 use common::{have_tool, repo};
 
 const CALLS: u64 = 200;
+const SETUP_CALLS: u64 = 100;
 
 #[test]
 fn bench_through_sip_sets_up_every_call_and_captures_every_sampled_stream() {
@@ -28,6 +31,12 @@ fn bench_through_sip_sets_up_every_call_and_captures_every_sampled_stream() {
         .current_dir(repo())
         .args(["bench", "--through-sip", "--calls", &CALLS.to_string()])
         .args(["--seconds", "20", "--sample", "8", "--json"])
+        .args([
+            "--setup-calls",
+            &SETUP_CALLS.to_string(),
+            "--setup-rate",
+            "50",
+        ])
         .output()
         .expect("run dial-a-service bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -81,6 +90,15 @@ fn bench_through_sip_sets_up_every_call_and_captures_every_sampled_stream() {
         assert_eq!(stream["lost"], 0, "{stream}");
     }
     assert_eq!(at("/rtp/lost"), 0, "{stdout}");
+
+    // The extra calls: each answered, and each one's first RTP packet
+    // found after its ACK.
+    assert_eq!(at("/setup_load/answered"), SETUP_CALLS, "{stdout}");
+    assert_eq!(at("/setup_load/without_rtp"), 0, "{stdout}");
+    assert_eq!(at("/setup_load/sipp_failed"), 0, "{stdout}");
+    assert_eq!(at("/setup_load/invite_to_200/count"), SETUP_CALLS);
+    assert_eq!(at("/setup_load/ack_to_first_rtp/count"), SETUP_CALLS);
+    assert!(at("/setup_load/ack_to_first_rtp/max_ms").as_f64() > Some(0.0));
 
     for figure in [
         "/loaded/cpu_seconds",

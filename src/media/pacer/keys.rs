@@ -2,8 +2,10 @@
 //! tones in their audio for trunks that pass only tones.
 //!
 //! Only streams whose call listens get a [`KeyListener`]; in-band listening
-//! decodes every audio packet (G.711 by table, Opus with a decoder at 8 kHz,
-//! which libopus does natively and cheaply), so it is the costlier way.
+//! decodes the caller's audio (G.711 by table, Opus with a decoder at 8 kHz,
+//! which libopus does natively and cheaply), so it is the costlier way. It
+//! costs next to nothing while the caller is silent: Opus DTX packets are
+//! not decoded, and packets below the detector's floor are not analysed.
 
 use audiopus::coder::Decoder as OpusDecoder;
 use audiopus::{Channels, SampleRate};
@@ -23,6 +25,10 @@ pub struct KeyListening {
 
 /// The 120 ms Opus maximum at 8 kHz.
 const MAX_OPUS_SAMPLES_8K: usize = 960;
+/// An Opus packet this short carries no audio: a TOC byte alone is a frame
+/// of length zero, DTX (RFC 6716 §3.2.1), and libopus sends at most two
+/// bytes for a frame it has marked as DTX silence.
+const OPUS_DTX_MAX_BYTES: usize = 2;
 
 pub(super) struct KeyListener {
     telephone_event: Option<PayloadType>,
@@ -35,6 +41,8 @@ struct InBand {
     detector: InBandDetector,
     decoder: AudioDecoder,
     samples: Vec<f32>,
+    /// Opus packets decoded: what listening has cost.
+    opus_decoded: u64,
 }
 
 enum AudioDecoder {
@@ -70,6 +78,7 @@ impl KeyListener {
                 detector: InBandDetector::default(),
                 decoder,
                 samples: Vec::with_capacity(MAX_OPUS_SAMPLES_8K),
+                opus_decoded: 0,
             })
         } else {
             None
@@ -117,8 +126,13 @@ impl KeyListener {
                     .iter()
                     .map(|&c| f32::from(g711::alaw_decode(c)) / 32768.0),
             ),
+            AudioDecoder::Opus(_) if header.payload.len() <= OPUS_DTX_MAX_BYTES => {
+                inband.detector.hear_silence();
+                return;
+            }
             AudioDecoder::Opus(decoder) => {
                 let mut pcm = [0f32; MAX_OPUS_SAMPLES_8K];
+                inband.opus_decoded += 1;
                 let decoded = decoder
                     .decode_float(Some(header.payload), &mut pcm[..], false)
                     .ok();
@@ -181,6 +195,54 @@ mod tests {
             listener.handle(&header(0, 160 * i as u32, frame), &mut keys);
         }
         assert_eq!(keys, [(Key::Digit(5), KeyChannel::InBand)]);
+    }
+
+    #[test]
+    fn a_silent_caller_costs_no_decoding_or_analysis() {
+        let inband = KeyListening {
+            rfc4733: false,
+            inband: true,
+        };
+        let mut keys = Vec::new();
+        // G.711 silence and line hiss (a few codes around zero).
+        let mut pcmu = KeyListener::new(inband, Codec::Pcmu, PayloadType(0), None).unwrap();
+        for i in 0..500u32 {
+            let hiss: Vec<u8> = (0..160u8).map(|n| 0xFF - (n % 3)).collect();
+            pcmu.handle(&header(0, 160 * i, &hiss), &mut keys);
+        }
+        let analysed = |l: &KeyListener| l.inband.as_ref().unwrap().detector.blocks_analysed();
+        assert_eq!(analysed(&pcmu), 0);
+        // Opus DTX: the TOC byte alone, or two bytes.
+        let mut opus = KeyListener::new(inband, Codec::Opus, PayloadType(111), None).unwrap();
+        for i in 0..500u32 {
+            let dtx: &[u8] = if i % 2 == 0 { &[0x08] } else { &[0x08, 0x00] };
+            opus.handle(&header(111, 960 * i, dtx), &mut keys);
+        }
+        assert_eq!(opus.inband.as_ref().unwrap().opus_decoded, 0);
+        assert_eq!(analysed(&opus), 0);
+        assert!(keys.is_empty());
+
+        // A key sent as Opus audio is decoded and heard.
+        let encoder = audiopus::coder::Encoder::new(
+            SampleRate::Hz48000,
+            Channels::Mono,
+            audiopus::Application::Voip,
+        )
+        .unwrap();
+        let press: Vec<f32> = (0..48 * 200)
+            .map(|n| {
+                let t = n as f32 / 48_000.0;
+                0.25 * (2.0 * std::f32::consts::PI * 852.0 * t).sin()
+                    + 0.25 * (2.0 * std::f32::consts::PI * 1477.0 * t).sin()
+            })
+            .collect();
+        for (i, frame) in press.chunks(960).enumerate() {
+            let mut packet = [0u8; 1500];
+            let n = encoder.encode_float(frame, &mut packet).unwrap();
+            opus.handle(&header(111, 960 * i as u32, &packet[..n]), &mut keys);
+        }
+        assert_eq!(keys, [(Key::Digit(9), KeyChannel::InBand)]);
+        assert!(opus.inband.as_ref().unwrap().opus_decoded >= 10);
     }
 
     #[test]
