@@ -104,6 +104,10 @@ pub enum Command {
         /// --workers then do not apply.
         #[arg(long)]
         through_sip: bool,
+        /// Time bare loopback sends from --calls sockets instead (no line,
+        /// no media engine): this machine's kernel cost per RTP packet.
+        #[arg(long, conflicts_with = "through_sip")]
+        kernel_floor: bool,
         /// With --through-sip: capture the RTP of one call in this many (a
         /// power of two; 1 captures every call).
         #[arg(long, default_value_t = 8, requires = "through_sip")]
@@ -222,6 +226,20 @@ pub fn main() -> ExitCode {
             codec,
             dtmf,
         } => call(uri, record, seconds, codec, &dtmf),
+        Command::Bench {
+            calls,
+            kernel_floor: true,
+            ..
+        } => match crate::bench::floor::run(calls, 2_000_000) {
+            Ok(report) => {
+                println!("{}", report.summary());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("dial-a-service bench: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench {
             calls,
             seconds,

@@ -10,8 +10,12 @@
 //! End to end ([`e2e`]): `bench --through-sip` runs the real line as a
 //! child, calls it with sipp, and measures from outside what callers get
 //! ([`rtp_report`]) and what it costs the line ([`procfs`]).
+//!
+//! Kernel floor ([`floor`]): `bench --kernel-floor` times bare loopback
+//! sends, the cost per packet no media engine can go below.
 
 pub mod e2e;
+pub mod floor;
 mod peers;
 mod procfs;
 pub mod report;
