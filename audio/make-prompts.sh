@@ -47,6 +47,7 @@ prompt of "of,"
 prompt star-returns "While a service is playing, press star to come back to this menu."
 prompt not-an-option "Sorry, that's not one of the options."
 prompt goodbye "Thank you for listening. Goodbye."
+prompt cannot-play-here-is "We can't play that service just now, so here is the service from,"
 
 for d in 0 1 2 3 4 5 6 7 8 9; do
     prompt "digit-$d" "$d"

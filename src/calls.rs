@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::call::flow::{self, CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
 use crate::call::keys::KeyDeduplicator;
 use crate::call_log::caller::Presented;
 use crate::call_log::record::{CallRecord, RecordBuilder};
@@ -416,9 +416,7 @@ impl Calls {
             }
             let control = match action {
                 FlowAction::Play { tag, programme } => {
-                    if let (Some(state), flow::Programme::Service(service)) =
-                        (&self.observed, &programme)
-                    {
+                    if let (Some(state), Some(service)) = (&self.observed, programme.service()) {
                         state.service_played(service, wall);
                     }
                     tracing::info!(%call, tag, "playing {}", programme.label());

@@ -17,11 +17,12 @@ use chrono_tz::Tz;
 use crate::call::flow;
 use crate::call::menu::{Menu, Phrase, Spoken};
 use crate::media::Codec;
+use crate::media::decode::Decoder;
 use crate::media::pacer::{FrameSource, Preparing, Programme, Staged, Unplayable};
-use crate::media::track::{Track, TrackCache};
+use crate::media::track::{Track, TrackCache, TrackStatus};
 use crate::prompts::Prompts;
 use crate::source::published::Published;
-use crate::source::schedule::Schedule;
+use crate::source::schedule::{Schedule, Service};
 
 /// How long the start waits for names and titles to be spoken.
 const SPEECH_AT_START: std::time::Duration = std::time::Duration::from_secs(10);
@@ -86,13 +87,22 @@ pub struct Content {
     prompts: Prompts,
     tones: Mutex<HashMap<Codec, Arc<Track>>>,
     schedule_problem: ProblemLog,
-    audio_problem: ProblemLog,
     apology_problem: ProblemLog,
     /// The longest service on offer at the last refresh, when every one's
     /// length is known (for `max_call_duration = "auto"`).
     longest_service: Mutex<Option<std::time::Duration>>,
     /// A local schedule as last read, and the file it was read from.
     local: Mutex<Option<LocalRead>>,
+    /// Services' files found unplayable, by path, with the file as it was
+    /// then: left out of the menu until the file changes and plays.
+    unplayable: Mutex<HashMap<PathBuf, Unplayed>>,
+}
+
+/// A service file that would not play, and when.
+#[derive(Debug, Clone)]
+struct Unplayed {
+    stamp: Option<FileStamp>,
+    reason: String,
 }
 
 /// A local `data.json` as read, with what it looked like on disk then.
@@ -144,10 +154,10 @@ impl Content {
             prompts,
             tones: Mutex::new(HashMap::new()),
             schedule_problem: ProblemLog::default(),
-            audio_problem: ProblemLog::default(),
             apology_problem: ProblemLog::default(),
             longest_service: Mutex::new(None),
             local: Mutex::new(None),
+            unplayable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -208,6 +218,7 @@ impl Content {
         // A local schedule's problems are logged as it is read; a
         // published one's were logged when fetched.
         self.reload_schedule();
+        self.check_services(now);
         // What the first caller is offered; a problem is logged by `offer`.
         if let Ok(menu) = self.offer(now) {
             // Ready before the first INVITE: the greeting and menu in every
@@ -264,16 +275,28 @@ impl Content {
                 return Err(error);
             }
         };
-        let mut menu = Menu::at(&schedule, now, self.timezone);
+        let unplayable = self.unplayable.lock().unwrap_or_else(|e| e.into_inner());
+        let mut menu = Menu::of_playable(&schedule, now, self.timezone, |service| {
+            !unplayable.contains_key(&self.service_path(&service.file))
+        });
+        drop(unplayable);
         if let Some(name) = &self.church_name {
             // The schedule's recording says the schedule's name: not used.
             menu.church_name = Some(Spoken::text(name.clone()));
         }
         if menu.items.is_empty() {
-            let reason = format!(
-                "{} lists no service that has started yet",
-                self.catalogue.describe()
-            );
+            let reason = if menu.newer_unplayable.is_empty() {
+                format!(
+                    "{} lists no service that has started yet",
+                    self.catalogue.describe()
+                )
+            } else {
+                format!(
+                    "none of the {} services in {} can be played",
+                    menu.newer_unplayable.len(),
+                    self.catalogue.describe()
+                )
+            };
             self.schedule_problem
                 .record("schedule", Some(reason.clone()));
             return Err(reason);
@@ -289,6 +312,7 @@ impl Content {
     /// few seconds (rendering a long menu in Opus takes tens of milliseconds).
     pub fn refresh(&self, codecs: &[Codec], now: DateTime<Utc>) {
         self.reload_schedule();
+        self.check_services(now);
         if let Some(menu) = self.menu(now) {
             self.prepare_speech(&menu);
             self.prepare_ahead(&menu, codecs);
@@ -325,6 +349,98 @@ impl Content {
             .unwrap_or_else(|e| e.into_inner()) = longest;
     }
 
+    /// Finds which of the services a caller could be offered now will not
+    /// play (missing, unreadable, corrupt, or failed part of the way
+    /// through for an earlier caller), newest first until nine that play
+    /// are found. A file is decoded a little only when it is new or has
+    /// changed since it was last looked at. Disk work: off the loop.
+    fn check_services(&self, now: DateTime<Utc>) {
+        let Ok(schedule) = self.load_schedule() else {
+            return;
+        };
+        let mut playable = 0;
+        for service in schedule.available(now) {
+            if playable == crate::call::menu::MAX_ITEMS {
+                break;
+            }
+            let path = self.service_path(&service.file);
+            let stamp = FileStamp::of(&path);
+            let known = self
+                .unplayable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&path)
+                .cloned();
+            let problem = match known {
+                Some(known) if known.stamp.is_some() && known.stamp == stamp => Some(known.reason),
+                _ => self.try_service(&path),
+            };
+            self.note_playable(service, &path, stamp, problem.clone());
+            if problem.is_none() {
+                playable += 1;
+            }
+        }
+    }
+
+    /// Why `path` will not play, or `None` when it plays as far as is known:
+    /// its first second decodes, and no caller's copy of it has failed.
+    fn try_service(&self, path: &Path) -> Option<String> {
+        if let Some(track) = self.tracks.peek(path)
+            && let TrackStatus::Failed { error, .. } = track.status()
+        {
+            return Some(error.to_string());
+        }
+        let mut decoder = match Decoder::open(path) {
+            Ok(decoder) => decoder,
+            Err(error) => return Some(error.to_string()),
+        };
+        // Its first second, as a call's track would decode it on opening.
+        let second = decoder.sample_rate_hz() as usize;
+        let mut samples = Vec::new();
+        while samples.len() < second {
+            match decoder.next_chunk(&mut samples) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => return Some(error.to_string()),
+            }
+        }
+        samples
+            .is_empty()
+            .then(|| format!("{} holds no audio", path.display()))
+    }
+
+    /// Records whether `service` plays, logging only changes.
+    fn note_playable(
+        &self,
+        service: &Service,
+        path: &Path,
+        stamp: Option<FileStamp>,
+        problem: Option<String>,
+    ) {
+        let mut unplayable = self.unplayable.lock().unwrap_or_else(|e| e.into_inner());
+        let file = crate::source::redact_if_url(&service.file).into_owned();
+        match problem {
+            Some(reason) => {
+                let changed = unplayable
+                    .get(path)
+                    .is_none_or(|known| known.reason != reason);
+                if changed {
+                    tracing::warn!(
+                        code = "service.unplayable",
+                        %file,
+                        "service not offered: {reason}; callers hear the newest one that plays"
+                    );
+                }
+                unplayable.insert(path.to_path_buf(), Unplayed { stamp, reason });
+            }
+            None => {
+                if unplayable.remove(path).is_some() {
+                    tracing::info!(code = "service.playable", %file, "service plays again and is offered");
+                }
+            }
+        }
+    }
+
     /// Queues speech for names and titles not yet rendered (in the
     /// background, for the callers after this one).
     fn prepare_speech(&self, menu: &Menu) {
@@ -347,29 +463,55 @@ impl Content {
                     .collect(),
                 on_failure: None,
             },
-            flow::Programme::Service(service) => {
-                let apology: Arc<dyn FrameSource> = self.apology_track(codec);
-                let path = self.service_path(&service.file);
-                let item: Arc<dyn FrameSource> = match self.tracks.open(&path, codec) {
-                    Ok(track) => {
-                        self.audio_problem.record("service audio", None);
-                        track
-                    }
-                    Err(error) => {
-                        self.audio_problem
-                            .record("service audio", Some(error.to_string()));
-                        Arc::new(Unplayable)
-                    }
+            // A service that fails (now or part of the way through) ends
+            // as failed, and the call flow chooses what plays instead.
+            flow::Programme::Service(service) => Programme {
+                items: vec![
+                    self.service_track(service, codec)
+                        .unwrap_or_else(|| Arc::new(Unplayable)),
+                ],
+                on_failure: None,
+            },
+            // The sentence only for a service that opened: a caller is never
+            // promised one that then says nothing.
+            flow::Programme::Instead { sentence, service } => {
+                let items = match self.service_track(service, codec) {
+                    Some(track) => self
+                        .prompts
+                        .render(std::slice::from_ref(sentence), codec, &self.audio_dir)
+                        .into_iter()
+                        .map(|t| t as Arc<dyn FrameSource>)
+                        .chain(std::iter::once(track))
+                        .collect(),
+                    None => vec![Arc::new(Unplayable) as Arc<dyn FrameSource>],
                 };
                 Programme {
-                    items: vec![item],
-                    on_failure: Some(apology),
+                    items,
+                    on_failure: None,
                 }
             }
             flow::Programme::Apology => Programme {
                 items: vec![self.apology_track(codec)],
                 on_failure: None,
             },
+        }
+    }
+
+    /// A service's audio in `codec`; `None` when its file will not open
+    /// (recorded, so the menu leaves it out until it changes).
+    fn service_track(&self, service: &Service, codec: Codec) -> Option<Arc<dyn FrameSource>> {
+        let path = self.service_path(&service.file);
+        match self.tracks.open(&path, codec) {
+            Ok(track) => Some(track),
+            Err(error) => {
+                self.note_playable(
+                    service,
+                    &path,
+                    FileStamp::of(&path),
+                    Some(error.to_string()),
+                );
+                None
+            }
         }
     }
 
@@ -517,6 +659,96 @@ mod tests {
             .windows(2)
             .fold(0f32, |m, w| m.max((w[1] - w[0]).abs()));
         assert!(biggest_step < 0.2, "a jump of {biggest_step} would click");
+    }
+
+    /// One second of a 440 Hz tone, as a WAV file.
+    fn write_tone(path: &Path) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut wav = hound::WavWriter::create(path, spec).unwrap();
+        for n in 0..8_000 {
+            let t = n as f32 / 8_000.0;
+            wav.write_sample((8_000.0 * (std::f32::consts::TAU * 440.0 * t).sin()) as i16)
+                .unwrap();
+        }
+        wav.finalize().unwrap();
+    }
+
+    #[test]
+    fn a_service_that_will_not_play_is_left_out_until_its_file_is_mended() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tone(&dir.path().join("old.wav"));
+        write_tone(&dir.path().join("mid.wav"));
+        std::fs::write(dir.path().join("new.wav"), b"RIFF garbage, not audio").unwrap();
+        std::fs::write(
+            dir.path().join("data.json"),
+            r#"{ "church_name": "St Test's", "services": [
+                { "datetime": "2026-11-01T10:00:00Z", "file": "old.wav" },
+                { "datetime": "2026-11-08T10:00:00Z", "file": "mid.wav" },
+                { "datetime": "2026-11-15T10:00:00Z", "file": "new.wav" } ] }"#,
+        )
+        .unwrap();
+        let content = Arc::new(Content::new(
+            Catalogue::Local {
+                schedule: dir.path().join("data.json"),
+                audio: dir.path().to_path_buf(),
+            },
+            dir.path().join("apology.wav"),
+            8,
+            Prompts::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/prompts"),
+                &[Codec::Pcmu],
+                None,
+            ),
+        ));
+        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        content.refresh(&[Codec::Pcmu], now);
+        let menu = content.menu(now).expect("two services play");
+        let offered: Vec<&str> = menu.items.iter().map(|i| i.service.file.as_str()).collect();
+        assert_eq!(offered, ["mid.wav", "old.wav"]);
+        assert_eq!(menu.newer_unplayable.len(), 1);
+
+        // In place of one that will not open: the sentence, then the service.
+        let instead = |file: &str| {
+            let service = Service {
+                file: file.to_owned(),
+                ..menu.items[0].service.clone()
+            };
+            let what = flow::Programme::Instead {
+                sentence: menu.instead_sentence(&service),
+                service,
+            };
+            content.programme(&what, Codec::Pcmu).items
+        };
+        let items = instead("mid.wav");
+        assert!(items.len() >= 2, "speech then the service");
+        // One that does not open says nothing and fails at once.
+        let items = instead("new.wav");
+        assert_eq!(items.len(), 1);
+        let mut frame = Vec::new();
+        assert!(matches!(
+            items[0].read_frame(0, &mut frame),
+            crate::media::track::FrameRead::Failed
+        ));
+
+        // Mended: offered again at the next refresh.
+        write_tone(&dir.path().join("new.wav"));
+        content.refresh(&[Codec::Pcmu], now);
+        let menu = content.menu(now).unwrap();
+        assert_eq!(menu.items.len(), 3);
+        assert!(menu.newer_unplayable.is_empty());
+
+        // Every file broken: no menu, so the caller hears the apology.
+        for file in ["old.wav", "mid.wav", "new.wav"] {
+            std::fs::write(dir.path().join(file), b"broken").unwrap();
+        }
+        content.refresh(&[Codec::Pcmu], now);
+        let error = content.offer(now).unwrap_err();
+        assert!(error.contains("none of the 3 services"), "{error}");
     }
 
     #[test]

@@ -55,9 +55,18 @@ impl Default for FlowConfig {
 pub enum Programme {
     /// Sentences assembled from prompts (and the church name and titles).
     Speech(Vec<Vec<Phrase>>),
-    /// A service from its start; its audio failing plays the apology.
+    /// A service from its start; if its audio fails, it ends as failed
+    /// and the flow moves on to another.
     Service(Service),
-    /// The apology clip: the schedule offers nothing that can be played.
+    /// A service in place of one that cannot be played, after `sentence`
+    /// ("We can't play that service just now, so here is the service from
+    /// …"). Fails at once, saying nothing, if its own audio cannot be
+    /// opened.
+    Instead {
+        sentence: Vec<Phrase>,
+        service: Service,
+    },
+    /// The apology clip: nothing on offer can be played.
     Apology,
 }
 
@@ -74,7 +83,16 @@ impl Programme {
                 _ => "speech".to_owned(),
             },
             Programme::Service(service) => format!("service {}", service.file),
+            Programme::Instead { service, .. } => format!("service {} instead", service.file),
             Programme::Apology => "apology".to_owned(),
+        }
+    }
+
+    /// The service it plays, if it plays one.
+    pub fn service(&self) -> Option<&Service> {
+        match self {
+            Programme::Service(service) | Programme::Instead { service, .. } => Some(service),
+            Programme::Speech(_) | Programme::Apology => None,
         }
     }
 }
@@ -84,7 +102,7 @@ impl Programme {
 pub enum Outcome {
     /// Played to its end.
     Completed,
-    /// Its audio failed and the apology was played instead.
+    /// Its audio failed (at once, or part of the way through).
     Failed,
 }
 
@@ -136,8 +154,9 @@ enum State {
         round: u8,
         until: Instant,
     },
-    /// A service plays; `paused_until` while `5` holds it.
+    /// The menu's service `index` plays; `paused_until` while `5` holds it.
     Service {
+        index: usize,
         paused_until: Option<Instant>,
     },
     /// "Thank you for listening. Goodbye."
@@ -169,6 +188,8 @@ pub struct CallFlow {
     tag: u32,
     /// The "press star" hint is said the first time only.
     star_hint_said: bool,
+    /// Menu items whose audio failed during this call, not tried again.
+    failed: Vec<bool>,
     actions: VecDeque<FlowAction>,
 }
 
@@ -183,8 +204,10 @@ impl CallFlow {
             state: State::Ended,
             tag: 0,
             star_hint_said: false,
+            failed: Vec::new(),
             actions: VecDeque::new(),
         };
+        flow.failed = vec![false; flow.menu.as_ref().map_or(0, |m| m.items.len())];
         match &flow.menu {
             None => {
                 flow.play(Programme::Apology);
@@ -217,7 +240,7 @@ impl CallFlow {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { until, .. } => Some(until),
-            State::Service { paused_until } => paused_until,
+            State::Service { paused_until, .. } => paused_until,
             _ => None,
         }
     }
@@ -231,7 +254,10 @@ impl CallFlow {
     pub fn handle_key(&mut self, key: Key, now: Instant) {
         match self.state.clone() {
             State::Speaking { .. } | State::Waiting { .. } => self.menu_key(key),
-            State::Service { paused_until } => self.service_key(key, paused_until, now),
+            State::Service {
+                index,
+                paused_until,
+            } => self.service_key(key, index, paused_until, now),
             // Back to the menu from the goodbye, for a caller who wants
             // another service; anything else lets the call end.
             State::Goodbye if key == Key::Star => self.say_menu(1),
@@ -246,18 +272,22 @@ impl CallFlow {
         }
         match self.state.clone() {
             State::Speaking { what } => match what {
-                Speaking::Greeting if self.skips_menu() => self.play_service(0),
+                Speaking::Greeting if self.skips_menu() => self.play_latest(),
                 Speaking::Greeting => self.wait(1, now),
                 Speaking::Menu { round } => self.wait(round, now),
                 Speaking::NotAnOption => self.say_menu(1),
             },
-            State::Service { .. } => match outcome {
+            State::Service { index, .. } => match outcome {
                 Outcome::Completed => {
                     self.play(Programme::Speech(vec![vec![Phrase::Goodbye]]));
                     self.state = State::Goodbye;
                 }
-                // The apology has been said in its place.
-                Outcome::Failed => self.hang_up(),
+                Outcome::Failed => {
+                    if let Some(failed) = self.failed.get_mut(index) {
+                        *failed = true;
+                    }
+                    self.play_instead();
+                }
             },
             State::Goodbye | State::Apology => self.hang_up(),
             State::Waiting { .. } | State::Ended => {}
@@ -270,16 +300,20 @@ impl CallFlow {
             State::Waiting { round, until } if now >= until => {
                 if round >= 2 {
                     // A caller who presses nothing still hears church.
-                    self.play_service(0);
+                    self.play_latest();
                 } else {
                     self.say_menu(round + 1);
                 }
             }
             State::Service {
+                index,
                 paused_until: Some(until),
             } if now >= until => {
                 self.actions.push_back(FlowAction::Resume);
-                self.state = State::Service { paused_until: None };
+                self.state = State::Service {
+                    index,
+                    paused_until: None,
+                };
             }
             _ => {}
         }
@@ -302,16 +336,20 @@ impl CallFlow {
         }
     }
 
-    fn service_key(&mut self, key: Key, paused_until: Option<Instant>, now: Instant) {
+    fn service_key(&mut self, key: Key, index: usize, paused_until: Option<Instant>, now: Instant) {
         let seek = match key {
             Key::Star => return self.say_menu(1),
             Key::Digit(5) => {
                 if paused_until.is_some() {
                     self.actions.push_back(FlowAction::Resume);
-                    self.state = State::Service { paused_until: None };
+                    self.state = State::Service {
+                        index,
+                        paused_until: None,
+                    };
                 } else {
                     self.actions.push_back(FlowAction::Pause);
                     self.state = State::Service {
+                        index,
                         paused_until: Some(now + self.config.pause_limit),
                     };
                 }
@@ -326,7 +364,10 @@ impl CallFlow {
         if paused_until.is_some() {
             // A caller who moves wants to hear where they moved to.
             self.actions.push_back(FlowAction::Resume);
-            self.state = State::Service { paused_until: None };
+            self.state = State::Service {
+                index,
+                paused_until: None,
+            };
         }
         self.actions.push_back(FlowAction::Seek(seek));
     }
@@ -381,7 +422,42 @@ impl CallFlow {
             return;
         };
         self.play(Programme::Service(service));
-        self.state = State::Service { paused_until: None };
+        self.state = State::Service {
+            index,
+            paused_until: None,
+        };
+    }
+
+    /// What a caller who chose nothing hears: the latest service, or, when
+    /// a newer one cannot be played, the latest that can, said so.
+    fn play_latest(&mut self) {
+        if self
+            .menu
+            .as_ref()
+            .is_some_and(|m| !m.newer_unplayable.is_empty())
+        {
+            self.play_instead();
+        } else {
+            self.play_service(0);
+        }
+    }
+
+    /// The newest service not yet failed in this call, after the sentence
+    /// that says it is played instead; the apology when none is left.
+    fn play_instead(&mut self) {
+        let next = self.failed.iter().position(|failed| !failed);
+        let Some((index, menu)) = next.zip(self.menu.as_ref()) else {
+            self.play(Programme::Apology);
+            self.state = State::Apology;
+            return;
+        };
+        let service = menu.items[index].service.clone();
+        let sentence = menu.instead_sentence(&service);
+        self.play(Programme::Instead { sentence, service });
+        self.state = State::Service {
+            index,
+            paused_until: None,
+        };
     }
 
     fn play(&mut self, programme: Programme) {

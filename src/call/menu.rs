@@ -62,6 +62,9 @@ pub enum Phrase {
     NotAnOption,
     /// Before hanging up at the end of a service.
     Goodbye,
+    /// "We can't play that service just now, so here is the service from",
+    /// before the date of the one that plays instead.
+    CannotPlayHereIs,
 }
 
 impl Phrase {
@@ -88,6 +91,9 @@ impl Phrase {
             }
             Phrase::NotAnOption => "Sorry, that's not one of the options.".to_owned(),
             Phrase::Goodbye => "Thank you for listening. Goodbye.".to_owned(),
+            Phrase::CannotPlayHereIs => {
+                "We can't play that service just now, so here is the service from".to_owned()
+            }
         }
     }
 
@@ -109,6 +115,7 @@ impl Phrase {
             Phrase::StarReturns => "star-returns",
             Phrase::NotAnOption => "not-an-option",
             Phrase::Goodbye => "goodbye",
+            Phrase::CannotPlayHereIs => "cannot-play-here-is",
             Phrase::Digit(d @ 0..=9) => return Some(format!("digit-{d}")),
             Phrase::Ordinal(day @ 1..=31) => return Some(ordinal(*day)),
             Phrase::Month(month @ 1..=12) => return Some(month_name(*month).to_lowercase()),
@@ -132,6 +139,7 @@ impl Phrase {
             Phrase::StarReturns,
             Phrase::NotAnOption,
             Phrase::Goodbye,
+            Phrase::CannotPlayHereIs,
         ];
         all.extend((0..=9).map(Phrase::Digit));
         let mut day = Weekday::Mon;
@@ -215,15 +223,36 @@ pub struct MenuItem {
 pub struct Menu {
     pub church_name: Option<Spoken>,
     pub items: Vec<MenuItem>,
+    /// Services newer than the first item that are not offered because
+    /// their audio cannot be played: a caller who waits for "the latest"
+    /// is told it is not this one.
+    pub newer_unplayable: Vec<Service>,
     timezone: Tz,
 }
 
 impl Menu {
     /// The newest services whose time has come, nine at most, key 1 newest.
     pub fn at(schedule: &Schedule, now: DateTime<Utc>, timezone: Tz) -> Menu {
-        let items = schedule
-            .available(now)
+        Menu::of_playable(schedule, now, timezone, |_| true)
+    }
+
+    /// As [`Menu::at`], leaving out the services `playable` says cannot be
+    /// played: the keys go to the newest nine that can.
+    pub fn of_playable(
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+        timezone: Tz,
+        playable: impl Fn(&Service) -> bool,
+    ) -> Menu {
+        let available = schedule.available(now);
+        let newer_unplayable = available
+            .iter()
+            .take_while(|service| !playable(service))
+            .map(|service| (*service).clone())
+            .collect();
+        let items = available
             .into_iter()
+            .filter(|service| playable(service))
             .take(MAX_ITEMS)
             .zip(1u8..)
             .map(|(service, digit)| MenuItem {
@@ -239,8 +268,17 @@ impl Menu {
                     audio: schedule.church_name_audio.clone(),
                 }),
             items,
+            newer_unplayable,
             timezone,
         }
+    }
+
+    /// "We can't play that service just now, so here is the service from
+    /// Sunday the 1st of November."
+    pub fn instead_sentence(&self, service: &Service) -> Vec<Phrase> {
+        let mut sentence = vec![Phrase::CannotPlayHereIs];
+        sentence.extend(spoken_date(service, self.timezone));
+        sentence
     }
 
     /// The service a key chooses, if it is on the menu.

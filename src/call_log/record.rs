@@ -145,7 +145,7 @@ impl RecordBuilder {
     /// played before.
     pub fn handle_play(&mut self, tag: u32, programme: &Programme, now: Instant) {
         self.stop_playing(now, false, false);
-        let Programme::Service(service) = programme else {
+        let Some(service) = programme.service() else {
             return;
         };
         if self.services.len() >= MAX_SERVICES {

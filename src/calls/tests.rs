@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::call::flow;
 use crate::content::Catalogue;
 use crate::media::pacer::Programme;
 use crate::prompts::Prompts;

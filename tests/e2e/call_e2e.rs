@@ -154,6 +154,20 @@ async fn schedule_seen_again(line: &Line) {
     }
 }
 
+/// The line looks at the services' files every two seconds, off the calls'
+/// path: a mended file is offered again within that, and said so.
+async fn service_seen_again(line: &Line) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while line.log_count("service plays again") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mended service was not offered again within 5 s\n{}",
+            line.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
@@ -212,6 +226,7 @@ async fn audio_missing_plays_the_apology() {
     let line = parish.line();
     assert_apology(&line).await;
     std::fs::rename(&moved, &service).unwrap();
+    service_seen_again(&line).await;
     assert_service_plays(&parish, &line).await;
 }
 
@@ -228,6 +243,7 @@ async fn audio_truncated_plays_the_apology() {
     let line = parish.line();
     assert_apology(&line).await;
     write(&service, &good);
+    service_seen_again(&line).await;
     assert_service_plays(&parish, &line).await;
 }
 
@@ -267,6 +283,7 @@ async fn audio_garbage_plays_the_apology() {
     let line = parish.line();
     assert_apology(&line).await;
     write(&service, &good);
+    service_seen_again(&line).await;
     assert_service_plays(&parish, &line).await;
 }
 

@@ -178,6 +178,101 @@ async fn no_key_says_the_menu_twice_then_plays_the_latest_service_then_goodbye()
     assert_one_clean_stream(&report);
 }
 
+/// Bytes no decoder takes for audio.
+fn garbage() -> Vec<u8> {
+    let mut seed = 0x2545_f491_u32;
+    (0..32 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as u8
+        })
+        .collect()
+}
+
+/// Waits (the line looks every two seconds) until it has logged `text`
+/// `count` times.
+async fn logged(line: &Line, text: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while line.log_count(text) < count {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} was not logged {count} times\n{}",
+            line.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_newest_service_gives_way_to_the_one_before_it_and_the_apology_comes_last() {
+    if !tools() {
+        return;
+    }
+    let parish = ThreeServices::new(4.0);
+    let audio_dir = parish.dir.path().join("audio");
+    let oldest = std::fs::read(audio_dir.join("oldest.mp3")).unwrap();
+    std::fs::write(audio_dir.join("newest.mp3"), garbage()).unwrap();
+    let line = parish.line(&[("DAS_LINE_MENU_TIMEOUT", "2s".to_owned())]);
+    assert_eq!(
+        line.log_count("service not offered"),
+        1,
+        "{}",
+        line.log_text()
+    );
+
+    // A caller who presses nothing: told, then the service before it.
+    let report = call(&line, Vec::new(), &[], None).await;
+    assert!(matches!(report.hung_up_by, HangUp::FarEnd));
+    assert_eq!(
+        played(&line),
+        ["greeting", "menu", "service middle.mp3 instead", "goodbye"],
+        "{}",
+        line.log_text()
+    );
+    let score = parish.score(&report, 2);
+    assert!(score >= 0.9, "the service before it plays ({score:.3})");
+    let whole = report.samples.len() as f32 / RATE as f32;
+    let sentence = prompt(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/prompts/cannot-play-here-is.opus"),
+    );
+    let said = audio::correlation(&report.samples, &sentence, RATE, whole);
+    assert!(said >= 0.8, "\"We can't play that service…\" ({said:.3})");
+    let apology = prompt(&Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/apology.wav"));
+    let apologised = audio::correlation(&report.samples, &apology, RATE, whole);
+    assert!(apologised < 0.5, "never the apology ({apologised:.3})");
+
+    // The menu offers the two that play: key 1 is now the middle one, and
+    // there is no key 3.
+    call(
+        &line,
+        vec![press(2_500, '3')],
+        &[KeyChannel::Rfc4733],
+        Some(6),
+    )
+    .await;
+    let sorry = played(&line)
+        .iter()
+        .filter(|p| *p == "not an option")
+        .count();
+    assert_eq!(sorry, 1, "{}", line.log_text());
+
+    // Every file broken: the apology, as the last resort.
+    std::fs::write(audio_dir.join("middle.mp3"), garbage()).unwrap();
+    std::fs::write(audio_dir.join("oldest.mp3"), garbage()).unwrap();
+    logged(&line, "service not offered", 3).await;
+    let report = call(&line, Vec::new(), &[], None).await;
+    assert!(matches!(report.hung_up_by, HangUp::FarEnd));
+    let whole = report.samples.len() as f32 / RATE as f32;
+    let apologised = audio::correlation(&report.samples, &apology, RATE, whole);
+    assert!(apologised >= 0.9, "the apology ({apologised:.3})");
+
+    // Mended: offered again within the line's next look.
+    std::fs::write(audio_dir.join("oldest.mp3"), oldest).unwrap();
+    logged(&line, "service plays again", 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_key_is_sorry_then_the_menu_and_star_comes_back_from_a_service() {
     if !tools() {

@@ -224,14 +224,92 @@ fn the_end_of_a_service_says_goodbye_then_hangs_up() {
     assert!(call.flow.is_ended());
 }
 
+/// The service played instead, and the sentence before it.
+fn instead(actions: &[FlowAction]) -> (String, Vec<Phrase>) {
+    match programme(actions) {
+        Programme::Instead { sentence, service } => (service.file.clone(), sentence.clone()),
+        other => panic!("expected a service instead, got {other:?}"),
+    }
+}
+
 #[test]
-fn a_failed_service_has_had_its_apology_and_hangs_up() {
-    let (mut call, _) = Call::new(2, FlowConfig::default());
-    call.key('1');
+fn a_failed_service_gives_way_to_the_newest_that_plays_then_the_apology() {
+    let (mut call, _) = Call::new(3, FlowConfig::default());
+    // Key 1 is the newest (s3); it fails part of the way through.
+    assert_eq!(service_file(&call.key('1')), "s3.mp3");
+    let (file, sentence) = instead(&call.played(5 * SECOND, Outcome::Failed));
+    assert_eq!(file, "s2.mp3", "the newest other service");
+    // "… so here is the service from Monday the 2nd of March."
     assert_eq!(
-        call.played(5 * SECOND, Outcome::Failed),
+        sentence,
+        vec![
+            Phrase::CannotPlayHereIs,
+            Phrase::Weekday(chrono::Weekday::Mon),
+            Phrase::The,
+            Phrase::Ordinal(2),
+            Phrase::Of,
+            Phrase::Month(3),
+        ]
+    );
+    // That one will not open either (it fails at once): the next.
+    assert_eq!(instead(&call.played(SECOND, Outcome::Failed)).0, "s1.mp3");
+    // s1 plays to its end: goodbye as usual.
+    assert_eq!(
+        sentences(&call.played(60 * SECOND, Outcome::Completed)),
+        vec![vec![Phrase::Goodbye]]
+    );
+}
+
+#[test]
+fn when_nothing_plays_the_apology_is_the_last_resort() {
+    let (mut call, _) = Call::new(2, FlowConfig::default());
+    call.key('2');
+    assert_eq!(instead(&call.played(SECOND, Outcome::Failed)).0, "s2.mp3");
+    assert_eq!(
+        programme(&call.played(SECOND, Outcome::Failed)),
+        &Programme::Apology
+    );
+    assert_eq!(
+        call.played(11 * SECOND, Outcome::Completed),
         vec![FlowAction::HangUp]
     );
+}
+
+#[test]
+fn a_caller_who_waits_is_told_when_the_latest_cannot_play() {
+    // The newest service (s3) is known not to play: the menu offers s2
+    // and s1, and a caller who presses nothing hears why it is s2.
+    let json = r#"{ "church_name": "St Test's", "services": [
+        { "datetime": "2026-03-01T10:00:00", "file": "s1.mp3" },
+        { "datetime": "2026-03-02T10:00:00", "file": "s2.mp3" },
+        { "datetime": "2026-03-03T10:00:00", "file": "s3.mp3" } ] }"#;
+    let schedule = Schedule::parse_in(json, LONDON).unwrap();
+    let now: DateTime<Utc> = "2026-04-01T00:00:00Z".parse().unwrap();
+    let menu = Menu::of_playable(&schedule, now, LONDON, |s| s.file != "s3.mp3");
+    assert_eq!(menu.items.len(), 2);
+    assert_eq!(menu.items[0].service.file, "s2.mp3");
+    assert_eq!(menu.newer_unplayable[0].file, "s3.mp3");
+    let mut call = Call {
+        flow: CallFlow::new(Some(menu.clone()), FlowConfig::default()),
+        now: Instant::now(),
+        playing: 0,
+    };
+    call.actions();
+    call.played(20 * SECOND, Outcome::Completed);
+    call.wake(10 * SECOND);
+    call.played(15 * SECOND, Outcome::Completed);
+    let (file, sentence) = instead(&call.wake(10 * SECOND));
+    assert_eq!(file, "s2.mp3");
+    assert_eq!(sentence[0], Phrase::CannotPlayHereIs);
+
+    // A key plays what it was offered, without the sentence.
+    let mut call = Call {
+        flow: CallFlow::new(Some(menu), FlowConfig::default()),
+        now: Instant::now(),
+        playing: 0,
+    };
+    call.actions();
+    assert_eq!(service_file(&call.key('1')), "s2.mp3");
 }
 
 #[test]

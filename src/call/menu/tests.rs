@@ -150,7 +150,7 @@ fn every_fixed_phrase_has_its_own_prompt_name() {
     let unique: std::collections::HashSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     // 11 phrases, 10 digits, 7 days, 31 ordinals, 12 months.
-    assert_eq!(names.len(), 71);
+    assert_eq!(names.len(), 72);
     for name in [
         "thanks-for-calling",
         "press",
