@@ -48,6 +48,20 @@ prompt star-returns "While a service is playing, press star to come back to this
 prompt not-an-option "Sorry, that's not one of the options."
 prompt goodbye "Thank you for listening. Goodbye."
 prompt cannot-play-here-is "We can't play that service just now, so here is the service from,"
+prompt welcome-back "Welcome back."
+prompt to-carry-on-with "To carry on with,"
+prompt the-service-from "the service from,"
+prompt from-where-you-stopped-about "from where you stopped, about,"
+prompt minute-in "minute in,"
+prompt minutes-in "minutes in,"
+prompt hour-in "hour in,"
+prompt hours-in "hours in,"
+prompt or-stay-for-the-menu "Or stay on the line for the menu."
+
+# Numbers of minutes: one to nineteen, and the tens (23 is "twenty" "three").
+for n in $(seq 1 19) 20 30 40 50 60 70 80 90; do
+    prompt "number-$n" "$n,"
+done
 
 for d in 0 1 2 3 4 5 6 7 8 9; do
     prompt "digit-$d" "$d"

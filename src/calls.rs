@@ -22,8 +22,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Seek};
+use crate::call::flow::{CallFlow, FlowAction, FlowConfig, Outcome, Resume, Seek};
 use crate::call::keys::KeyDeduplicator;
+use crate::call::menu::Menu;
+use crate::call::resume::{ResumeBook, Stopped};
 use crate::call_log::caller::Presented;
 use crate::call_log::record::{CallRecord, RecordBuilder};
 use crate::config::DtmfConfig;
@@ -122,6 +124,8 @@ pub struct Calls {
     records: HashMap<CallId, RecordBuilder>,
     /// Where plays per service are counted, for the admin pages.
     observed: Option<Arc<LineState>>,
+    /// Where callers stopped (`[line] resume`); `None` offers nothing.
+    resume: Option<ResumeBook>,
 }
 
 impl Calls {
@@ -137,6 +141,7 @@ impl Calls {
             key_log: LogSummary::new(Limits::per_source(KEYS_LOGGED_PER_MINUTE)),
             records: HashMap::new(),
             observed: None,
+            resume: None,
         }
     }
 
@@ -154,22 +159,37 @@ impl Calls {
     }
 
     /// The call is about to be answered with `codec` at `now` (`wall` on
-    /// the wall clock): fix its menu and stage its first programme
-    /// (greeting and menu, or the apology).
+    /// the wall clock) for `caller` (the From URI; `None` keeps the one
+    /// already known): fix its menu and stage its first programme (the
+    /// offer to carry on, the greeting and menu, or the apology).
     pub fn prepare(
         &mut self,
         call: CallId,
         codec: Codec,
+        caller: Option<&str>,
         content: &Arc<Content>,
         now: Instant,
         wall: DateTime<Utc>,
     ) {
-        let mut flow = CallFlow::new(content.menu(wall), self.flow_config.clone());
-        let mut first = None;
+        let menu = content.menu(wall);
         let record = self
             .records
             .entry(call)
             .or_insert_with(|| RecordBuilder::new(wall, now, codec));
+        if let Some(caller) = caller {
+            record.handle_caller(caller);
+        }
+        let resume = match (&self.resume, &menu) {
+            (Some(book), Some(menu)) => book
+                .lookup(record.caller(), wall)
+                .and_then(|stopped| resume_on(menu, stopped)),
+            _ => None,
+        };
+        if let Some(resume) = resume {
+            tracing::info!(%call, minutes = resume.at.as_secs() / 60, "offering to carry on where the caller stopped");
+        }
+        let mut flow = CallFlow::offering(menu, self.flow_config.clone(), resume);
+        let mut first = None;
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Play { tag, programme } => {
@@ -216,7 +236,7 @@ impl Calls {
             .get(&call)
             .is_none_or(|e| e.codec != media.codec)
         {
-            self.prepare(call, media.codec, content, now, wall);
+            self.prepare(call, media.codec, None, content, now, wall);
         }
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
@@ -271,14 +291,37 @@ impl Calls {
     }
 
     /// The call ended for `reason`: its call-log record and the caller as
-    /// presented (`None` for a call never answered).
+    /// presented (`None` for a call never answered). Where the caller
+    /// stopped is noted for carrying on next time.
     pub fn finish_record(
         &mut self,
         call: CallId,
         reason: EndReason,
+        content: &Content,
         now: Instant,
+        wall: DateTime<Utc>,
     ) -> Option<(CallRecord, Presented)> {
-        Some(self.records.remove(&call)?.finish(reason, now))
+        let record = self.records.remove(&call)?;
+        if let Some(book) = &mut self.resume {
+            let listened = record.listened(now);
+            let length = listened
+                .as_ref()
+                .and_then(|l| content.service_length(&l.file));
+            book.handle_call_end(record.caller(), listened, length, wall);
+        }
+        Some(record.finish(reason, now))
+    }
+
+    /// Offers callers to carry on where they stopped, from `book`.
+    pub fn with_resume(mut self, book: ResumeBook) -> Calls {
+        self.resume = Some(book);
+        self
+    }
+
+    /// The book of where callers stopped, when it changed since last
+    /// asked: the driver writes it off the loop.
+    pub fn take_resume_changes(&mut self) -> Option<HashMap<String, Stopped>> {
+        self.resume.as_mut()?.take_changes()
     }
 
     /// A key sent in a SIP INFO.
@@ -414,6 +457,9 @@ impl Calls {
                     _ => {}
                 }
             }
+            if let (Some(record), FlowAction::Seek(seek)) = (record.as_deref_mut(), &action) {
+                record.handle_seek(*seek, now);
+            }
             let control = match action {
                 FlowAction::Play { tag, programme } => {
                     if let (Some(state), Some(service)) = (&self.observed, programme.service()) {
@@ -460,6 +506,18 @@ impl Calls {
 /// Whole 20 ms frames in `duration`.
 fn frames(duration: std::time::Duration) -> i64 {
     (duration.as_nanos() / FRAME_DURATION.as_nanos()) as i64
+}
+
+/// Where to carry on for a caller who stopped in `stopped`, if that
+/// service is still on `menu`.
+fn resume_on(menu: &Menu, stopped: &Stopped) -> Option<Resume> {
+    let index = menu.items.iter().position(|item| {
+        item.service.file == stopped.file && item.service.datetime == stopped.date
+    })?;
+    Some(Resume {
+        index,
+        at: stopped.position(),
+    })
 }
 
 #[cfg(test)]

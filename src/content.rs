@@ -96,6 +96,9 @@ pub struct Content {
     /// Services' files found unplayable, by path, with the file as it was
     /// then: left out of the menu until the file changes and plays.
     unplayable: Mutex<HashMap<PathBuf, Unplayed>>,
+    /// The playing time of each service on offer whose length is known,
+    /// by its schedule `file`.
+    lengths: Mutex<HashMap<String, std::time::Duration>>,
 }
 
 /// A service file that would not play, and when.
@@ -158,7 +161,17 @@ impl Content {
             longest_service: Mutex::new(None),
             local: Mutex::new(None),
             unplayable: Mutex::new(HashMap::new()),
+            lengths: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A service's playing time, if known at the last refresh (memory only).
+    pub fn service_length(&self, file: &str) -> Option<std::time::Duration> {
+        self.lengths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(file)
+            .copied()
     }
 
     /// Reads a local schedule again if the file changed since it was last
@@ -333,13 +346,25 @@ impl Content {
             // here too, so choosing it costs no decoding on the call's path.
             let _ = self.tracks.open(&latest, codec);
         }
-        let longest = menu
+        let lengths: Vec<Option<std::time::Duration>> = menu
             .items
             .iter()
             .map(|item| {
                 let path = self.service_path(&item.service.file);
                 self.tracks.peek(&path).and_then(|track| track.duration())
             })
+            .collect();
+        {
+            let mut known = self.lengths.lock().unwrap_or_else(|e| e.into_inner());
+            known.clear();
+            for (item, length) in menu.items.iter().zip(&lengths) {
+                if let Some(length) = length {
+                    known.insert(item.service.file.clone(), *length);
+                }
+            }
+        }
+        let longest = lengths
+            .into_iter()
             .try_fold(std::time::Duration::ZERO, |longest, length| {
                 Some(longest.max(length?))
             });

@@ -193,8 +193,15 @@ pub async fn serve(
         allocator,
         reserved: HashMap::new(),
     };
-    let call_log = CallLog::open(&config.log.calls);
+    let records = Records {
+        call_log: CallLog::open(&config.log.calls),
+        resume_dir: config.line.resume.then(|| config.cache.dir.clone()),
+    };
     let mut calls = Calls::new(flow_config(&config), config.dtmf).with_observer(observed.clone());
+    if let Some(dir) = &records.resume_dir {
+        let keep = Duration::from_secs(u64::from(config.line.resume_days) * 24 * 3600);
+        calls = calls.with_resume(crate::resume_store::open(dir, keep, chrono::Utc::now()));
+    }
     tracing::info!(
         sip = %local,
         advertised = %contact_addr,
@@ -227,7 +234,7 @@ pub async fn serve(
         loop {
             while let Some(action) = endpoint.poll_action() {
                 perform(
-                    action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+                    action, &engine, &mut ports, &content, &mut calls, &records, &observed,
                 );
                 dispatch(&mut calls, &engine, &mut ports);
             }
@@ -376,7 +383,7 @@ pub async fn serve(
         }
         while let Some(action) = endpoint.poll_action() {
             perform(
-                action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+                action, &engine, &mut ports, &content, &mut calls, &records, &observed,
             );
             dispatch(&mut calls, &engine, &mut ports);
         }
@@ -399,7 +406,7 @@ pub async fn serve(
     // A caller's BYE in the last round ended its call: log it too.
     while let Some(action) = endpoint.poll_action() {
         perform(
-            action, &engine, &mut ports, &content, &mut calls, &call_log, &observed,
+            action, &engine, &mut ports, &content, &mut calls, &records, &observed,
         );
     }
     while let Some(transmit) = endpoint.poll_transmit() {
@@ -619,6 +626,13 @@ fn dispatch(calls: &mut Calls, engine: &MediaEngine, ports: &mut BoundPorts) {
     }
 }
 
+/// What outlives each call on disk: the call log, and (with `[line]
+/// resume`) the book of where callers stopped, in the cache folder.
+struct Records {
+    call_log: CallLog,
+    resume_dir: Option<PathBuf>,
+}
+
 /// Carries out one media action of the endpoint.
 fn perform(
     action: Action,
@@ -626,12 +640,23 @@ fn perform(
     ports: &mut BoundPorts,
     content: &Arc<Content>,
     calls: &mut Calls,
-    call_log: &CallLog,
+    records: &Records,
     observed: &LineState,
 ) {
     match action {
-        Action::PrepareMedia { call, codec } => {
-            calls.prepare(call, codec, content, Instant::now(), chrono::Utc::now());
+        Action::PrepareMedia {
+            call,
+            codec,
+            caller,
+        } => {
+            calls.prepare(
+                call,
+                codec,
+                Some(&caller),
+                content,
+                Instant::now(),
+                chrono::Utc::now(),
+            );
         }
         Action::StartMedia {
             call,
@@ -641,7 +666,7 @@ fn perform(
         } => {
             tracing::info!(
                 %call,
-                caller = %call_log.shown_caller(&Presented::from_header(&caller)),
+                caller = %records.call_log.shown_caller(&Presented::from_header(&caller)),
                 codec = %media.codec,
                 remote = %media.remote_rtp.map_or("none (on hold)".to_owned(), |a| a.to_string()),
                 telephone_event = %media.telephone_event.map_or("none".to_owned(), |pt| pt.to_string()),
@@ -674,8 +699,18 @@ fn perform(
         }
         Action::CallEnded { call, reason } => {
             calls.stop(call);
-            if let Some((record, caller)) = calls.finish_record(call, reason, Instant::now()) {
-                call_log.append(record, &caller);
+            let finished =
+                calls.finish_record(call, reason, content, Instant::now(), chrono::Utc::now());
+            if let Some((record, caller)) = finished {
+                records.call_log.append(record, &caller);
+            }
+            if let (Some(book), Some(dir)) = (calls.take_resume_changes(), &records.resume_dir) {
+                let dir = dir.clone();
+                drop(tokio::task::spawn_blocking(move || {
+                    if let Err(error) = crate::resume_store::write(&dir, &book) {
+                        tracing::warn!(code = "resume.write", dir = %dir.display(), %error, "cannot keep where callers stopped");
+                    }
+                }));
             }
             observed.call_ended(reason);
             tracing::info!(%call, code = reason.code(), "call ended: {reason}");

@@ -23,6 +23,7 @@ pub mod media;
 pub mod observe;
 pub mod prompts;
 pub mod registration;
+pub mod resume_store;
 pub mod sdp;
 pub mod sip;
 pub mod source;

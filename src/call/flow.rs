@@ -154,6 +154,10 @@ enum State {
         round: u8,
         until: Instant,
     },
+    /// The offer to carry on has been said; `1` takes it up.
+    ResumeWaiting {
+        until: Instant,
+    },
     /// The menu's service `index` plays; `paused_until` while `5` holds it.
     Service {
         index: usize,
@@ -168,6 +172,9 @@ enum State {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Speaking {
+    /// "Welcome back. To carry on with … press 1. Or stay on the line for
+    /// the menu."
+    ResumeOffer,
     /// The greeting, and the menu after it unless it is skipped.
     Greeting,
     /// The menu, said for the `round`th time since the last key.
@@ -176,6 +183,18 @@ enum Speaking {
     },
     NotAnOption,
 }
+
+/// A caller who stopped part of the way into a service on offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The service's place in the menu.
+    pub index: usize,
+    /// How far they got.
+    pub at: Duration,
+}
+
+/// After the offer to carry on, silence this long goes on to the greeting.
+const RESUME_WAIT: Duration = Duration::from_secs(4);
 
 /// One call's flow.
 #[derive(Debug)]
@@ -190,6 +209,8 @@ pub struct CallFlow {
     star_hint_said: bool,
     /// Menu items whose audio failed during this call, not tried again.
     failed: Vec<bool>,
+    /// The offer to carry on made at the answer, if any.
+    resume: Option<Resume>,
     actions: VecDeque<FlowAction>,
 }
 
@@ -197,7 +218,14 @@ impl CallFlow {
     /// A flow for a call answered with `menu`; `None` (no usable schedule or
     /// no service yet) plays the apology and hangs up.
     pub fn new(menu: Option<Menu>, config: FlowConfig) -> CallFlow {
+        CallFlow::offering(menu, config, None)
+    }
+
+    /// As [`CallFlow::new`], first offering a caller who stopped part of
+    /// the way into a service on the menu to carry on from there.
+    pub fn offering(menu: Option<Menu>, config: FlowConfig, resume: Option<Resume>) -> CallFlow {
         let menu = menu.filter(|m| !m.items.is_empty());
+        let resume = resume.filter(|r| menu.as_ref().is_some_and(|m| r.index < m.items.len()));
         let mut flow = CallFlow {
             menu,
             config,
@@ -205,26 +233,40 @@ impl CallFlow {
             tag: 0,
             star_hint_said: false,
             failed: Vec::new(),
+            resume,
             actions: VecDeque::new(),
         };
         flow.failed = vec![false; flow.menu.as_ref().map_or(0, |m| m.items.len())];
-        match &flow.menu {
-            None => {
+        match (&flow.menu, resume) {
+            (None, _) => {
                 flow.play(Programme::Apology);
                 flow.state = State::Apology;
             }
-            Some(menu) => {
-                let mut speech = vec![menu.greeting()];
-                if !flow.skips_menu() {
-                    speech.extend(flow.menu_sentences());
-                }
-                flow.play(Programme::Speech(speech));
+            (Some(menu), Some(resume)) => {
+                let offer = menu.resume_offer(&menu.items[resume.index].service, resume.at);
+                flow.play(Programme::Speech(offer));
                 flow.state = State::Speaking {
-                    what: Speaking::Greeting,
+                    what: Speaking::ResumeOffer,
                 };
             }
+            (Some(_), None) => flow.greet(),
         }
         flow
+    }
+
+    /// The greeting, and the menu unless a single service follows it.
+    fn greet(&mut self) {
+        let Some(menu) = &self.menu else {
+            return;
+        };
+        let mut speech = vec![menu.greeting()];
+        if !self.skips_menu() {
+            speech.extend(self.menu_sentences());
+        }
+        self.play(Programme::Speech(speech));
+        self.state = State::Speaking {
+            what: Speaking::Greeting,
+        };
     }
 
     pub fn menu(&self) -> Option<&Menu> {
@@ -239,7 +281,7 @@ impl CallFlow {
     /// When [`CallFlow::handle_timeout`] wants to be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { until, .. } => Some(until),
+            State::Waiting { until, .. } | State::ResumeWaiting { until } => Some(until),
             State::Service { paused_until, .. } => paused_until,
             _ => None,
         }
@@ -253,6 +295,10 @@ impl CallFlow {
     /// can arrive).
     pub fn handle_key(&mut self, key: Key, now: Instant) {
         match self.state.clone() {
+            State::Speaking {
+                what: Speaking::ResumeOffer,
+            }
+            | State::ResumeWaiting { .. } => self.resume_key(key),
             State::Speaking { .. } | State::Waiting { .. } => self.menu_key(key),
             State::Service {
                 index,
@@ -272,6 +318,11 @@ impl CallFlow {
         }
         match self.state.clone() {
             State::Speaking { what } => match what {
+                Speaking::ResumeOffer => {
+                    self.state = State::ResumeWaiting {
+                        until: now + RESUME_WAIT,
+                    }
+                }
                 Speaking::Greeting if self.skips_menu() => self.play_latest(),
                 Speaking::Greeting => self.wait(1, now),
                 Speaking::Menu { round } => self.wait(round, now),
@@ -290,13 +341,14 @@ impl CallFlow {
                 }
             },
             State::Goodbye | State::Apology => self.hang_up(),
-            State::Waiting { .. } | State::Ended => {}
+            State::Waiting { .. } | State::ResumeWaiting { .. } | State::Ended => {}
         }
     }
 
     /// The clock reached [`CallFlow::poll_timeout`] (or passed it).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
+            State::ResumeWaiting { until } if now >= until => self.greet(),
             State::Waiting { round, until } if now >= until => {
                 if round >= 2 {
                     // A caller who presses nothing still hears church.
@@ -316,6 +368,22 @@ impl CallFlow {
                 };
             }
             _ => {}
+        }
+    }
+
+    /// During the offer to carry on: `1` takes it up, a little before the
+    /// point reached; any other key goes on to the greeting and menu.
+    fn resume_key(&mut self, key: Key) {
+        match (key, self.resume) {
+            (Key::Digit(1), Some(resume)) => {
+                self.play_service(resume.index);
+                let from = resume.at.saturating_sub(super::resume::REWIND);
+                if !from.is_zero() {
+                    self.actions
+                        .push_back(FlowAction::Seek(Seek::Forward(from)));
+                }
+            }
+            _ => self.greet(),
         }
     }
 

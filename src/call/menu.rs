@@ -65,6 +65,21 @@ pub enum Phrase {
     /// "We can't play that service just now, so here is the service from",
     /// before the date of the one that plays instead.
     CannotPlayHereIs,
+    /// The offer to carry on, for a caller who called before: "Welcome
+    /// back." "To carry on with" (a title, or "the service from" a date)
+    /// "from where you stopped, about" (a number) "minutes in, press 1."
+    /// "Or stay on the line for the menu."
+    WelcomeBack,
+    ToCarryOnWith,
+    TheServiceFrom,
+    FromWhereYouStoppedAbout,
+    /// 1–19, and the tens 20–90: "twenty" "three" says 23.
+    Number(u32),
+    /// "minute in" / "minutes in" (`true`: plural).
+    MinutesIn(bool),
+    /// "hour in" / "hours in".
+    HoursIn(bool),
+    OrStayForTheMenu,
 }
 
 impl Phrase {
@@ -94,6 +109,16 @@ impl Phrase {
             Phrase::CannotPlayHereIs => {
                 "We can't play that service just now, so here is the service from".to_owned()
             }
+            Phrase::WelcomeBack => "Welcome back.".to_owned(),
+            Phrase::ToCarryOnWith => "To carry on with".to_owned(),
+            Phrase::TheServiceFrom => "the service from".to_owned(),
+            Phrase::FromWhereYouStoppedAbout => "from where you stopped, about".to_owned(),
+            Phrase::Number(n) => n.to_string(),
+            Phrase::MinutesIn(false) => "minute in".to_owned(),
+            Phrase::MinutesIn(true) => "minutes in".to_owned(),
+            Phrase::HoursIn(false) => "hour in".to_owned(),
+            Phrase::HoursIn(true) => "hours in".to_owned(),
+            Phrase::OrStayForTheMenu => "Or stay on the line for the menu.".to_owned(),
         }
     }
 
@@ -116,6 +141,19 @@ impl Phrase {
             Phrase::NotAnOption => "not-an-option",
             Phrase::Goodbye => "goodbye",
             Phrase::CannotPlayHereIs => "cannot-play-here-is",
+            Phrase::WelcomeBack => "welcome-back",
+            Phrase::ToCarryOnWith => "to-carry-on-with",
+            Phrase::TheServiceFrom => "the-service-from",
+            Phrase::FromWhereYouStoppedAbout => "from-where-you-stopped-about",
+            Phrase::MinutesIn(false) => "minute-in",
+            Phrase::MinutesIn(true) => "minutes-in",
+            Phrase::HoursIn(false) => "hour-in",
+            Phrase::HoursIn(true) => "hours-in",
+            Phrase::OrStayForTheMenu => "or-stay-for-the-menu",
+            Phrase::Number(n @ (1..=19 | 20 | 30 | 40 | 50 | 60 | 70 | 80 | 90)) => {
+                return Some(format!("number-{n}"));
+            }
+            Phrase::Number(_) => return None,
             Phrase::Digit(d @ 0..=9) => return Some(format!("digit-{d}")),
             Phrase::Ordinal(day @ 1..=31) => return Some(ordinal(*day)),
             Phrase::Month(month @ 1..=12) => return Some(month_name(*month).to_lowercase()),
@@ -140,7 +178,17 @@ impl Phrase {
             Phrase::NotAnOption,
             Phrase::Goodbye,
             Phrase::CannotPlayHereIs,
+            Phrase::WelcomeBack,
+            Phrase::ToCarryOnWith,
+            Phrase::TheServiceFrom,
+            Phrase::FromWhereYouStoppedAbout,
+            Phrase::MinutesIn(false),
+            Phrase::MinutesIn(true),
+            Phrase::HoursIn(false),
+            Phrase::HoursIn(true),
+            Phrase::OrStayForTheMenu,
         ];
+        all.extend((1..=19).chain((20..=90).step_by(10)).map(Phrase::Number));
         all.extend((0..=9).map(Phrase::Digit));
         let mut day = Weekday::Mon;
         for _ in 0..7 {
@@ -210,6 +258,31 @@ pub fn spoken_date(service: &Service, timezone: Tz) -> Vec<Phrase> {
     ]
 }
 
+/// "23 minutes in" (to the nearest minute, at least one), or from 100
+/// minutes "2 hours in" (to the nearest hour).
+pub fn spoken_time_in(at: std::time::Duration) -> Vec<Phrase> {
+    let minutes = ((at.as_secs() + 30) / 60).max(1) as u32;
+    if minutes < 100 {
+        let mut words = number(minutes);
+        words.push(Phrase::MinutesIn(minutes != 1));
+        words
+    } else {
+        let hours = (minutes + 30) / 60;
+        let mut words = number(hours);
+        words.push(Phrase::HoursIn(hours != 1));
+        words
+    }
+}
+
+/// 1–99 as the prompts say it: "twenty" "three" for 23.
+fn number(n: u32) -> Vec<Phrase> {
+    match n {
+        0..=19 => vec![Phrase::Number(n.max(1))],
+        _ if n.is_multiple_of(10) => vec![Phrase::Number(n)],
+        _ => vec![Phrase::Number(n - n % 10), Phrase::Number(n % 10)],
+    }
+}
+
 /// One offered service and its key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MenuItem {
@@ -271,6 +344,31 @@ impl Menu {
             newer_unplayable,
             timezone,
         }
+    }
+
+    /// "Welcome back. To carry on with Choral Evensong from where you
+    /// stopped, about 23 minutes in, press 1. Or stay on the line for the
+    /// menu." (a service without a title: "the service from" its date).
+    pub fn resume_offer(&self, service: &Service, at: std::time::Duration) -> Vec<Vec<Phrase>> {
+        let mut offer = vec![Phrase::ToCarryOnWith];
+        match &service.title {
+            Some(title) => offer.push(Phrase::Title(Spoken {
+                text: title.clone(),
+                audio: service.title_audio.clone(),
+            })),
+            None => {
+                offer.push(Phrase::TheServiceFrom);
+                offer.extend(spoken_date(service, self.timezone));
+            }
+        }
+        offer.push(Phrase::FromWhereYouStoppedAbout);
+        offer.extend(spoken_time_in(at));
+        offer.extend([Phrase::PressAfter, Phrase::Digit(1)]);
+        vec![
+            vec![Phrase::WelcomeBack],
+            offer,
+            vec![Phrase::OrStayForTheMenu],
+        ]
     }
 
     /// "We can't play that service just now, so here is the service from

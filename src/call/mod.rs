@@ -8,3 +8,4 @@
 pub mod flow;
 pub mod keys;
 pub mod menu;
+pub mod resume;

@@ -86,22 +86,30 @@ pub fn key_path(log: &Path) -> PathBuf {
 /// only). A key that cannot be kept works for this run only, with a warning:
 /// distinct callers then count afresh after a restart.
 fn caller_key(path: &Path) -> Vec<u8> {
-    if let Ok(text) = std::fs::read_to_string(path)
-        && let Some(key) = from_hex(text.trim())
-        && key.len() >= 16
-    {
-        return key;
-    }
-    let key: [u8; 32] = rand::random();
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    if let Err(error) = write_private(path, &hex) {
+    let (key, kept) = secret_key(path);
+    if let Err(error) = kept {
         tracing::warn!(
             code = "call_log.key",
             file = %path.display(),
             "cannot keep the call log's caller key ({error}): distinct callers are counted afresh after a restart"
         );
     }
-    key.to_vec()
+    key
+}
+
+/// A secret of this install kept in `path`: read, or made (32 random
+/// bytes, hex, owner only); the error says why a new one could not be kept.
+pub fn secret_key(path: &Path) -> (Vec<u8>, std::io::Result<()>) {
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Some(key) = from_hex(text.trim())
+        && key.len() >= 16
+    {
+        return (key, Ok(()));
+    }
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let kept = write_private(path, &hex);
+    (key.to_vec(), kept)
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

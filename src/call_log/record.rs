@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::call::flow::{Outcome, Programme};
+use crate::call::flow::{Outcome, Programme, Seek};
+use crate::call::resume::Listened;
 use crate::endpoint::EndReason;
 use crate::media::Codec;
 use crate::media::dtmf::Key;
@@ -100,6 +101,26 @@ struct Playing {
     /// When the current stretch of listening began; `None` while paused.
     since: Option<Instant>,
     heard: Duration,
+    /// The file and date-time, for where the caller got to.
+    file: String,
+    date: DateTime<Utc>,
+    /// The position in the service when `heard` was `heard_at_mark` (a
+    /// seek moves it; listening moves both alike).
+    position_at_mark: Duration,
+    heard_at_mark: Duration,
+}
+
+impl Playing {
+    fn heard(&self, now: Instant) -> Duration {
+        self.heard
+            + self
+                .since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
+    fn position(&self, now: Instant) -> Duration {
+        self.position_at_mark + self.heard(now).saturating_sub(self.heard_at_mark)
+    }
 }
 
 /// Builds a [`CallRecord`] from the call's events. See the module docs.
@@ -112,6 +133,8 @@ pub struct RecordBuilder {
     keys: String,
     services: Vec<ServiceHeard>,
     playing: Option<Playing>,
+    /// The last service that stopped playing, and how far it got.
+    last: Option<Listened>,
 }
 
 impl RecordBuilder {
@@ -126,6 +149,7 @@ impl RecordBuilder {
             keys: String::new(),
             services: Vec::new(),
             playing: None,
+            last: None,
         }
     }
 
@@ -168,7 +192,46 @@ impl RecordBuilder {
             index: self.services.len() - 1,
             since: Some(now),
             heard: Duration::ZERO,
+            file: service.file.clone(),
+            date: service.datetime.with_timezone(&Utc),
+            position_at_mark: Duration::ZERO,
+            heard_at_mark: Duration::ZERO,
         });
+    }
+
+    /// The caller moved within the service playing (`4`, `6`, `0`, or the
+    /// line going on from where they stopped last time).
+    pub fn handle_seek(&mut self, seek: Seek, now: Instant) {
+        let Some(playing) = &mut self.playing else {
+            return;
+        };
+        let position = playing.position(now);
+        playing.position_at_mark = match seek {
+            Seek::Forward(by) => position + by,
+            Seek::Back(by) => position.saturating_sub(by),
+            Seek::Start => Duration::ZERO,
+        };
+        playing.heard_at_mark = playing.heard(now);
+    }
+
+    /// How far the caller got into the last service they heard, as of
+    /// `now` (for carrying on next time).
+    pub fn listened(&self, now: Instant) -> Option<Listened> {
+        match &self.playing {
+            Some(playing) => Some(Listened {
+                file: playing.file.clone(),
+                date: playing.date,
+                heard: playing.heard(now),
+                position: playing.position(now),
+                completed: false,
+            }),
+            None => self.last.clone(),
+        }
+    }
+
+    /// The caller as the INVITE presented them.
+    pub fn caller(&self) -> &Presented {
+        &self.caller
     }
 
     /// The caller paused the service (`5`).
@@ -222,10 +285,14 @@ impl RecordBuilder {
         let Some(playing) = self.playing.take() else {
             return;
         };
-        let heard = playing.heard
-            + playing
-                .since
-                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let heard = playing.heard(now);
+        self.last = Some(Listened {
+            file: playing.file.clone(),
+            date: playing.date,
+            heard,
+            position: playing.position(now),
+            completed,
+        });
         if let Some(service) = self.services.get_mut(playing.index) {
             service.heard_s = tenths(heard);
             service.completed = completed;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::call::flow;
+use crate::call::resume::ResumeBook;
 use crate::content::Catalogue;
 use crate::media::pacer::Programme;
 use crate::prompts::Prompts;
@@ -79,7 +80,7 @@ impl World {
     /// INVITE answered, then ACKed: the stream starts.
     fn answer(&mut self, call: CallId) -> (u32, Staged) {
         self.calls
-            .prepare(call, Codec::Pcmu, &self.content, self.now, self.wall);
+            .prepare(call, Codec::Pcmu, None, &self.content, self.now, self.wall);
         self.ack(call);
         match self.calls.poll_media() {
             Some(MediaCommand::Start {
@@ -187,9 +188,14 @@ fn negotiated() -> Negotiated {
 #[test]
 fn the_answer_stages_the_greeting_before_the_ack_and_starts_the_stream_with_it() {
     let mut world = World::new(&["a.mp3", "b.mp3"]);
-    world
-        .calls
-        .prepare(CALL, Codec::Pcmu, &world.content, world.now, world.wall);
+    world.calls.prepare(
+        CALL,
+        Codec::Pcmu,
+        None,
+        &world.content,
+        world.now,
+        world.wall,
+    );
     // Before the ACK: the greeting is being prepared, no stream yet.
     assert_eq!(world.prepared(), ["greeting"]);
     assert!(world.calls.poll_media().is_none());
@@ -273,7 +279,13 @@ fn the_end_of_the_service_says_goodbye_then_the_line_hangs_up() {
     world.advance(Duration::from_secs(1));
     let (record, _) = world
         .calls
-        .finish_record(CALL, EndReason::ContentFinished, world.now)
+        .finish_record(
+            CALL,
+            EndReason::ContentFinished,
+            &world.content,
+            world.now,
+            world.wall,
+        )
         .expect("an answered call has a record");
     assert_eq!(record.ended, EndReason::ContentFinished.code());
     assert_eq!(record.services.len(), 1);
@@ -293,7 +305,13 @@ fn a_callers_bye_ends_the_flow_and_late_media_events_change_nothing() {
     world.calls.stop(CALL);
     let (record, _) = world
         .calls
-        .finish_record(CALL, EndReason::CallerHungUp, world.now)
+        .finish_record(
+            CALL,
+            EndReason::CallerHungUp,
+            &world.content,
+            world.now,
+            world.wall,
+        )
         .unwrap();
     assert_eq!(record.ended, EndReason::CallerHungUp.code());
     assert_eq!(record.keys, "2");
@@ -310,7 +328,13 @@ fn a_callers_bye_ends_the_flow_and_late_media_events_change_nothing() {
     assert!(
         world
             .calls
-            .finish_record(CALL, EndReason::CallerHungUp, world.now)
+            .finish_record(
+                CALL,
+                EndReason::CallerHungUp,
+                &world.content,
+                world.now,
+                world.wall
+            )
             .is_none(),
         "logged once"
     );
@@ -350,9 +374,14 @@ fn a_schedule_refreshed_during_a_call_reaches_the_next_caller_only() {
 #[test]
 fn a_codec_changed_by_the_ack_stages_the_greeting_again() {
     let mut world = World::new(&["a.mp3"]);
-    world
-        .calls
-        .prepare(CALL, Codec::Opus, &world.content, world.now, world.wall);
+    world.calls.prepare(
+        CALL,
+        Codec::Opus,
+        None,
+        &world.content,
+        world.now,
+        world.wall,
+    );
     assert_eq!(world.prepared(), ["greeting"]);
     world.ack(CALL);
     assert_eq!(world.prepared(), ["greeting"], "in PCMU this time");
@@ -397,7 +426,9 @@ fn a_preparation_that_never_runs_still_lets_the_stream_go_on() {
 fn in_band_keys_are_heard_on_g711_calls_and_on_opus_only_when_asked() {
     let inband_on = |world: &mut World, codec: Codec| {
         let (now, wall) = (world.now, world.wall);
-        world.calls.prepare(CALL, codec, &world.content, now, wall);
+        world
+            .calls
+            .prepare(CALL, codec, None, &world.content, now, wall);
         let negotiated = Negotiated {
             codec,
             payload_type: PayloadType(if codec == Codec::Opus { 111 } else { 0 }),
@@ -427,4 +458,54 @@ fn in_band_keys_are_heard_on_g711_calls_and_on_opus_only_when_asked() {
         },
     );
     assert!(inband_on(&mut world, Codec::Opus));
+}
+
+#[test]
+fn a_caller_who_stopped_is_offered_to_carry_on_and_1_goes_back_ten_seconds_before() {
+    const CALLER: &str = "<sip:+441134960000@trunk.example>;tag=x";
+    let mut world = World::new(&["a.mp3", "b.mp3"]);
+    let keep = Duration::from_secs(14 * 24 * 3600);
+    world.calls = Calls::new(FlowConfig::default(), world.calls.dtmf)
+        .with_resume(ResumeBook::new(b"install key", keep));
+    let answer = |world: &mut World, call: CallId, from: &str| {
+        let (now, wall) = (world.now, world.wall);
+        world
+            .calls
+            .prepare(call, Codec::Pcmu, Some(from), &world.content, now, wall);
+        let first = world.prepared();
+        world.ack(call);
+        world.calls.poll_media();
+        first
+    };
+    // First call: key 2 (b.mp3), 70 s heard, 30 s moved on with 6: at 100 s.
+    assert_eq!(answer(&mut world, CALL, CALLER), ["greeting"]);
+    world.key(CALL, '2', KeyChannel::Rfc4733);
+    assert_eq!(world.plays()[0].1, "service a.mp3");
+    world.advance(Duration::from_secs(40));
+    world.key(CALL, '6', KeyChannel::Rfc4733);
+    world.advance(Duration::from_secs(30));
+    world.calls.stop(CALL);
+    let (now, wall) = (world.now, world.wall);
+    world
+        .calls
+        .finish_record(CALL, EndReason::CallerHungUp, &world.content, now, wall)
+        .unwrap();
+    assert!(world.calls.take_resume_changes().is_some(), "to be written");
+
+    // The same number calls again: the offer comes first.
+    let again = CallId(CALL.0 + 1);
+    assert_eq!(answer(&mut world, again, CALLER), ["speech"]);
+    world.controls();
+    world.key(again, '1', KeyChannel::Rfc4733);
+    let controls = world.controls();
+    assert_eq!(controls.len(), 2, "{controls:?}");
+    assert!(controls[0].starts_with("play"));
+    // 100 s reached, 10 s before: 90 s of 20 ms frames.
+    assert_eq!(controls[1], "seek 4500");
+    assert_eq!(world.prepared(), ["service a.mp3"]);
+
+    // A withheld number: the greeting, no offer.
+    let anonymous = CallId(CALL.0 + 2);
+    let from = "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=y";
+    assert_eq!(answer(&mut world, anonymous, from), ["greeting"]);
 }

@@ -15,6 +15,8 @@ pub(super) const LINE_KEYS: &[&str] = &[
     "skip_single_menu",
     "max_call_duration",
     "shutdown_grace",
+    "resume",
+    "resume_days",
 ];
 pub(super) const DTMF_KEYS: &[&str] = &["methods", "inband_opus"];
 pub(super) const SPEECH_KEYS: &[&str] = &["command", "voice", "rate"];
@@ -28,6 +30,9 @@ pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(10);
 /// so synthesised names match them.
 pub const DEFAULT_VOICE: &str = "en-gb";
 pub const DEFAULT_RATE: u32 = 140;
+/// Two weeks: a caller who stopped last Sunday is still offered to carry
+/// on the Sunday after.
+pub const DEFAULT_RESUME_DAYS: u32 = 14;
 /// Added to the longest service for `max_call_duration = "auto"`: the
 /// greeting, the menu twice, a pause or two and some seeking back.
 pub const MAX_CALL_MARGIN: Duration = Duration::from_secs(10 * 60);
@@ -72,6 +77,10 @@ pub struct LineConfig {
     /// After SIGTERM, new calls get 503 while calls in progress play on
     /// for at most this long; then they are hung up.
     pub shutdown_grace: Duration,
+    /// Offer callers who present a number to carry on where they stopped.
+    pub resume: bool,
+    /// How long where a caller stopped is remembered.
+    pub resume_days: u32,
 }
 
 /// Which ways the line listens for the caller's keys.
@@ -111,6 +120,8 @@ pub(super) struct CallSettings {
     skip_single_menu: Option<bool>,
     max_call_duration: Option<MaxCallDuration>,
     shutdown_grace: Option<Duration>,
+    resume: Option<bool>,
+    resume_days: Option<u32>,
     dtmf: Option<DtmfConfig>,
     inband_opus: Option<bool>,
     command: Option<PathBuf>,
@@ -177,6 +188,20 @@ impl CallSettings {
                     )?)
                 });
             }
+            ("line", "resume") => self.resume = Some(boolean(value)?),
+            ("line", "resume_days") => {
+                let expected = "expected a number of days from 1 to 365, like 14";
+                let days: u32 = match &value {
+                    toml::Value::Integer(n) => {
+                        u32::try_from(*n).map_err(|_| expected.to_owned())?
+                    }
+                    _ => parsed(value, expected)?,
+                };
+                if !(1..=365).contains(&days) {
+                    return Err(expected.to_owned());
+                }
+                self.resume_days = Some(days);
+            }
             ("dtmf", "methods") => self.dtmf = Some(methods(value)?),
             ("dtmf", "inband_opus") => self.inband_opus = Some(boolean(value)?),
             ("speech", "command") => {
@@ -220,6 +245,8 @@ impl CallSettings {
             skip_single_menu: self.skip_single_menu.unwrap_or(true),
             max_call_duration: self.max_call_duration.unwrap_or_default(),
             shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            resume: self.resume.unwrap_or(true),
+            resume_days: self.resume_days.unwrap_or(DEFAULT_RESUME_DAYS),
         };
         let mut dtmf = self.dtmf.unwrap_or(DtmfConfig {
             rfc4733: true,
@@ -308,6 +335,8 @@ mod tests {
         let (line, dtmf, speech) = CallSettings::default().finish(Path::new("/srv/config"));
         assert_eq!(line.menu_timeout, Duration::from_secs(10));
         assert!(line.skip_single_menu);
+        assert!(line.resume);
+        assert_eq!(line.resume_days, 14);
         assert!(dtmf.rfc4733 && dtmf.info && dtmf.inband && !dtmf.inband_opus);
         assert_eq!(speech.command, PathBuf::from("espeak-ng"));
         assert_eq!((speech.voice.as_str(), speech.rate), ("en-gb", 140));
@@ -352,6 +381,18 @@ mod tests {
             .unwrap();
         assert!(error.contains("words per minute"), "{error}");
         assert!(set("line", "skip_single_menu", "no".into()).is_ok());
+        let error = set("line", "resume_days", toml::Value::Integer(0))
+            .err()
+            .unwrap();
+        assert!(error.contains("from 1 to 365"), "{error}");
+        let (line, _, _) = set("line", "resume_days", "30".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert_eq!(line.resume_days, 30);
+        let (line, _, _) = set("line", "resume", "false".into())
+            .unwrap()
+            .finish(Path::new(""));
+        assert!(!line.resume);
         assert!(set("speech", "rate", "160".into()).is_ok());
     }
 

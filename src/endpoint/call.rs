@@ -161,6 +161,7 @@ impl Endpoint {
             self.actions.push_back(Action::PrepareMedia {
                 call: id,
                 codec: media.codec,
+                caller: call.dialog.remote_uri.clone(),
             });
         }
         let Some(call) = self.calls.get(&id) else {
@@ -305,6 +306,7 @@ impl Endpoint {
             self.actions.push_back(Action::PrepareMedia {
                 call: id,
                 codec: media.codec,
+                caller: call.dialog.remote_uri.clone(),
             });
         }
         self.actions.push_back(Action::StartMedia {

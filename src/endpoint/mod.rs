@@ -187,7 +187,12 @@ impl std::fmt::Display for EndReason {
 pub enum Action {
     /// The codec is agreed: get the content ready so the first packet can
     /// leave as soon as the ACK arrives (opening a file is not free).
-    PrepareMedia { call: CallId, codec: Codec },
+    PrepareMedia {
+        call: CallId,
+        codec: Codec,
+        /// The caller's From URI, for who they are (carrying on).
+        caller: String,
+    },
     /// Start playing to the caller on the reserved port.
     StartMedia {
         call: CallId,

@@ -426,3 +426,73 @@ fn prompt(path: &Path) -> Vec<f32> {
     audio::convert(path, &wav, &["-ar", "8000", "-ac", "1"]);
     audio::read_wav(&wav).0
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_who_stopped_carries_on_from_just_before_where_they_were() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let audio_dir = dir.path().join("audio");
+    std::fs::create_dir(&audio_dir).unwrap();
+    // Longer than a minute heard plus the last two minutes.
+    chirp_service(&audio_dir, 220);
+    write_schedule(dir.path(), &[("Chirp", "chirp.wav")]);
+    let line = Line::start(&source_env(&dir.path().join("data.json"), &audio_dir));
+    let caller = |from: &str, presses: Vec<DtmfPress>, seconds: u64| {
+        let mut options = CallOptions::new(line.uri(), Codec::Pcmu);
+        options.from_user = from.to_owned();
+        options.dtmf = presses;
+        options.dtmf_via = vec![KeyChannel::Rfc4733];
+        options.seconds = Some(Duration::from_secs(seconds));
+        options
+    };
+
+    // A caller with a number listens for over a minute, then hangs up.
+    let first = place_call(caller("+441134960001", vec![], 68))
+        .await
+        .unwrap();
+    let s = &first.samples;
+    let stopped = position_at(s, s.len() - RATE as usize / 2).expect("the service was playing");
+    assert!(stopped > 60.0, "heard past a minute: at {stopped:.1} s");
+
+    // They call again and press 1 during the offer.
+    let again = place_call(caller("+441134960001", vec![press(4_000, '1')], 8))
+        .await
+        .unwrap();
+    assert_eq!(
+        line.log_count("offering to carry on"),
+        1,
+        "{}",
+        line.log_text()
+    );
+    let pressed = sample_at(&again, again.dtmf_sent[0].at);
+    let heard = position_at(&again.samples, pressed + (1.5 * RATE as f32) as usize)
+        .expect("the service plays after 1");
+    // Ten seconds before where they stopped, 1.5 s on (less the key's trip).
+    let from = heard - 1.5;
+    assert!(
+        (stopped - 11.5..=stopped).contains(&from),
+        "carried on from {from:.1} s, stopped at {stopped:.1} s"
+    );
+    // The offer was heard before it.
+    let offer =
+        prompt(&Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/prompts/welcome-back.opus"));
+    let said = audio::correlation(&again.samples[..pressed], &offer, RATE, 4.0);
+    assert!(said >= 0.8, "\"Welcome back.\" ({said:.3})");
+
+    // A withheld number is offered nothing.
+    place_call(caller("anonymous", vec![], 3)).await.unwrap();
+    assert_eq!(line.log_count("offering to carry on"), 1);
+
+    // Pressing nothing after the offer: the usual greeting follows.
+    place_call(caller("+441134960001", vec![], 16))
+        .await
+        .unwrap();
+    assert_eq!(line.log_count("offering to carry on"), 2);
+    assert!(
+        played(&line).iter().any(|p| p == "greeting"),
+        "{}",
+        line.log_text()
+    );
+}

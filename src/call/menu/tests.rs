@@ -150,7 +150,7 @@ fn every_fixed_phrase_has_its_own_prompt_name() {
     let unique: std::collections::HashSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     // 11 phrases, 10 digits, 7 days, 31 ordinals, 12 months.
-    assert_eq!(names.len(), 72);
+    assert_eq!(names.len(), 108);
     for name in [
         "thanks-for-calling",
         "press",
@@ -187,4 +187,32 @@ fn every_fixed_phrase_has_its_own_prompt_name() {
         sentence_text(&[Phrase::Goodbye]),
         "Thank you for listening. Goodbye."
     );
+}
+
+#[test]
+fn the_time_reached_is_said_in_minutes_then_hours() {
+    use std::time::Duration;
+    let min = |m: u64| spoken_time_in(Duration::from_secs(m * 60));
+    assert_eq!(
+        min(23),
+        [
+            Phrase::Number(20),
+            Phrase::Number(3),
+            Phrase::MinutesIn(true)
+        ]
+    );
+    assert_eq!(min(1), [Phrase::Number(1), Phrase::MinutesIn(false)]);
+    assert_eq!(min(40), [Phrase::Number(40), Phrase::MinutesIn(true)]);
+    assert_eq!(min(15), [Phrase::Number(15), Phrase::MinutesIn(true)]);
+    assert_eq!(min(130), [Phrase::Number(2), Phrase::HoursIn(true)]);
+    assert_eq!(min(100), [Phrase::Number(2), Phrase::HoursIn(true)]);
+    // Seconds round to the nearest minute.
+    assert_eq!(spoken_time_in(Duration::from_secs(89)), min(1));
+    assert_eq!(spoken_time_in(Duration::from_secs(90)), min(2));
+    // Every number said has its prompt.
+    for m in 1..100 {
+        for phrase in min(m) {
+            assert!(phrase.prompt_name().is_some(), "{m}: {phrase:?}");
+        }
+    }
 }
