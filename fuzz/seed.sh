@@ -39,7 +39,7 @@ rust_strings() {
     }' "$1"
 }
 
-targets=(sip_datagram sip_stream endpoint sdp rtp schedule feed)
+targets=(sip_datagram sip_stream endpoint sdp rtp schedule feed resume_book)
 for target in "${targets[@]}"; do mkdir -p "$corpus/$target"; done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -132,6 +132,11 @@ for f in "$repo"/tests/fixtures/feeds/*; do
   { byte 0; cat "$f"; } >"$corpus/feed/seed-$(basename "$f")"
   { byte 16; cat "$f"; } >"$corpus/feed/seed-base-$(basename "$f")"
 done
+
+# The resume book: one caller, as the line writes it, and an empty book.
+mkdir -p "$corpus/resume_book"
+printf '{"0123456789abcdef0123456789abcdef":{"file":"evensong.mp3","date":"2026-11-29T18:00:00Z","position_s":1400.0,"at":"2026-12-01T10:00:00Z"}}' >"$corpus/resume_book/seed-one"
+printf '{}' >"$corpus/resume_book/seed-empty"
 
 for target in "${targets[@]}"; do
   echo "$target: $(find "$corpus/$target" -name 'seed-*' | wc -l) seeds" >&2

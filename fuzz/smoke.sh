@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-20}
 bin=$(./build.sh)
 ./seed.sh
-for target in sip_datagram sip_stream endpoint sdp rtp schedule feed; do
+for target in sip_datagram sip_stream endpoint sdp rtp schedule feed resume_book; do
   echo "fuzz: $target for $seconds s" >&2
   # A scratch copy: the smoke run must not grow the committed-to-nothing
   # corpus dir of a developer's checkout with CI leftovers, nor depend on it.

@@ -48,8 +48,13 @@ fn read(path: &Path) -> std::io::Result<HashMap<String, Stopped>> {
             format!("{} bytes is more than a book of callers holds", meta.len()),
         ));
     }
-    let text = std::fs::read(path)?;
-    serde_json::from_slice(&text).map_err(std::io::Error::other)
+    parse(&std::fs::read(path)?).map_err(std::io::Error::other)
+}
+
+/// A book's bytes as written by [`write`] (whatever else a file holds is
+/// an error, never a panic).
+pub fn parse(bytes: &[u8]) -> Result<HashMap<String, Stopped>, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 /// Writes the book into `dir` atomically. Disk work: off the loop.
