@@ -81,13 +81,26 @@ pub fn describe(report: &LevelReport, settings: LoudnessSettings) -> String {
     }
     match report.compressor {
         None => words.push_str("; compression off"),
-        Some(c) if c.most_raised_db < 0.5 && c.most_lowered_db < 0.5 => {
-            words.push_str("; gentle compression: its level is even, so hardly acts");
+        Some(c) => {
+            let mut acts = Vec::new();
+            if c.most_raised_db >= 0.5 {
+                acts.push(format!(
+                    "raises quiet passages by up to {:.1} dB",
+                    c.most_raised_db
+                ));
+            }
+            if c.most_lowered_db >= 0.5 {
+                acts.push(format!(
+                    "lowers loud ones by up to {:.1} dB",
+                    c.most_lowered_db
+                ));
+            }
+            if acts.is_empty() {
+                words.push_str("; gentle compression hardly acts (its level is even)");
+            } else {
+                words.push_str(&format!("; gentle compression {}", acts.join(" and ")));
+            }
         }
-        Some(c) => words.push_str(&format!(
-            "; gentle compression raises quiet passages by up to {:.1} dB and lowers loud ones by up to {:.1} dB",
-            c.most_raised_db, c.most_lowered_db
-        )),
     }
     words
 }

@@ -49,6 +49,9 @@ pub struct Compressor {
     envelope: f32,
     attack: f32,
     release: f32,
+    /// The gain now (linear), and samples until it is worked out again.
+    gain: f32,
+    until_update: u32,
     activity: CompressorActivity,
 }
 
@@ -66,6 +69,8 @@ impl Compressor {
             envelope: 10f32.powf(target_db / 10.0),
             attack: coefficient(ATTACK, rate_hz),
             release: coefficient(RELEASE, rate_hz),
+            gain: 1.0,
+            until_update: 0,
             activity: CompressorActivity::default(),
         }
     }
@@ -78,14 +83,19 @@ impl Compressor {
             self.release
         };
         self.envelope += (power - self.envelope) * coefficient;
-        let level = 10.0 * self.envelope.max(1e-12).log10() - self.target_db;
-        let gain_db = gain_db(level);
-        if gain_db > 0.0 {
-            self.activity.most_raised_db = self.activity.most_raised_db.max(gain_db);
-        } else {
-            self.activity.most_lowered_db = self.activity.most_lowered_db.max(-gain_db);
+        if self.until_update == 0 {
+            self.until_update = GAIN_EVERY;
+            let level = 10.0 * self.envelope.max(1e-12).log10() - self.target_db;
+            let gain_db = gain_db(level);
+            if gain_db > 0.0 {
+                self.activity.most_raised_db = self.activity.most_raised_db.max(gain_db);
+            } else {
+                self.activity.most_lowered_db = self.activity.most_lowered_db.max(-gain_db);
+            }
+            self.gain = 10f32.powf(gain_db / 20.0);
         }
-        sample * 10f32.powf(gain_db / 20.0)
+        self.until_update -= 1;
+        sample * self.gain
     }
 
     pub fn activity(&self) -> CompressorActivity {
@@ -107,6 +117,11 @@ pub fn gain_db(relative_db: f32) -> f32 {
         0.0
     }
 }
+
+/// The gain is worked out again every this many samples: the envelope
+/// moves over hundreds of milliseconds, so per-sample logarithms would buy
+/// nothing (a step of at most a few hundredths of a dB).
+const GAIN_EVERY: u32 = 16;
 
 /// One-pole smoothing coefficient for a time constant.
 fn coefficient(time: Duration, rate_hz: u32) -> f32 {

@@ -115,6 +115,11 @@ impl LoudnessGain {
             self.gain_db += (self.desired_db - self.gain_db).clamp(-step, step);
         }
         let to = self.gain_db;
+        if from == to {
+            let factor = 10f32.powf(to / 20.0);
+            samples.iter_mut().for_each(|s| *s *= factor);
+            return;
+        }
         let n = samples.len().max(1) as f32;
         for (i, sample) in samples.iter_mut().enumerate() {
             let db = from + (to - from) * (i + 1) as f32 / n;

@@ -114,6 +114,9 @@ impl Limiter {
 
     fn note(&mut self, gain: f32) {
         self.activity.samples_total += 1;
+        if gain >= 1.0 {
+            return; // the usual case, without a logarithm per sample
+        }
         let db = 20.0 * gain.log10();
         if db < -0.1 {
             self.activity.samples_limited += 1;

@@ -116,6 +116,8 @@ pub struct Leveller {
     to_skip: usize,
     /// Levelled samples not yet taken.
     out: VecDeque<f32>,
+    /// The input being gained (kept to reuse its allocation).
+    block: Vec<f32>,
     finished: bool,
 }
 
@@ -140,6 +142,7 @@ impl Leveller {
             limiter,
             rate_hz,
             out: VecDeque::new(),
+            block: Vec::new(),
             finished: false,
         })
     }
@@ -166,9 +169,12 @@ impl Leveller {
             }
             return;
         }
-        let mut block = samples.to_vec();
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        block.extend_from_slice(samples);
         self.gain.apply(&mut block);
         self.process(&block);
+        self.block = block;
     }
 
     /// No more input: lets out what the seed and the look-ahead hold.
