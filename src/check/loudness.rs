@@ -22,35 +22,27 @@ pub fn level_of(
     tracks: &TrackCache,
     path: &Path,
     codec: Codec,
-) -> Result<LevelReport, DecodeError> {
-    let mut report = decoded(tracks.open(path, codec)?)?;
+) -> Result<LevelReport, Arc<DecodeError>> {
+    let mut report = decoded(tracks.open(path, codec).map_err(Arc::new)?)?;
     if report.adaptive && report.measured.is_some() {
         // Measured now: opened again, it plays at the static gain.
-        report = decoded(tracks.open(path, codec)?)?;
+        report = decoded(tracks.open(path, codec).map_err(Arc::new)?)?;
     }
     Ok(report)
 }
 
 /// Waits for `track` to be decoded to the end.
-fn decoded(track: Arc<Track>) -> Result<LevelReport, DecodeError> {
+fn decoded(track: Arc<Track>) -> Result<LevelReport, Arc<DecodeError>> {
     loop {
         match track.status() {
             TrackStatus::Decoding { .. } => std::thread::sleep(POLL),
             TrackStatus::Complete { .. } => break,
-            TrackStatus::Failed { error, .. } => return Err(clone_error(&error)),
+            TrackStatus::Failed { error, .. } => return Err(error),
         }
     }
     Ok(track
         .level()
         .expect("invariant: a complete track from a file has its level report"))
-}
-
-fn clone_error(error: &DecodeError) -> DecodeError {
-    DecodeError::Corrupt {
-        path: error.path().to_path_buf(),
-        reason: error.to_string(),
-        frames_decoded: 0,
-    }
 }
 
 /// One line: "−27.3 LUFS, raised 8.3 dB to −19.0 LUFS; the limiter …".

@@ -58,7 +58,7 @@ impl LoudnessGain {
         let meter =
             EbuR128::new(1, rate_hz, Mode::I | Mode::HISTOGRAM).map_err(|e| MeterError {
                 rate_hz,
-                reason: format!("{e:?}"),
+                reason: e.to_string(),
             })?;
         let gain_db = known.map_or(0.0, |measured| gain_to(target, measured));
         Ok(LoudnessGain {
