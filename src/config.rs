@@ -31,9 +31,11 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::media::Codec;
+use crate::media::level::{DEFAULT_TARGET, Dynamics, LoudnessSettings, Lufs};
 
 mod call;
 mod log;
+mod loudness;
 mod secrets;
 mod source;
 mod suggest;
@@ -219,6 +221,8 @@ pub struct AudioConfig {
     pub apology: PathBuf,
     /// The prompt library: one file per word or phrase (see `audio/README.md`).
     pub prompts: PathBuf,
+    /// `loudness_target` and `dynamics`: how every source is levelled.
+    pub loudness: LoudnessSettings,
 }
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -284,7 +288,10 @@ const KEYS: &[(&str, &[&str])] = &[
         &["rtp_ports", "codecs", "max_cached_tracks", "hold_timeout"],
     ),
     ("source", source::SOURCE_KEYS),
-    ("audio", &["apology", "prompts"]),
+    (
+        "audio",
+        &["apology", "prompts", "loudness_target", "dynamics"],
+    ),
     (
         "log",
         &[
@@ -518,6 +525,8 @@ struct Settings {
     source: SourceSettings,
     apology: Option<PathBuf>,
     prompts: Option<PathBuf>,
+    loudness_target: Option<Lufs>,
+    dynamics: Option<Dynamics>,
     level: Option<String>,
     log_format: Option<LogFormat>,
     call_log: CallLogSettings,
@@ -632,6 +641,10 @@ impl Settings {
             ("source" | "cache", key) => self.source.set(section, key, value, base)?,
             ("audio", "apology") => self.apology = Some(path(value)?),
             ("audio", "prompts") => self.prompts = Some(path(value)?),
+            ("audio", "loudness_target") => {
+                self.loudness_target = Some(loudness::target(value)?);
+            }
+            ("audio", "dynamics") => self.dynamics = Some(loudness::dynamics(value)?),
             ("log", "level") => {
                 let level = text(value, "expected a log level like \"info\"")?;
                 self.level = Some(log_level(&level)?);
@@ -706,6 +719,10 @@ impl Settings {
                 prompts: self
                     .prompts
                     .unwrap_or_else(|| config_dir.join("../audio/prompts")),
+                loudness: LoudnessSettings {
+                    target: self.loudness_target.unwrap_or(DEFAULT_TARGET),
+                    dynamics: self.dynamics.unwrap_or_default(),
+                },
             },
             log: LogConfig {
                 level: self.level.unwrap_or_else(|| "info".to_owned()),

@@ -213,6 +213,14 @@ impl Content {
         self
     }
 
+    /// Levels services, the apology and prompts to `loudness` (`[audio]
+    /// loudness_target`, `dynamics`): see `media::level`.
+    pub fn with_loudness(mut self, loudness: crate::media::level::LoudnessSettings) -> Self {
+        self.tracks.set_loudness(loudness);
+        self.prompts.set_loudness(loudness);
+        self
+    }
+
     /// Greets callers with `name` (`[line] church_name`) instead of the
     /// schedule's or feed's name.
     pub fn with_church_name(mut self, name: Option<String>) -> Self {

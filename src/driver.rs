@@ -441,7 +441,8 @@ fn build_content(config: &Config) -> Result<Built, DriverError> {
         voice(config),
     )
     .with_timezone(config.line.timezone)
-    .with_church_name(config.line.church_name.clone());
+    .with_church_name(config.line.church_name.clone())
+    .with_loudness(config.audio.loudness);
     Ok((Arc::new(content), refresher, source))
 }
 

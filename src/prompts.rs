@@ -21,6 +21,15 @@
 //!   lookup, and a name that becomes available (or a replaced recording)
 //!   makes a new sentence.
 //!
+//! - Loudness: every sentence is levelled like the services
+//!   ([`crate::media::level`]) with one gain for the whole library, from
+//!   the integrated loudness of all its clips joined, measured once at
+//!   load: a single word is shorter than BS.1770's gating needs, and one
+//!   gain keeps the words of a sentence at the level they were made at.
+//!   Names, titles and recordings are peak-levelled like the library
+//!   ([`clip`]) and share its gain; without a library a sentence is
+//!   measured on its own.
+//!
 //! `render` never waits for speech synthesis; it may decode a short
 //! recording (at most [`clip::MAX_CLIP`], then cached) and encode a few
 //! seconds of audio, a few milliseconds the first time a sentence is heard.
@@ -35,6 +44,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::call::menu::{Phrase, comma_before, sentence_text};
 use crate::media::Codec;
+use crate::media::level::{Leveller, LoudnessSettings, Lufs, integrated_loudness};
 use crate::media::resample::resample_clip;
 use crate::media::track::Track;
 use crate::speech::Speech;
@@ -124,6 +134,9 @@ type SentenceKey = (Vec<Phrase>, Vec<Source>, Codec);
 pub struct Prompts {
     /// Prompt name → rate → shaped PCM.
     library: HashMap<String, HashMap<u32, Pcm>>,
+    /// Rate → integrated loudness of the whole library at that rate.
+    library_loudness: HashMap<u32, Lufs>,
+    loudness: LoudnessSettings,
     missing: Vec<MissingPrompt>,
     speech: Option<Arc<Speech>>,
     /// Decoded and shaped files, by (file as decoded, rate); `Err` keeps a
@@ -170,12 +183,25 @@ impl Prompts {
             }
         }
         Prompts {
+            library_loudness: library_loudness(&library, &rates),
             library,
+            loudness: LoudnessSettings::default(),
             missing,
             speech,
             spoken: Mutex::new(Lru::new(SPOKEN_CACHE)),
             sentences: Mutex::new(Lru::new(SENTENCE_CACHE)),
         }
+    }
+
+    /// Levels sentences rendered from now on to `loudness` (`[audio]`).
+    pub fn set_loudness(&mut self, loudness: LoudnessSettings) {
+        self.loudness = loudness;
+    }
+
+    /// The library's integrated loudness at `rate_hz` (before levelling),
+    /// if it has a clip at that rate.
+    pub fn library_loudness(&self, rate_hz: u32) -> Option<Lufs> {
+        self.library_loudness.get(&rate_hz).copied()
     }
 
     /// Library prompts that did not load, and why.
@@ -244,6 +270,16 @@ impl Prompts {
         }
         let (samples, _) = join(&parts, rate_hz);
         let label = format!("prompt: {}", sentence_text(sentence));
+        let measured = self
+            .library_loudness(rate_hz)
+            .or_else(|| integrated_loudness(&samples, rate_hz).ok().flatten());
+        let samples = match Leveller::level_clip(&samples, rate_hz, self.loudness, measured) {
+            Ok(levelled) => levelled,
+            Err(error) => {
+                tracing::warn!(code = "prompt.level", "cannot level {label}: {error}");
+                samples
+            }
+        };
         match Track::from_pcm(codec, &label, &samples, rate_hz) {
             Ok(track) => {
                 lock(&self.sentences).insert(key, Arc::clone(&track));
@@ -352,6 +388,29 @@ fn at_rate(by_rate: &HashMap<u32, Pcm>, rate_hz: u32) -> Option<Pcm> {
     let (&from_hz, pcm) = by_rate.iter().max_by_key(|(rate, _)| **rate)?;
     let resampled = resample_clip(pcm, from_hz, rate_hz).ok()?;
     clip::shape(resampled, rate_hz).map(Pcm::from)
+}
+
+/// Rate → the integrated loudness of every library clip at that rate,
+/// joined (silent or empty libraries have none).
+fn library_loudness(
+    library: &HashMap<String, HashMap<u32, Pcm>>,
+    rates: &[u32],
+) -> HashMap<u32, Lufs> {
+    let mut names: Vec<&String> = library.keys().collect();
+    // Joined in one order, so the measurement is the same every start.
+    names.sort();
+    rates
+        .iter()
+        .filter_map(|&rate| {
+            let joined: Vec<f32> = names
+                .iter()
+                .filter_map(|name| library[*name].get(&rate))
+                .flat_map(|pcm| pcm.iter().copied())
+                .collect();
+            let loudness = integrated_loudness(&joined, rate).ok().flatten()?;
+            Some((rate, loudness))
+        })
+        .collect()
 }
 
 /// Decodes one library file and shapes it for each rate.

@@ -5,6 +5,7 @@
 //! use), and the trunk (`trunk`). Each line says ok, WARN or FAIL; each
 //! failure says what to do; any failure exits non-zero.
 
+mod loudness;
 mod offer;
 mod report;
 mod source;
@@ -28,13 +29,24 @@ pub fn check(config: &Config, now: DateTime<Utc>) -> CheckReport {
     if let Some(problem) = config.sip.advertised_address_problem() {
         report.warn(problem);
     }
-    let tracks = TrackCache::new(1);
+    let mut tracks = TrackCache::new(1);
+    tracks.set_loudness(config.audio.loudness);
     match tracks.open(&config.audio.apology, Codec::Pcmu) {
-        Ok(track) => report.ok(format!(
-            "apology clip {} ({})",
-            config.audio.apology.display(),
-            length(&track)
-        )),
+        Ok(track) => {
+            report.ok(format!(
+                "apology clip {} ({})",
+                config.audio.apology.display(),
+                length(&track)
+            ));
+            drop(track);
+            check_level(
+                config,
+                "apology clip",
+                &config.audio.apology,
+                &tracks,
+                &mut report,
+            );
+        }
         Err(error) => report.problem(format!(
             "apology clip: {error} (callers would hear built-in tones): put a WAV or MP3 there, \
              or set [audio] apology"
@@ -62,7 +74,7 @@ pub fn check(config: &Config, now: DateTime<Utc>) -> CheckReport {
             }
         }
     }
-    check_offer(&offered, now, &tracks, &mut report);
+    check_offer(config, &offered, now, &tracks, &mut report);
     if let (Some(trunk), Some(runtime)) = (&config.trunk, &runtime) {
         runtime.block_on(trunk::check_trunk(
             trunk,
@@ -110,8 +122,29 @@ fn check_local_schedule(
     }
 }
 
+/// The loudness of `path` and what the line does to it (on G.711, what
+/// most callers get).
+fn check_level(
+    config: &Config,
+    what: &str,
+    path: &std::path::Path,
+    tracks: &TrackCache,
+    report: &mut CheckReport,
+) {
+    match loudness::level_of(tracks, path, Codec::Pcmu) {
+        Ok(level) => report.ok(format!(
+            "{what} loudness: {}",
+            loudness::describe(&level, config.audio.loudness)
+        )),
+        Err(error) => report.problem(format!(
+            "{what}: {error}: callers hear it up to there, then the apology clip"
+        )),
+    }
+}
+
 /// What callers are offered now, and whether each service plays.
 fn check_offer(
+    config: &Config,
     offered: &Offered,
     now: DateTime<Utc>,
     tracks: &TrackCache,
@@ -163,7 +196,11 @@ fn check_offer(
             crate::source::redact_if_url(&path.display().to_string())
         );
         match tracks.open(&path, Codec::Pcmu) {
-            Ok(track) => report.ok(format!("{what} ({})", length(&track))),
+            Ok(track) => {
+                report.ok(format!("{what} ({})", length(&track)));
+                drop(track);
+                check_level(config, &what, &path, tracks, report);
+            }
             Err(error) => report.problem(format!(
                 "{what}: {error}: callers who choose it hear the apology clip; replace the file \
                  or correct the schedule"
@@ -186,6 +223,16 @@ fn check_voice(config: &Config, report: &mut CheckReport) -> Prompts {
                 ));
             }
         }
+    }
+    if let Some(measured) = prompts.library_loudness(Codec::Pcmu.sample_rate_hz()) {
+        let gain = crate::media::level::gain::gain_to(config.audio.loudness.target, measured);
+        report.ok(format!(
+            "prompt library loudness: {measured} as a whole, {} {:.1} dB with every \
+             sentence to {} like the services",
+            if gain >= 0.0 { "raised" } else { "lowered" },
+            gain.abs(),
+            config.audio.loudness.target
+        ));
     }
     let runs = std::process::Command::new(&config.speech.command)
         .arg("--version")

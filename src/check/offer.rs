@@ -83,7 +83,8 @@ pub fn offered(config: &Config, prompts: Prompts) -> Offered {
         prompts,
     )
     .with_timezone(config.line.timezone)
-    .with_church_name(config.line.church_name.clone());
+    .with_church_name(config.line.church_name.clone())
+    .with_loudness(config.audio.loudness);
     content.reload_schedule();
     Offered { content, origin }
 }

@@ -860,3 +860,33 @@ fn sip_trust_needs_no_trunk() {
     assert!(from("[sip]\ntrust = [\"not a network\"]").is_err());
     assert_eq!(from("").unwrap().sip.trust, None);
 }
+
+#[test]
+fn loudness_defaults_file_and_environment() {
+    let c = from("").unwrap();
+    assert_eq!(c.audio.loudness.target, Lufs(-19.0));
+    assert_eq!(c.audio.loudness.dynamics, Dynamics::Gentle);
+    let c = from("[audio]\nloudness_target = -23\ndynamics = \"off\"\n").unwrap();
+    assert_eq!(c.audio.loudness.target, Lufs(-23.0));
+    assert_eq!(c.audio.loudness.dynamics, Dynamics::Off);
+    let c = with_env(
+        "[audio]\nloudness_target = -23\n",
+        &[
+            ("DAS_AUDIO_LOUDNESS_TARGET", "-16"),
+            ("DAS_AUDIO_DYNAMICS", "off"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.audio.loudness.target, Lufs(-16.0));
+    assert_eq!(c.audio.loudness.dynamics, Dynamics::Off);
+}
+
+#[test]
+fn loudness_mistakes_name_the_key_and_what_was_expected() {
+    let message = error("[audio]\nloudness_target = 19\n");
+    assert!(message.contains("[audio] loudness_target"), "{message}");
+    assert!(message.contains("did you mean -19"), "{message}");
+    let message = error("[audio]\ndynamics = \"gentel\"\n");
+    assert!(message.contains("[audio] dynamics"), "{message}");
+    assert!(message.contains("did you mean \"gentle\""), "{message}");
+}

@@ -1,4 +1,5 @@
-//! The media path: decode (symphonia) → mono → resample (rubato) → encode
+//! The media path: decode (symphonia) → mono → resample (rubato) → level
+//! (loudness, compression, true-peak limit: [`level`]) → encode
 //! (G.711 / Opus) once per source and codec into a shared [`track::Track`];
 //! a [`pacer::MediaEngine`] thread then sends those frames as RTP for many
 //! calls from one absolute clock.
@@ -8,6 +9,7 @@ pub mod dtmf;
 pub mod encode;
 pub mod g711;
 pub mod inband;
+pub mod level;
 pub mod opus_file;
 pub mod pacer;
 pub mod ports;

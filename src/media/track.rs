@@ -24,9 +24,15 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, Weak
 use std::time::{Duration, SystemTime};
 
 use super::decode::{DecodeError, Decoder};
-use super::encode::{FrameEncoder, encoder_for};
-use super::resample::{Resampler, resample_clip};
+use super::encode::encoder_for;
+use super::level::memory::LoudnessMemory;
+use super::level::{LevelReport, LoudnessSettings};
+use super::resample::resample_clip;
 use super::{Codec, FRAME_DURATION};
+
+use pipeline::{Levelling, Pipeline};
+
+mod pipeline;
 
 /// Frames per stored chunk (1 s). Also how many frames `TrackCache::open`
 /// makes before returning, so the first chunk is readable at once.
@@ -87,6 +93,11 @@ pub struct Track {
     /// Length in frames the container declared, for `duration()` while decoding.
     declared_frames: Option<usize>,
     frames: RwLock<Frames>,
+    /// The gain followed the meter (loudness unknown at open): the cache
+    /// replaces such a track, once measured, when no call holds it.
+    adaptive_gain: bool,
+    /// What levelling did, once decoding has ended.
+    level: OnceLock<LevelReport>,
 }
 
 impl std::fmt::Debug for Track {
@@ -105,6 +116,8 @@ impl Track {
             codec,
             label: label.to_string(),
             declared_frames,
+            adaptive_gain: false,
+            level: OnceLock::new(),
             frames: RwLock::new(Frames {
                 chunks: Vec::new(),
                 count: 0,
@@ -186,6 +199,12 @@ impl Track {
             State::Complete => FrameRead::End,
             State::Failed(_) => FrameRead::Failed,
         }
+    }
+
+    /// What levelling did to a file's track, once it is decoded to the
+    /// end (or failed); `None` before, and for tracks made from PCM.
+    pub fn level(&self) -> Option<LevelReport> {
+        self.level.get().copied()
     }
 
     /// Frames readable now.
@@ -272,78 +291,27 @@ impl ChunkWriter {
     }
 }
 
-/// Decoder → resampler → encoder, one 20 ms payload at a time.
-struct Pipeline {
-    decoder: Decoder,
-    resampler: Resampler,
-    encoder: Box<dyn FrameEncoder>,
-    pcm: Vec<f32>,
-    frame: Vec<f32>,
-    payload: Vec<u8>,
-    input_done: bool,
-}
-
-impl Pipeline {
-    fn new(decoder: Decoder, codec: Codec) -> Result<Pipeline, DecodeError> {
-        let path = decoder.path().to_path_buf();
-        let resampler =
-            Resampler::new(decoder.sample_rate_hz(), codec.sample_rate_hz()).map_err(|e| {
-                DecodeError::Unsupported {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let encoder = encoder_for(codec).map_err(|source| DecodeError::Encode { path, source })?;
-        Ok(Pipeline {
-            frame: vec![0.0; resampler.frame_len()],
-            decoder,
-            resampler,
-            encoder,
-            pcm: Vec::new(),
-            payload: Vec::new(),
-            input_done: false,
-        })
-    }
-
-    /// Makes the next payload in `self.payload`; `Ok(false)` at the end.
-    fn next_frame(&mut self) -> Result<bool, DecodeError> {
-        loop {
-            if self.resampler.pop_frame(&mut self.frame) {
-                self.encoder
-                    .encode(&self.frame, &mut self.payload)
-                    .map_err(|source| DecodeError::Encode {
-                        path: self.decoder.path().to_path_buf(),
-                        source,
-                    })?;
-                return Ok(true);
-            }
-            if self.input_done {
-                return Ok(false);
-            }
-            self.pcm.clear();
-            if self.decoder.next_chunk(&mut self.pcm)? {
-                self.resampler.push(&self.pcm);
-            } else {
-                self.resampler.finish();
-                self.input_done = true;
-            }
-        }
-    }
-}
-
 /// Decodes the first chunk now and the rest on a background thread.
-fn start_track(decoder: Decoder, codec: Codec) -> Result<Arc<Track>, DecodeError> {
+fn start_track(
+    decoder: Decoder,
+    codec: Codec,
+    levelling: Levelling<LoudnessKey>,
+) -> Result<Arc<Track>, DecodeError> {
     let path = decoder.path().to_path_buf();
     let label = path.display().to_string();
     let declared = decoder.frames_expected().map(|n| {
         let frames = u128::from(n) * 50 / u128::from(decoder.sample_rate_hz().max(1));
         usize::try_from(frames).unwrap_or(usize::MAX)
     });
-    let mut pipeline = Pipeline::new(decoder, codec)?;
-    let track = Arc::new(Track::new(codec, &label, declared));
+    let adaptive_gain = levelling.known.is_none();
+    let mut pipeline = Pipeline::new(decoder, codec, levelling)?;
+    let mut track = Track::new(codec, &label, declared);
+    track.adaptive_gain = adaptive_gain;
+    let track = Arc::new(track);
     let mut writer = ChunkWriter::default();
     for _ in 0..FRAMES_PER_CHUNK {
         if !pipeline.next_frame()? {
+            let _ = track.level.set(pipeline.level_report());
             track.finish(writer.take(), State::Complete);
             return Ok(track);
         }
@@ -370,7 +338,7 @@ fn start_track(decoder: Decoder, codec: Codec) -> Result<Arc<Track>, DecodeError
 
 /// The background half: runs until the end, a failure, or until nobody
 /// holds the track any more (evicted from the cache, no call playing it).
-fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
+fn decode_rest(mut pipeline: Pipeline<LoudnessKey>, track: Weak<Track>) {
     let mut writer = ChunkWriter::default();
     let path = pipeline.decoder.path().to_path_buf();
     loop {
@@ -386,6 +354,7 @@ fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
             }
             Ok(false) => {
                 if let Some(track) = track.upgrade() {
+                    let _ = track.level.set(pipeline.level_report());
                     track.finish(writer.take(), State::Complete);
                 }
                 return;
@@ -398,6 +367,7 @@ fn decode_rest(mut pipeline: Pipeline, track: Weak<Track>) {
                     "audio failed while decoding; calls reaching this point get the apology"
                 );
                 if let Some(track) = track.upgrade() {
+                    let _ = track.level.set(pipeline.level_report());
                     track.finish(writer.take(), State::Failed(Arc::new(error)));
                 }
                 return;
@@ -445,6 +415,9 @@ enum SourceId {
     },
 }
 
+/// A source's loudness is remembered per rate it was measured at.
+type LoudnessKey = (SourceId, u32);
+
 type Slot = Arc<OnceLock<Result<Arc<Track>, DecodeError>>>;
 
 struct Entry {
@@ -465,6 +438,9 @@ struct CacheInner {
 pub struct TrackCache {
     capacity: usize,
     inner: Mutex<CacheInner>,
+    loudness: LoudnessSettings,
+    /// Filled by tracks decoded to the end; read when opening.
+    measured: Arc<LoudnessMemory<LoudnessKey>>,
 }
 
 impl TrackCache {
@@ -474,7 +450,14 @@ impl TrackCache {
         TrackCache {
             capacity,
             inner: Mutex::new(CacheInner::default()),
+            loudness: LoudnessSettings::default(),
+            measured: Arc::default(),
         }
+    }
+
+    /// Levels tracks opened from now on to `loudness` (`[audio]`).
+    pub fn set_loudness(&mut self, loudness: LoudnessSettings) {
+        self.loudness = loudness;
     }
 
     /// The shared track for `path` in `codec`, decoding the file if needed.
@@ -498,8 +481,9 @@ impl TrackCache {
             len: meta.len(),
             modified: meta.modified().ok(),
         };
+        let levelling = self.levelling(&id, codec);
         self.get_or_open((id, codec), || {
-            without_panics(path, || start_track(Decoder::open(path)?, codec))
+            without_panics(path, || start_track(Decoder::open(path)?, codec, levelling))
         })
     }
 
@@ -519,9 +503,14 @@ impl TrackCache {
             len: bytes.len() as u64,
             hash: hasher.finish(),
         };
+        let levelling = self.levelling(&id, codec);
         self.get_or_open((id, codec), || {
             without_panics(Path::new(label), || {
-                start_track(Decoder::from_bytes(label, bytes, extension_hint)?, codec)
+                start_track(
+                    Decoder::from_bytes(label, bytes, extension_hint)?,
+                    codec,
+                    levelling,
+                )
             })
         })
     }
@@ -544,6 +533,33 @@ impl TrackCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How a track of `id` in `codec` is levelled. When the source has been
+    /// measured since its cached track was opened with an adaptive gain,
+    /// and no call is playing that track, it is dropped here so this open
+    /// makes one with the static gain (the next caller hears the whole
+    /// service at one gain).
+    fn levelling(&self, id: &SourceId, codec: Codec) -> Levelling<LoudnessKey> {
+        let key = (id.clone(), codec.sample_rate_hz());
+        let known = self.measured.get(&key);
+        if known.is_some() {
+            let mut inner = self.lock();
+            let cache_key = (id.clone(), codec);
+            let stale = inner.entries.get(&cache_key).is_some_and(|entry| {
+                matches!(entry.slot.get(), Some(Ok(track))
+                    if track.adaptive_gain && Arc::strong_count(track) == 1)
+            });
+            if stale {
+                inner.entries.remove(&cache_key);
+            }
+        }
+        Levelling {
+            settings: self.loudness,
+            known,
+            memory: Arc::clone(&self.measured),
+            key,
+        }
     }
 
     fn get_or_open(

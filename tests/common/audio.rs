@@ -162,6 +162,12 @@ fn correlation_at(heard: &[f32], played: &[f32], lag: isize) -> f32 {
     (dot / (ea.sqrt() * eb.sqrt())) as f32
 }
 
+/// Where `played` starts in `heard` (in samples, negative if earlier),
+/// searching lags up to `max_lag_s` either way.
+pub fn lag_of(heard: &[f32], played: &[f32], rate_hz: u32, max_lag_s: f32) -> isize {
+    best_lag(heard, played, (max_lag_s * rate_hz as f32) as usize)
+}
+
 /// Peak normalised cross-correlation of what was heard with what was
 /// played, searching lags up to `max_lag_s` either way.
 pub fn correlation(heard: &[f32], played: &[f32], rate_hz: u32, max_lag_s: f32) -> f32 {

@@ -16,6 +16,26 @@ fn the_shipped_config_checks_clean() {
 }
 
 #[test]
+fn check_says_each_files_loudness_and_what_the_line_does_to_it() {
+    let (ok, text) = check(&[("DAS_AUDIO_LOUDNESS_TARGET", "-16".to_owned())]);
+    assert!(ok, "{text}");
+    let service = text
+        .lines()
+        .find(|line| line.contains("sample-service.mp3 loudness:"))
+        .unwrap_or_else(|| panic!("no loudness for the service: {text}"));
+    // The shipped sample is quieter than -16 LUFS: raised to the target.
+    assert!(
+        service.contains("raised") && service.contains("to -16.0 LUFS"),
+        "{service}"
+    );
+    assert!(service.contains("limiter"), "{service}");
+    assert!(text.contains("apology clip loudness:"), "{text}");
+    assert!(text.contains("prompt library loudness:"), "{text}");
+    let (_, off) = check(&[("DAS_AUDIO_DYNAMICS", "off".to_owned())]);
+    assert!(off.contains("compression off"), "{off}");
+}
+
+#[test]
 fn a_broken_schedule_and_a_missing_file_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let schedule = dir.path().join("data.json");

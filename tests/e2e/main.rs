@@ -19,6 +19,7 @@ mod call_log;
 mod cli_check;
 mod hostile;
 mod life_cycle;
+mod loudness_e2e;
 mod origin_http;
 mod peer_baresip;
 mod peer_kamailio;

@@ -256,3 +256,41 @@ fn a_panicking_decoder_becomes_an_error() {
     assert_eq!(err.code(), "audio.corrupt");
     assert_eq!(err.path(), Path::new("evil.mp3"));
 }
+
+#[test]
+fn a_file_measured_to_the_end_reopens_at_one_static_gain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.wav");
+    write_wav(&path, 16_000, 1, 3.0, tone(440.0, 16_000, 0.02));
+    let cache = TrackCache::new(4);
+    let first = cache.open(&path, Codec::Pcmu).unwrap();
+    assert!(matches!(
+        wait_until_done(&first),
+        TrackStatus::Complete { .. }
+    ));
+    let first_level = first.level().expect("levelled");
+    assert!(first_level.adaptive);
+    let measured = first_level.measured.expect("a tone is audible");
+    // Held by a caller: kept as it is.
+    assert!(Arc::ptr_eq(
+        &first,
+        &cache.open(&path, Codec::Pcmu).unwrap()
+    ));
+    drop(first);
+    let second = cache.open(&path, Codec::Pcmu).unwrap();
+    assert!(matches!(
+        wait_until_done(&second),
+        TrackStatus::Complete { .. }
+    ));
+    let level = second.level().expect("levelled");
+    assert!(!level.adaptive);
+    let expected = (crate::media::level::DEFAULT_TARGET.0 - measured.0) as f32;
+    assert!((level.gain_db - expected).abs() < 0.01, "{level:?}");
+    // A-law shares the measurement made at the same rate.
+    let alaw = cache.open(&path, Codec::Pcma).unwrap();
+    assert!(matches!(
+        wait_until_done(&alaw),
+        TrackStatus::Complete { .. }
+    ));
+    assert!(!alaw.level().expect("levelled").adaptive);
+}
