@@ -237,6 +237,21 @@ impl Line {
             .count()
     }
 
+    /// Waits up to `limit` until the log holds `count` lines containing
+    /// `needle` (the line looks at its files every two seconds); panics
+    /// with the log otherwise.
+    pub async fn wait_for_log(&self, needle: &str, count: usize, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.log_count(needle) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} was not logged {count} times within {limit:?}\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The line's process id, to read its `/proc/<pid>` (memory, descriptors).
     pub fn pid(&self) -> u32 {
         self.child.id()

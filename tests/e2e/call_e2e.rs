@@ -140,32 +140,16 @@ async fn assert_service_plays(parish: &Parish, line: &Line) {
     );
 }
 
-/// The line looks at a local schedule every two seconds, off the calls'
-/// path: a repaired file is used within that, and said so in the log.
+/// The line looks at a local schedule, and at the services' files, every
+/// two seconds off the calls' path: a repair is used within that, and said.
 async fn schedule_seen_again(line: &Line) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while line.log_count("schedule: working again") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the repaired schedule was not read again within 5 s\n{}",
-            line.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    line.wait_for_log("schedule: working again", 1, Duration::from_secs(5))
+        .await;
 }
 
-/// The line looks at the services' files every two seconds, off the calls'
-/// path: a mended file is offered again within that, and said so.
 async fn service_seen_again(line: &Line) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while line.log_count("service plays again") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the mended service was not offered again within 5 s\n{}",
-            line.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    line.wait_for_log("service plays again", 1, Duration::from_secs(5))
+        .await;
 }
 
 fn write(path: &Path, bytes: &[u8]) {

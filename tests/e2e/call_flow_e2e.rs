@@ -191,20 +191,6 @@ fn garbage() -> Vec<u8> {
         .collect()
 }
 
-/// Waits (the line looks every two seconds) until it has logged `text`
-/// `count` times.
-async fn logged(line: &Line, text: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while line.log_count(text) < count {
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} was not logged {count} times\n{}",
-            line.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_newest_service_gives_way_to_the_one_before_it_and_the_apology_comes_last() {
     if !tools() {
@@ -261,7 +247,8 @@ async fn a_corrupt_newest_service_gives_way_to_the_one_before_it_and_the_apology
     // Every file broken: the apology, as the last resort.
     std::fs::write(audio_dir.join("middle.mp3"), garbage()).unwrap();
     std::fs::write(audio_dir.join("oldest.mp3"), garbage()).unwrap();
-    logged(&line, "service not offered", 3).await;
+    line.wait_for_log("service not offered", 3, Duration::from_secs(8))
+        .await;
     let report = call(&line, Vec::new(), &[], None).await;
     assert!(matches!(report.hung_up_by, HangUp::FarEnd));
     let whole = report.samples.len() as f32 / RATE as f32;
@@ -270,7 +257,8 @@ async fn a_corrupt_newest_service_gives_way_to_the_one_before_it_and_the_apology
 
     // Mended: offered again within the line's next look.
     std::fs::write(audio_dir.join("oldest.mp3"), oldest).unwrap();
-    logged(&line, "service plays again", 1).await;
+    line.wait_for_log("service plays again", 1, Duration::from_secs(8))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
