@@ -105,6 +105,18 @@ struct Entry {
     started: bool,
     /// The deadline queued in `timers` for this call, if any.
     armed: Option<Instant>,
+    /// The line's own self-test: its plays are not counted.
+    self_test: bool,
+}
+
+/// Who is calling, as far as the flows care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// The From header, as the INVITE presented it.
+    From(&'a str),
+    /// The line's own self-test: not offered to carry on, not counted as a
+    /// listen, not remembered.
+    SelfTest,
 }
 
 /// The flows of every call, and when each wants waking.
@@ -159,14 +171,34 @@ impl Calls {
     }
 
     /// The call is about to be answered with `codec` at `now` (`wall` on
-    /// the wall clock) for `caller` (the From URI; `None` keeps the one
-    /// already known): fix its menu and stage its first programme (the
-    /// offer to carry on, the greeting and menu, or the apology).
+    /// the wall clock) for `caller`: fix its menu and stage its first
+    /// programme (the offer to carry on, the greeting and menu, or the
+    /// apology).
     pub fn prepare(
         &mut self,
         call: CallId,
         codec: Codec,
-        caller: Option<&str>,
+        caller: Caller<'_>,
+        content: &Arc<Content>,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
+        let record = self
+            .records
+            .entry(call)
+            .or_insert_with(|| RecordBuilder::new(wall, now, codec));
+        match caller {
+            Caller::From(from) => record.handle_caller(from),
+            Caller::SelfTest => record.mark_self_test(),
+        }
+        self.stage_first(call, codec, content, now, wall);
+    }
+
+    /// Fixes the call's menu and stages its first programme in `codec`.
+    fn stage_first(
+        &mut self,
+        call: CallId,
+        codec: Codec,
         content: &Arc<Content>,
         now: Instant,
         wall: DateTime<Utc>,
@@ -176,11 +208,9 @@ impl Calls {
             .records
             .entry(call)
             .or_insert_with(|| RecordBuilder::new(wall, now, codec));
-        if let Some(caller) = caller {
-            record.handle_caller(caller);
-        }
+        let self_test = record.is_self_test();
         let resume = match (&self.resume, &menu) {
-            (Some(book), Some(menu)) => book
+            (Some(book), Some(menu)) if !self_test => book
                 .lookup(record.caller(), wall)
                 .and_then(|stopped| resume_on(menu, stopped)),
             _ => None,
@@ -216,6 +246,7 @@ impl Calls {
                 keys: KeyDeduplicator::default(),
                 started: false,
                 armed: None,
+                self_test,
             },
         );
     }
@@ -236,7 +267,7 @@ impl Calls {
             .get(&call)
             .is_none_or(|e| e.codec != media.codec)
         {
-            self.prepare(call, media.codec, None, content, now, wall);
+            self.stage_first(call, media.codec, content, now, wall);
         }
         let Some(entry) = self.entries.get_mut(&call) else {
             return;
@@ -302,7 +333,7 @@ impl Calls {
         wall: DateTime<Utc>,
     ) -> Option<(CallRecord, Presented)> {
         let record = self.records.remove(&call)?;
-        if let Some(book) = &mut self.resume {
+        if let Some(book) = self.resume.as_mut().filter(|_| !record.is_self_test()) {
             let listened = record.listened(now);
             let length = listened
                 .as_ref()
@@ -462,7 +493,9 @@ impl Calls {
             }
             let control = match action {
                 FlowAction::Play { tag, programme } => {
-                    if let (Some(state), Some(service)) = (&self.observed, programme.service()) {
+                    if let (Some(state), Some(service), false) =
+                        (&self.observed, programme.service(), entry.self_test)
+                    {
                         state.service_played(service, wall);
                     }
                     tracing::info!(%call, tag, "playing {}", programme.label());

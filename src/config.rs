@@ -171,7 +171,21 @@ pub struct Config {
     /// The trunk to register with; `None` (no `[trunk]`): the line only listens.
     pub trunk: Option<TrunkConfig>,
     pub admin: AdminConfig,
+    pub self_test: SelfTestConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfTestConfig {
+    /// How often the line calls itself (`[self_test] interval`); `None`: never.
+    pub interval: Option<Duration>,
+}
+
+/// A self-test every quarter of an hour: a broken line is found well within
+/// the time between two Sunday callers, for one short call's cost.
+/// The shortest `[self_test] interval`: a self-test call lasts about ten
+/// seconds (closer together, each waits for the one before).
+pub const MIN_SELF_TEST_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_SELF_TEST_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
@@ -309,6 +323,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("cache", source::CACHE_KEYS),
     ("trunk", trunk::KEYS),
     ("admin", &["listen"]),
+    ("self_test", &["interval"]),
 ];
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5060";
@@ -534,6 +549,8 @@ struct Settings {
     trunk: TrunkSettings,
     /// `Some(None)`: turned off with `""`.
     admin_listen: Option<Option<SocketAddr>>,
+    /// `Some(None)`: turned off with `0`.
+    self_test_interval: Option<Option<Duration>>,
 }
 
 impl Settings {
@@ -662,6 +679,20 @@ impl Settings {
                     _ => Some(parsed(value, expected)?),
                 });
             }
+            ("self_test", "interval") => {
+                const EXPECTED: &str =
+                    "expected 0 (no self-test) or a duration from 10 s to 7 days, like \"15m\"";
+                let interval = duration_within(
+                    value,
+                    Duration::ZERO,
+                    Duration::from_secs(7 * 24 * 3600),
+                    EXPECTED,
+                )?;
+                if !interval.is_zero() && interval < MIN_SELF_TEST_INTERVAL {
+                    return Err(EXPECTED.to_owned());
+                }
+                self.self_test_interval = Some((!interval.is_zero()).then_some(interval));
+            }
             ("line" | "dtmf" | "speech", key) => self.call.set(section, key, value, base)?,
             _ => unreachable!("KEYS lists only keys that Settings::set handles"),
         }
@@ -737,6 +768,11 @@ impl Settings {
                             .expect("DEFAULT_ADMIN_LISTEN is a valid socket address"),
                     )
                 }),
+            },
+            self_test: SelfTestConfig {
+                interval: self
+                    .self_test_interval
+                    .unwrap_or(Some(DEFAULT_SELF_TEST_INTERVAL)),
             },
         })
     }

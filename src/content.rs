@@ -207,6 +207,11 @@ impl Content {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the schedule's times are read and its dates said.
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
     /// Reads schedule times without an offset in `timezone` (`[line] timezone`).
     pub fn with_timezone(mut self, timezone: Tz) -> Self {
         self.timezone = timezone;
@@ -679,7 +684,7 @@ pub fn gentle_tones(rate_hz: u32) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -695,7 +700,8 @@ mod tests {
     }
 
     /// One second of a 440 Hz tone, as a WAV file.
-    fn write_tone(path: &Path) {
+    /// A second of 440 Hz at 8 kHz.
+    pub(crate) fn write_tone(path: &Path) {
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: 8_000,

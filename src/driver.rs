@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::call::flow::FlowConfig;
 use crate::call_log::CallLog;
 use crate::call_log::caller::Presented;
-use crate::calls::{Calls, MediaCommand};
+use crate::calls::{Caller, Calls, MediaCommand};
 use crate::config::Config;
 use crate::content::{Catalogue, Content};
 use crate::endpoint::admission::Policy;
@@ -25,6 +25,7 @@ use crate::media::ports::{PortAllocator, RtpSockets};
 use crate::observe::LineState;
 use crate::prompts::Prompts;
 use crate::registration::{Digest, RegistrationConfig};
+use crate::self_test::{SelfTest, SelfTestStatus, Setup, SourceChange};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{Received, SipTransport, TransportError, TransportEvent};
 use crate::source::cache::DiskCache;
@@ -177,6 +178,10 @@ pub async fn serve(
     .map_err(DriverError::Media)?;
     let observed = Arc::new(LineState::new(config.line.timezone));
     let live_pages = Arc::new(RwLock::new(admin_live(&config, &content, source)));
+    let self_test_status = config
+        .self_test
+        .interval
+        .map(|interval| Arc::new(SelfTestStatus::new(interval)));
     if let Some(listen) = config.admin.listen {
         let pages = Admin {
             live: live_pages.clone(),
@@ -186,6 +191,7 @@ pub async fn serve(
                 Some(port) => format!("{}:{port}", t.registrar.host),
                 None => t.registrar.host.clone(),
             }),
+            self_test: self_test_status.clone(),
         };
         admin::start(listen, pages).await;
     }
@@ -211,6 +217,24 @@ pub async fn serve(
         "the line is listening; {}",
         endpoint.admission().policy().describe()
     );
+
+    // The line calls itself now and then (off the loop; the loop only
+    // learns which socket is its own).
+    let (self_test_sources_tx, mut self_test_sources) = mpsc::channel::<SourceChange>(1);
+    let (self_test_setup, setup) =
+        watch::channel(Setup::new(&config, content.clone(), flow_config(&config)));
+    let mut self_test = self_test_status.clone().map(|status| {
+        let task = SelfTest {
+            interval: status.interval,
+            listener: local,
+            setup,
+            sources: self_test_sources_tx.clone(),
+            status,
+            line: observed.clone(),
+            max_calls,
+        };
+        tokio::spawn(task.run()).abort_handle()
+    });
 
     if let Some(problem) = config.sip.advertised_address_problem() {
         tracing::warn!(code = "sip.advertises_loopback", "{problem}");
@@ -307,6 +331,10 @@ pub async fn serve(
                     );
                 }
             }
+            Some(change) = self_test_sources.recv() => {
+                endpoint.set_self_test_source(change.source);
+                let _ = change.done.send(());
+            }
             Some(event) = events.recv() => {
                 calls.handle_media_event(event, Instant::now(), chrono::Utc::now());
                 dispatch(&mut calls, &engine, &mut ports);
@@ -328,6 +356,7 @@ pub async fn serve(
                 if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
                     old.abort();
                 }
+                let _ = self_test_setup.send(Setup::new(&fresh, new_content.clone(), flow_config(&fresh)));
                 content = new_content;
                 calls.reconfigure(flow_config(&fresh), fresh.dtmf);
                 config = fresh;
@@ -361,6 +390,9 @@ pub async fn serve(
                         humantime::format_duration(grace)
                     );
                     endpoint.start_draining();
+                    if let Some(task) = self_test.take() {
+                        task.abort();
+                    }
                     draining_until = Some(Instant::now() + grace);
                 }
                 // A second signal, no calls to wait for, or no one left to
@@ -370,6 +402,10 @@ pub async fn serve(
         }
     }
 
+    if let Some(task) = self_test.take() {
+        task.abort();
+    }
+    drop(self_test_sources_tx);
     tracing::info!(
         code = "line.shutdown",
         calls = endpoint.active_calls(),
@@ -649,11 +685,16 @@ fn perform(
             call,
             codec,
             caller,
+            self_test,
         } => {
             calls.prepare(
                 call,
                 codec,
-                Some(&caller),
+                if self_test {
+                    Caller::SelfTest
+                } else {
+                    Caller::From(&caller)
+                },
                 content,
                 Instant::now(),
                 chrono::Utc::now(),
@@ -664,16 +705,22 @@ fn perform(
             rtp_port,
             media,
             caller,
+            self_test,
         } => {
-            tracing::info!(
+            if self_test {
+                // Every quarter of an hour: only its failures are news.
+                tracing::debug!(%call, codec = %media.codec, "self-test: answered");
+            } else {
+                tracing::info!(
                 %call,
                 caller = %records.call_log.shown_caller(&Presented::from_header(&caller)),
                 codec = %media.codec,
                 remote = %media.remote_rtp.map_or("none (on hold)".to_owned(), |a| a.to_string()),
                 telephone_event = %media.telephone_event.map_or("none".to_owned(), |pt| pt.to_string()),
                 "call answered"
-            );
-            calls.note_caller(call, &caller);
+                );
+                calls.note_caller(call, &caller);
+            }
             calls.start(
                 call,
                 rtp_port,
@@ -698,7 +745,11 @@ fn perform(
             calls.stop(call);
             engine.remove(StreamId(call.0));
         }
-        Action::CallEnded { call, reason } => {
+        Action::CallEnded {
+            call,
+            reason,
+            self_test,
+        } => {
             calls.stop(call);
             let finished =
                 calls.finish_record(call, reason, content, Instant::now(), chrono::Utc::now());
@@ -713,8 +764,12 @@ fn perform(
                     }
                 }));
             }
-            observed.call_ended(reason);
-            tracing::info!(%call, code = reason.code(), "call ended: {reason}");
+            if self_test {
+                tracing::debug!(%call, code = reason.code(), "self-test: ended: {reason}");
+            } else {
+                observed.call_ended(reason);
+                tracing::info!(%call, code = reason.code(), "call ended: {reason}");
+            }
         }
         Action::Key { call, key } => {
             calls.handle_info_key(call, key, Instant::now(), chrono::Utc::now());

@@ -25,6 +25,7 @@ pub mod prompts;
 pub mod registration;
 pub mod resume_store;
 pub mod sdp;
+pub mod self_test;
 pub mod sip;
 pub mod source;
 pub mod speech;

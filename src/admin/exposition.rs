@@ -72,6 +72,31 @@ pub fn render(line: &LineSnapshot) -> String {
     );
     out.sample("das_schedule_playable", &[], flag(line.offer.is_ok()));
 
+    if let Some(test) = &line.self_test {
+        let last = test.last.as_ref();
+        out.family(
+            "das_self_test_ok",
+            "gauge",
+            "1 when the line's last call to itself heard the greeting and the newest service; 0 when not. \
+             Absent until the first has run.",
+        );
+        if let Some(verdict) = last {
+            out.sample("das_self_test_ok", &[], flag(verdict.ok()));
+        }
+        out.family(
+            "das_self_test_last_run_timestamp_seconds",
+            "gauge",
+            "When the line last called itself.",
+        );
+        if let Some(verdict) = last {
+            out.sample(
+                "das_self_test_last_run_timestamp_seconds",
+                &[],
+                verdict.at.timestamp_millis() as f64 / 1000.0,
+            );
+        }
+    }
+
     out.family(
         "das_source_last_success_timestamp_seconds",
         "gauge",
@@ -268,8 +293,23 @@ mod tests {
             "das_rtp_packets_sent_total 0",
             "das_rtp_send_lateness_seconds_bucket{le=\"+Inf\"} 0",
             "das_source_last_success_timestamp_seconds 1764525600",
+            "das_self_test_ok 1",
+            "das_self_test_last_run_timestamp_seconds 1764957360",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn the_self_test_is_1_or_0_and_absent_until_run_or_when_off() {
+        let failed = render(&crate::admin::snapshot::tests::self_test_failed());
+        assert!(failed.contains("\ndas_self_test_ok 0\n"), "{failed}");
+        let mut line = sample();
+        line.self_test.as_mut().unwrap().last = None;
+        let text = render(&line);
+        assert!(text.contains("# TYPE das_self_test_ok gauge"));
+        assert!(!text.contains("\ndas_self_test_ok "), "{text}");
+        line.self_test = None;
+        assert!(!render(&line).contains("das_self_test"));
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /healthz`: healthy when a caller would hear a service, which takes
 //! a playable schedule and, with a trunk, a registration (without one no
 //! call reaches the line). A failing source alone is not unhealthy: callers
-//! still hear the cached copy, and the status page says so.
+//! still hear the cached copy, and the status page says so. With the
+//! self-test on, its last call to itself must have heard the service.
 
 use serde::Serialize;
 
@@ -57,6 +58,21 @@ pub fn check(line: &LineSnapshot) -> Health {
             detail,
         });
     }
+    if let Some(test) = &line.self_test {
+        checks.push(match &test.last {
+            // Not yet run: nothing known to be wrong.
+            None => Check {
+                name: "self_test",
+                ok: true,
+                detail: "the line has not called itself yet".to_owned(),
+            },
+            Some(verdict) => Check {
+                name: "self_test",
+                ok: verdict.ok(),
+                detail: format!("{}: {}", verdict.at.to_rfc3339(), verdict.detail()),
+            },
+        });
+    }
     Health {
         ok: checks.iter().all(|c| c.ok),
         checks,
@@ -78,7 +94,7 @@ mod tests {
     fn healthy_with_a_menu_and_a_registration() {
         let health = check(&sample());
         assert!(health.ok);
-        assert_eq!(health.checks.len(), 2);
+        assert_eq!(health.checks.len(), 3);
         assert!(
             health
                 .to_json()
@@ -88,7 +104,7 @@ mod tests {
 
     #[test]
     fn each_failing_check_says_why() {
-        let mut line = sample();
+        let mut line = crate::admin::snapshot::tests::self_test_failed();
         line.offer = Err("no schedule has been fetched yet".to_owned());
         let trunk = line.trunk.as_mut().unwrap();
         trunk.state = TrunkState::Failing {
@@ -111,9 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_self_test_is_unhealthy_and_one_not_yet_run_is_not() {
+        let health = check(&crate::admin::snapshot::tests::self_test_failed());
+        assert!(!health.ok);
+        let test = health
+            .checks
+            .iter()
+            .find(|c| c.name == "self_test")
+            .unwrap();
+        assert!(!test.ok);
+        assert!(test.detail.contains("was not heard"), "{}", test.detail);
+        let mut line = sample();
+        line.self_test.as_mut().unwrap().last = None;
+        assert!(check(&line).ok);
+    }
+
+    #[test]
     fn without_a_trunk_only_the_schedule_counts() {
         let mut line = sample();
         line.trunk = None;
+        line.self_test = None;
         let health = check(&line);
         assert!(health.ok);
         assert_eq!(health.checks.len(), 1);

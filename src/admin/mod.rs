@@ -25,9 +25,12 @@ use crate::content::Content;
 use crate::media::pacer::StatsReader;
 use crate::observe::{LineState, ListenHistory, SeenRegistration};
 use crate::registration::RegistrationStatus;
+use crate::self_test::SelfTestStatus;
 use crate::source::refresher::RefreshStatus;
 use server::{Page, Pages, Reply};
-use snapshot::{LineSnapshot, Offer, SourceProblem, SourceView, TrunkState, TrunkView};
+use snapshot::{
+    LineSnapshot, Offer, SelfTestView, SourceProblem, SourceView, TrunkState, TrunkView,
+};
 
 /// Where the schedule comes from, as the admin pages describe it.
 pub enum Source {
@@ -47,6 +50,8 @@ pub struct Admin {
     pub engine: StatsReader,
     /// The registrar's host, when a trunk is configured.
     pub registrar: Option<String>,
+    /// The line's calls to itself; `None` when `[self_test] interval = 0`.
+    pub self_test: Option<Arc<SelfTestStatus>>,
 }
 
 /// The parts of the pages that follow the config, as last (re)loaded.
@@ -139,6 +144,10 @@ impl Admin {
             calls_ended: self.state.calls_ended(),
             plays: self.state.plays(),
             engine: self.engine.stats(),
+            self_test: self.self_test.as_ref().map(|status| SelfTestView {
+                interval: status.interval,
+                last: status.last(),
+            }),
             history: live
                 .call_log
                 .as_deref()

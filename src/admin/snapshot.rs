@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 
 use crate::media::pacer::EngineStats;
 use crate::observe::{CallOutcome, ListenHistory};
+use crate::self_test::Verdict;
 
 #[derive(Debug, Clone)]
 pub struct LineSnapshot {
@@ -25,6 +26,16 @@ pub struct LineSnapshot {
     pub plays: Vec<(String, u64)>,
     pub engine: EngineStats,
     pub history: ListenHistory,
+    /// `None`: the self-test is off (`[self_test] interval = 0`).
+    pub self_test: Option<SelfTestView>,
+}
+
+/// The line's calls to itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelfTestView {
+    pub interval: std::time::Duration,
+    /// `None` until the first has run.
+    pub last: Option<Verdict>,
 }
 
 /// The menu as callers hear it now.
@@ -151,6 +162,29 @@ pub(crate) mod tests {
                     ),
                 ],
             },
+            self_test: Some(SelfTestView {
+                interval: std::time::Duration::from_secs(15 * 60),
+                last: Some(Verdict {
+                    at: minutes(4),
+                    outcome: Ok(crate::self_test::Passed {
+                        service: "Evensong <b>\"live\"</b>".to_owned(),
+                        greeting: 0.99,
+                        service_match: 0.97,
+                    }),
+                }),
+            }),
         }
+    }
+
+    /// [`sample`] whose last self-test heard the apology.
+    pub(crate) fn self_test_failed() -> LineSnapshot {
+        let mut line = sample();
+        let test = line.self_test.as_mut().unwrap();
+        test.last.as_mut().unwrap().outcome = Err(crate::self_test::Failure::ServiceNotHeard {
+            service: "Evensong <b>\"live\"</b>".to_owned(),
+            score: 0.08,
+            heard: 7.5,
+        });
+        line
     }
 }

@@ -51,6 +51,9 @@ pub fn render(line: &LineSnapshot) -> String {
         }
     }
 
+    page.push_str("<h2>The line's own test call</h2>");
+    let _ = write!(page, "<p id=\"self-test\">{}</p>", self_test(line));
+
     page.push_str("<h2>Services and the cache</h2>");
     source(&mut page, line);
 
@@ -74,7 +77,16 @@ pub fn render(line: &LineSnapshot) -> String {
 
 fn summary(line: &LineSnapshot) -> String {
     let registered = line.trunk.as_ref().is_none_or(|t| t.state.is_up());
+    let self_test_failed = line
+        .self_test
+        .as_ref()
+        .and_then(|t| t.last.as_ref())
+        .is_some_and(|v| !v.ok());
     match (&line.offer, registered) {
+        (Ok(_), true) if self_test_failed => {
+            "<span class=\"bad\">Callers may not hear the services: the line's own test call failed.</span>"
+                .to_owned()
+        }
         (Ok(_), true) => "<span class=\"ok\">All is well: callers hear the services.</span>".to_owned(),
         (Ok(_), false) => {
             "<span class=\"bad\">Callers cannot get through: the line is not registered with its provider.</span>"
@@ -82,6 +94,32 @@ fn summary(line: &LineSnapshot) -> String {
         }
         (Err(_), _) => {
             "<span class=\"bad\">Callers hear an apology instead of a service.</span>".to_owned()
+        }
+    }
+}
+
+fn self_test(line: &LineSnapshot) -> String {
+    let Some(test) = &line.self_test else {
+        return "The line does not call itself to check it ([self_test] interval = 0).".to_owned();
+    };
+    let every = humantime::format_duration(test.interval);
+    match &test.last {
+        None => format!(
+            "The line calls itself to check what callers hear a few seconds after it starts, \
+             then every {every}."
+        ),
+        Some(verdict) => {
+            let (class, word) = if verdict.ok() {
+                ("ok", "Passed")
+            } else {
+                ("bad", "Failed")
+            };
+            format!(
+                "<span class=\"{class}\">{word}</span> {} ({}): {}. The line calls itself every {every}.",
+                when(verdict.at, line.now, line.timezone),
+                ago(verdict.at, line.now),
+                esc(verdict.detail().trim_end_matches('.'))
+            )
         }
     }
 }
@@ -359,6 +397,32 @@ mod tests {
         assert!(page.contains("Press 1 for the service from Evensong"));
         assert!(page.contains("Week of Monday 1 December: 5 listens"));
         assert!(page.contains("<svg"));
+    }
+
+    #[test]
+    fn the_self_test_says_what_it_heard_or_what_was_wrong() {
+        let page = render(&sample());
+        assert!(
+            page.contains(
+                "<span class=\"ok\">Passed</span> at 17:56 (4 minutes ago): heard the greeting \
+                 (match 0.99) and Evensong &lt;b&gt;&quot;live&quot;&lt;/b&gt; (match 0.97). \
+                 The line calls itself every 15m."
+            ),
+            "{page}"
+        );
+        let page = render(&crate::admin::snapshot::tests::self_test_failed());
+        assert!(page.contains("the line's own test call failed"), "{page}");
+        assert!(
+            page.contains("<span class=\"bad\">Failed</span> at 17:56"),
+            "{page}"
+        );
+        assert!(
+            page.contains("was not heard after the greeting (best match 0.08"),
+            "{page}"
+        );
+        let mut line = sample();
+        line.self_test = None;
+        assert!(render(&line).contains("does not call itself"));
     }
 
     #[test]

@@ -460,7 +460,8 @@ fn log_file(path: &Path) -> Result<std::fs::File, E2eError> {
 }
 
 /// The line's config: loopback, trusting loopback (so one address's calls
-/// are not held to the per-address limits), no admin listener.
+/// are not held to the per-address limits), no admin listener, no calls to
+/// itself (measured with the rest).
 fn line_config(
     sip: SocketAddr,
     rtp: PortRange,
@@ -495,6 +496,9 @@ dir = "cache"
 
 [admin]
 listen = ""
+
+[self_test]
+interval = 0
 "#,
         max_calls = calls + calls / 10 + 10,
         dtmf = match inband {

@@ -135,6 +135,7 @@ pub struct RecordBuilder {
     playing: Option<Playing>,
     /// The last service that stopped playing, and how far it got.
     last: Option<Listened>,
+    self_test: bool,
 }
 
 impl RecordBuilder {
@@ -150,7 +151,17 @@ impl RecordBuilder {
             services: Vec::new(),
             playing: None,
             last: None,
+            self_test: false,
         }
+    }
+
+    /// The call is the line's own self-test (left out of listens).
+    pub fn mark_self_test(&mut self) {
+        self.self_test = true;
+    }
+
+    pub fn is_self_test(&self) -> bool {
+        self.self_test
     }
 
     /// The caller's From header, as the INVITE presented it.
@@ -276,7 +287,7 @@ impl RecordBuilder {
             services: self.services,
             ended: reason.code().to_owned(),
             codec: self.codec.config_name().to_owned(),
-            self_test: false,
+            self_test: self.self_test,
         };
         (record, self.caller)
     }

@@ -15,6 +15,8 @@ use crate::sdp::Direction;
 
 const CALL: CallId = CallId(7);
 const RTP_PORT: u16 = 30_000;
+/// A caller who withholds their number.
+const ANONYMOUS: Caller<'static> = Caller::From("<sip:anonymous@anonymous.invalid>");
 
 /// Writes `data.json` offering `files` (oldest first), all in the past.
 fn write_schedule(dir: &Path, files: &[&str]) {
@@ -79,8 +81,14 @@ impl World {
 
     /// INVITE answered, then ACKed: the stream starts.
     fn answer(&mut self, call: CallId) -> (u32, Staged) {
-        self.calls
-            .prepare(call, Codec::Pcmu, None, &self.content, self.now, self.wall);
+        self.calls.prepare(
+            call,
+            Codec::Pcmu,
+            ANONYMOUS,
+            &self.content,
+            self.now,
+            self.wall,
+        );
         self.ack(call);
         match self.calls.poll_media() {
             Some(MediaCommand::Start {
@@ -191,7 +199,7 @@ fn the_answer_stages_the_greeting_before_the_ack_and_starts_the_stream_with_it()
     world.calls.prepare(
         CALL,
         Codec::Pcmu,
-        None,
+        ANONYMOUS,
         &world.content,
         world.now,
         world.wall,
@@ -377,7 +385,7 @@ fn a_codec_changed_by_the_ack_stages_the_greeting_again() {
     world.calls.prepare(
         CALL,
         Codec::Opus,
-        None,
+        ANONYMOUS,
         &world.content,
         world.now,
         world.wall,
@@ -428,7 +436,7 @@ fn in_band_keys_are_heard_on_g711_calls_and_on_opus_only_when_asked() {
         let (now, wall) = (world.now, world.wall);
         world
             .calls
-            .prepare(CALL, codec, None, &world.content, now, wall);
+            .prepare(CALL, codec, ANONYMOUS, &world.content, now, wall);
         let negotiated = Negotiated {
             codec,
             payload_type: PayloadType(if codec == Codec::Opus { 111 } else { 0 }),
@@ -469,9 +477,14 @@ fn a_caller_who_stopped_is_offered_to_carry_on_and_1_goes_back_ten_seconds_befor
         .with_resume(ResumeBook::new(b"install key", keep));
     let answer = |world: &mut World, call: CallId, from: &str| {
         let (now, wall) = (world.now, world.wall);
-        world
-            .calls
-            .prepare(call, Codec::Pcmu, Some(from), &world.content, now, wall);
+        world.calls.prepare(
+            call,
+            Codec::Pcmu,
+            Caller::From(from),
+            &world.content,
+            now,
+            wall,
+        );
         let first = world.prepared();
         world.ack(call);
         world.calls.poll_media();
@@ -508,4 +521,44 @@ fn a_caller_who_stopped_is_offered_to_carry_on_and_1_goes_back_ten_seconds_befor
     let anonymous = CallId(CALL.0 + 2);
     let from = "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=y";
     assert_eq!(answer(&mut world, anonymous, from), ["greeting"]);
+}
+
+#[test]
+fn the_self_test_is_not_counted_offered_to_carry_on_or_remembered() {
+    let mut world = World::new(&["a.mp3", "b.mp3"]);
+    let keep = Duration::from_secs(14 * 24 * 3600);
+    let observed = Arc::new(LineState::new(chrono_tz::UTC));
+    world.calls = Calls::new(FlowConfig::default(), world.calls.dtmf)
+        .with_observer(observed.clone())
+        .with_resume(ResumeBook::new(b"install key", keep));
+    let (now, wall) = (world.now, world.wall);
+    world.calls.prepare(
+        CALL,
+        Codec::Pcmu,
+        Caller::SelfTest,
+        &world.content,
+        now,
+        wall,
+    );
+    assert_eq!(world.prepared(), ["greeting"]);
+    world.ack(CALL);
+    world.calls.poll_media();
+    world.key(CALL, '1', KeyChannel::Rfc4733);
+    assert_eq!(world.plays()[0].1, "service b.mp3");
+    world.advance(Duration::from_secs(90));
+    world.calls.stop(CALL);
+    let (now, wall) = (world.now, world.wall);
+    let (record, _) = world
+        .calls
+        .finish_record(CALL, EndReason::ContentFinished, &world.content, now, wall)
+        .unwrap();
+    assert!(record.self_test);
+    assert!(observed.plays().is_empty(), "{:?}", observed.plays());
+    assert!(world.calls.take_resume_changes().is_none());
+
+    // A caller's play is counted.
+    let caller = CallId(CALL.0 + 1);
+    world.answer(caller);
+    world.key(caller, '1', KeyChannel::Rfc4733);
+    assert_eq!(observed.plays().len(), 1);
 }

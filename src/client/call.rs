@@ -71,13 +71,19 @@ enum InviteOutcome {
 /// unusable 2xx or SDP answer); a rejected or unanswered call is `Ok` with
 /// [`HangUp::Failed`]. Writes `opts.record` if set.
 pub async fn place_call(opts: CallOptions) -> Result<CallReport, ClientError> {
+    let sip = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).await?;
+    place_call_from(sip, opts).await
+}
+
+/// [`place_call`] from a SIP socket already bound (on `opts.local_ip`):
+/// the line's self-test tells its endpoint the address first.
+pub async fn place_call_from(sip: UdpSocket, opts: CallOptions) -> Result<CallReport, ClientError> {
     let target =
         rsip::Uri::try_from(opts.target.as_str()).map_err(|source| ClientError::InvalidTarget {
             target: opts.target.clone(),
             source,
         })?;
     let destination = resolve(&opts.target).await?;
-    let sip = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).await?;
     let (rtp, rtcp) = bind_rtp_pair(opts.local_ip).await?;
     let local = Local {
         sip: sip.local_addr()?,

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use crate::media::Codec;
 use crate::sip::transaction::Timers;
 
-pub use call::place_call;
+pub use call::{place_call, place_call_from};
 pub use dtmf::{
     DtmfError, DtmfPress, DtmfSent, InfoType, Key, KeyChannel, KeySequence, parse_info_type,
     parse_keys, parse_via, schedule,

@@ -194,7 +194,7 @@ fn unknown_key_names_file_and_key() {
     );
     assert_eq!(
         error("[meda]\nrtp_ports = \"20000-20001\"\n"),
-        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk, admin)"
+        "/etc/das/das.toml: unknown section [meda] (known sections: sip, media, source, audio, log, line, dtmf, speech, cache, trunk, admin, self_test)"
     );
     assert_eq!(
         error("listen = \"127.0.0.1:5060\"\n"),
@@ -813,6 +813,36 @@ fn admin_listener_defaults_to_loopback_and_an_empty_value_turns_it_off() {
     )
     .unwrap();
     assert_eq!(c.admin.listen, None);
+}
+
+#[test]
+fn the_self_test_runs_every_quarter_hour_unless_set_otherwise_or_off() {
+    assert_eq!(
+        from("").unwrap().self_test.interval,
+        Some(Duration::from_secs(15 * 60))
+    );
+    let c = from("[self_test]\ninterval = \"2m\"").unwrap();
+    assert_eq!(c.self_test.interval, Some(Duration::from_secs(120)));
+    assert_eq!(
+        from("[self_test]\ninterval = 0")
+            .unwrap()
+            .self_test
+            .interval,
+        None
+    );
+    let c = with_env("", &[("DAS_SELF_TEST_INTERVAL", "0")]).unwrap();
+    assert_eq!(c.self_test.interval, None);
+    let c = with_env("", &[("DAS_SELF_TEST_INTERVAL", "30s")]).unwrap();
+    assert_eq!(c.self_test.interval, Some(Duration::from_secs(30)));
+    for bad in ["\"5s\"", "\"8 days\"", "-1", "\"often\""] {
+        let message = error(&format!("[self_test]\ninterval = {bad}"));
+        assert!(message.contains("[self_test] interval"), "{message}");
+    }
+    let message = error("[self_test]\ninterval = \"5s\"");
+    assert!(
+        message.contains("0 (no self-test) or a duration from 10 s"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -187,6 +187,17 @@ impl Admission {
             || matches!(&self.policy, Policy::Networks(nets) if nets.iter().any(|n| n.contains(source)))
     }
 
+    /// May a new call start with `active` calls up, whoever places it?
+    pub fn check_capacity(&self, active: usize) -> Result<(), Refusal> {
+        if self.draining {
+            return Err(Refusal::ShuttingDown);
+        }
+        if active >= self.max_calls {
+            return Err(Refusal::Full);
+        }
+        Ok(())
+    }
+
     /// May a new call from `source` start at `now`, with `active` calls
     /// up? A call let through takes a token from its source's bucket.
     pub fn check_new_call(
@@ -195,12 +206,7 @@ impl Admission {
         active: usize,
         now: Instant,
     ) -> Result<(), Refusal> {
-        if self.draining {
-            return Err(Refusal::ShuttingDown);
-        }
-        if active >= self.max_calls {
-            return Err(Refusal::Full);
-        }
+        self.check_capacity(active)?;
         if self.is_exempt(source) {
             return Ok(());
         }

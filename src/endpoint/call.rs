@@ -69,6 +69,8 @@ pub(super) struct Call {
     pub session_expiry: Option<Instant>,
     /// Its media was stopped and its end logged.
     pub ended: bool,
+    /// The line's own self-test call.
+    pub self_test: bool,
 }
 
 impl Call {
@@ -162,6 +164,7 @@ impl Endpoint {
                 call: id,
                 codec: media.codec,
                 caller: call.dialog.remote_uri.clone(),
+                self_test: call.self_test,
             });
         }
         let Some(call) = self.calls.get(&id) else {
@@ -228,8 +231,11 @@ impl Endpoint {
                 call: id,
                 rtp_port: call.rtp_port,
             });
-            self.actions
-                .push_back(Action::CallEnded { call: id, reason });
+            self.actions.push_back(Action::CallEnded {
+                call: id,
+                reason,
+                self_test: call.self_test,
+            });
         }
     }
 
@@ -307,6 +313,7 @@ impl Endpoint {
                 call: id,
                 codec: media.codec,
                 caller: call.dialog.remote_uri.clone(),
+                self_test: call.self_test,
             });
         }
         self.actions.push_back(Action::StartMedia {
@@ -314,6 +321,7 @@ impl Endpoint {
             rtp_port: call.rtp_port,
             media,
             caller: call.dialog.remote_uri.clone(),
+            self_test: call.self_test,
         });
     }
 }

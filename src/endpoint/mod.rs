@@ -192,6 +192,8 @@ pub enum Action {
         codec: Codec,
         /// The caller's From URI, for who they are (carrying on).
         caller: String,
+        /// The line calling itself (see [`Endpoint::set_self_test_source`]).
+        self_test: bool,
     },
     /// Start playing to the caller on the reserved port.
     StartMedia {
@@ -200,13 +202,18 @@ pub enum Action {
         media: Negotiated,
         /// Where the INVITE came from, for the log.
         caller: String,
+        self_test: bool,
     },
     /// A re-INVITE changed the remote address or direction.
     UpdateMedia { call: CallId, media: Negotiated },
     /// The call is over: stop its media (if any) and free its port.
     StopMedia { call: CallId, rtp_port: u16 },
     /// For the call log.
-    CallEnded { call: CallId, reason: EndReason },
+    CallEnded {
+        call: CallId,
+        reason: EndReason,
+        self_test: bool,
+    },
     /// The caller pressed a key, sent in a SIP INFO.
     Key { call: CallId, key: Key },
 }
@@ -247,6 +254,8 @@ pub struct Endpoint {
     /// The line's registration with its trunk, if it has one.
     registration: Option<Registration>,
     admission: Admission,
+    /// The line's own self-test client's SIP socket, while it calls.
+    self_test_source: Option<SocketAddr>,
     /// Repeated refusals and junk, logged once per kind and source a minute.
     quiet: LogSummary,
     /// When the quiet log's next summary is scheduled.
@@ -286,6 +295,7 @@ impl Endpoint {
             stats: EndpointStats::default(),
             registration: None,
             admission,
+            self_test_source: None,
             quiet: LogSummary::default(),
             summaries_at: None,
             tag_key,
@@ -297,6 +307,23 @@ impl Endpoint {
     /// get this limit.
     pub fn set_max_call_duration(&mut self, limit: Duration) {
         self.config.max_call_duration = limit;
+    }
+
+    /// Requests from `source` (a UDP socket of this process on loopback,
+    /// which nobody outside can forge: the kernel drops packets from
+    /// outside that claim a local source address) are the line's own
+    /// self-test: let in whatever the trust policy, and free of the
+    /// per-source limits, but not of `max_calls` or draining. `None` when
+    /// no self-test is calling.
+    pub fn set_self_test_source(&mut self, source: Option<SocketAddr>) {
+        self.self_test_source = source;
+    }
+
+    fn is_self_test(&self, source: SocketAddr, transport: Transport) -> bool {
+        transport == Transport::Udp
+            && self.self_test_source.is_some_and(|own| {
+                own.port() == source.port() && own.ip().to_canonical() == source.ip().to_canonical()
+            })
     }
 
     /// Whose calls are taken, for the start log.

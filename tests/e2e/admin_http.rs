@@ -19,14 +19,14 @@ use common::{Line, Parish, have_tool};
 /// Quotes, `&` and markup in a title, as a website might publish it.
 const TITLE: &str = "Evensong <i>live</i> & Compline";
 
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
 }
 
 /// One GET (or HEAD) over a fresh connection, as curl would send it.
-fn request(admin: SocketAddr, method: &str, path: &str) -> Answer {
+pub(crate) fn request(admin: SocketAddr, method: &str, path: &str) -> Answer {
     let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -52,11 +52,11 @@ fn request(admin: SocketAddr, method: &str, path: &str) -> Answer {
     }
 }
 
-fn get(admin: SocketAddr, path: &str) -> Answer {
+pub(crate) fn get(admin: SocketAddr, path: &str) -> Answer {
     request(admin, "GET", path)
 }
 
-fn scrape(admin: SocketAddr) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(admin: SocketAddr) -> prometheus_parse::Scrape {
     let answer = get(admin, "/metrics");
     assert_eq!(answer.status, 200);
     assert!(
@@ -69,7 +69,11 @@ fn scrape(admin: SocketAddr) -> prometheus_parse::Scrape {
 }
 
 /// The value of `name` whose labels include `labels`.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     scrape
         .samples
         .iter()

@@ -26,6 +26,7 @@ mod peer_kamailio;
 mod peer_kamailio_harness;
 mod peer_sipp;
 mod scale_out;
+mod self_test_e2e;
 mod sip_edges;
 mod source_e2e;
 mod torture;

@@ -242,3 +242,71 @@ fn media_aimed_at_a_group_or_broadcast_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_self_test_socket_alone_gets_past_the_trust_policy_and_the_source_limits() {
+    let mut h = Harness::with_config(EndpointConfig {
+        policy: admission::Policy::TrunkOnly,
+        untrusted: crate::config::Untrusted::Ignore,
+        max_call_rate_per_source: 0.01,
+        max_setups_per_source: 1,
+        ..config(Duration::ZERO)
+    });
+    let own: SocketAddr = CALLER.parse().unwrap();
+    let neighbour: SocketAddr = "127.0.0.1:5071".parse().unwrap();
+    h.feed(&Uac::new("before").request("INVITE", "z9hG4bK-b", 1, &offer("0")));
+    assert!(h.take_sent().is_empty(), "not yet the self-test's socket");
+
+    h.ep.set_self_test_source(Some(own));
+    // More calls than the per-source rate and setup limits would let by.
+    for n in 0..4 {
+        let mut uac = Uac::new(&format!("self-test-{n}"));
+        h.feed(&uac.request("INVITE", &format!("z9hG4bK-s{n}"), 1, &offer("0")));
+        let sent = h.take_sent();
+        assert_eq!(Harness::statuses(&sent), vec![100, 200]);
+        uac.to_tag = Some(to_tag_of(&sent[1]));
+        h.feed(&uac.request("ACK", &format!("z9hG4bK-a{n}"), 1, ""));
+    }
+    let flagged = |a: &Action| match a {
+        Action::StartMedia { self_test, .. } => Some(*self_test),
+        _ => None,
+    };
+    let started: Vec<bool> = h.actions.iter().filter_map(flagged).collect();
+    assert_eq!(started, vec![true; 4]);
+
+    // Another socket on the same machine is a stranger still.
+    let invite = Uac::new("neighbour").request("INVITE", "z9hG4bK-n", 1, &offer("0"));
+    h.feed_from(&invite, neighbour);
+    assert!(h.take_sent().is_empty());
+
+    // Over TCP the same address and port is another socket altogether.
+    h.ep.handle_datagram(
+        &Uac::new("tcp").request("INVITE", "z9hG4bK-tcp", 1, &offer("0")),
+        own,
+        Transport::Tcp,
+        h.now,
+        &mut h.ports,
+    );
+    h.drain();
+    assert!(h.take_sent().is_empty());
+
+    h.ep.set_self_test_source(None);
+    h.feed(&Uac::new("after").request("INVITE", "z9hG4bK-z", 1, &offer("0")));
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn the_self_test_is_refused_by_a_full_line_like_anyone() {
+    let mut h = Harness::with_config(EndpointConfig {
+        max_calls: 1,
+        ..config(Duration::ZERO)
+    });
+    h.feed_from(
+        &Uac::new("caller").request("INVITE", "z9hG4bK-c", 1, &offer("0")),
+        "127.0.0.1:5072".parse().unwrap(),
+    );
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![100, 200]);
+    h.ep.set_self_test_source(Some(CALLER.parse().unwrap()));
+    h.feed(&Uac::new("self-test").request("INVITE", "z9hG4bK-s", 1, &offer("0")));
+    assert_eq!(Harness::statuses(&h.take_sent()), vec![503]);
+}
