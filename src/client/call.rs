@@ -41,6 +41,8 @@ pub(crate) struct Io {
     /// Bound only so RTCP from the line (to RTP port + 1, RFC 3550 §11) is
     /// not answered with ICMP port-unreachable; never read.
     _rtcp: UdpSocket,
+    /// Where the INVITE went.
+    pub called: SocketAddr,
 }
 
 /// A datagram read from the RTP socket, not yet parsed.
@@ -100,6 +102,7 @@ pub async fn place_call_from(sip: UdpSocket, opts: CallOptions) -> Result<CallRe
         sip,
         rtp,
         _rtcp: rtcp,
+        called: destination,
     };
 
     let ids = InviteIds {

@@ -489,3 +489,41 @@ async fn opus_call_is_decoded_at_48k() {
         "the tone is heard"
     );
 }
+
+#[tokio::test]
+async fn symmetric_sends_everything_to_the_address_called_whatever_the_answer_advertises() {
+    let uas = FakeUas::new().await;
+    let mut opts = CallOptions::new(uas.uri(), Codec::Pcmu);
+    opts.seconds = Some(Duration::from_millis(600));
+    opts.symmetric = true;
+    opts.dtmf = vec![DtmfPress {
+        at: Duration::from_millis(100),
+        key: Key::Digit(1),
+    }];
+    opts.dtmf_via = vec![KeyChannel::SipInfo];
+    let call = tokio::spawn(place_call(opts));
+    // A line behind NAT: Contact and c= name its public address
+    // (TEST-NET-1, where nothing may be sent).
+    let invite = uas.recv().await;
+    let port = uas.rtp.local_addr().unwrap().port();
+    let sdp = FakeUas::answer_sdp(port, 7).replace("IN IP4 127.0.0.1", "IN IP4 192.0.2.1");
+    let extra = "Contact: <sip:uas@192.0.2.1:5060>\r\nContent-Type: application/sdp\r\n";
+    let ok = invite.response("200 OK", Some("uas1"), extra, &sdp);
+    uas.send(&ok, invite.from).await;
+    assert_eq!(uas.recv().await.method(), "ACK");
+    assert_eq!(
+        next_rtp(&uas.rtp).await.0,
+        0,
+        "our RTP came to the address called"
+    );
+    let info = uas.recv().await;
+    assert_eq!(info.method(), "INFO", "{}", info.text);
+    uas.send(&info.response("200 OK", None, "", ""), info.from)
+        .await;
+    let bye = uas.recv().await;
+    assert_eq!(bye.method(), "BYE", "{}", bye.text);
+    uas.send(&bye.response("200 OK", None, "", ""), bye.from)
+        .await;
+    let report = timeout(STEP, call).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.bye_status, Some(200));
+}

@@ -85,6 +85,11 @@ pub struct CallOptions {
     pub dtmf_duration: Duration,
     /// The body of SIP INFO presses.
     pub dtmf_info_type: InfoType,
+    /// Send the ACK, BYE, INFO and our RTP to the address called (with the
+    /// answer's RTP port), whatever the answer's Contact and `c=` say: a
+    /// line called from its own machine may advertise a public address
+    /// that machine cannot reach (behind NAT).
+    pub symmetric: bool,
 }
 
 impl CallOptions {
@@ -105,6 +110,7 @@ impl CallOptions {
             dtmf_via: vec![KeyChannel::Rfc4733],
             dtmf_duration: dtmf::DEFAULT_DURATION,
             dtmf_info_type: InfoType::default(),
+            symmetric: false,
         }
     }
 }

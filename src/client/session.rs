@@ -136,7 +136,11 @@ impl<'a> Session<'a> {
             &message::new_branch(&mut rand::rng()),
         );
         let ack = message::to_bytes(&SipMessage::Request(ack));
-        let ack_destination = resolve(dialog.next_hop_uri()).await?;
+        let ack_destination = if opts.symmetric {
+            io.called
+        } else {
+            resolve(dialog.next_hop_uri()).await?
+        };
         let now = Instant::now();
         send(
             &io.sip,
@@ -257,7 +261,24 @@ impl<'a> Session<'a> {
         if self.ended.is_some() || !negotiated.local_direction.sends() {
             return None;
         }
-        negotiated.remote_rtp
+        let remote = negotiated.remote_rtp?;
+        Some(if self.opts.symmetric {
+            SocketAddr::new(self.io.called.ip(), remote.port())
+        } else {
+            remote
+        })
+    }
+
+    /// Where in-dialog requests go: the dialog's next hop (a target
+    /// refreshed by re-INVITE may no longer resolve: then the ACK's
+    /// destination is the best remaining guess), or the address called.
+    async fn next_hop(&mut self) -> SocketAddr {
+        if self.opts.symmetric {
+            return self.io.called;
+        }
+        resolve(self.dialog.next_hop_uri())
+            .await
+            .unwrap_or(self.ack_destination)
     }
 
     async fn flush(&mut self) {
@@ -332,11 +353,7 @@ impl<'a> Session<'a> {
             &branch,
             &self.local.contact_uri(),
         );
-        // A target refreshed by re-INVITE may no longer resolve; the ACK's
-        // destination is the best remaining guess.
-        let destination = resolve(self.dialog.next_hop_uri())
-            .await
-            .unwrap_or(self.ack_destination);
+        let destination = self.next_hop().await;
         let payload = message::to_bytes(&SipMessage::Request(bye));
         let transaction = crate::sip::transaction::NonInviteClient::new(
             payload,

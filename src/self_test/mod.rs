@@ -334,6 +334,9 @@ impl SelfTest {
         options.seconds = Some(plan.listen);
         options.answer_timeout = setup.answer_timeout;
         options.linger = Duration::from_millis(200);
+        // The line may advertise a public address its own machine cannot
+        // reach: everything goes to where it was called.
+        options.symmetric = true;
         options.dtmf = plan.press.into_iter().collect();
         options.dtmf_via = setup.keys.into_iter().collect();
         let report = crate::client::place_call_from(socket, options).await;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use rsip::{Method, SipMessage};
 
 use super::Session;
-use crate::client::call::{matches_branch, resolve, send};
+use crate::client::call::{matches_branch, send};
 use crate::client::dtmf::{DtmfPress, DtmfSent, KeyChannel};
 use crate::client::send::RtpPress;
 use crate::sip::message;
@@ -138,11 +138,7 @@ impl Session<'_> {
             kind.content_type(),
             kind.body(press.key, self.opts.dtmf_duration).into_bytes(),
         );
-        // As for BYE: a refreshed target may not resolve; the ACK's
-        // destination is the best remaining guess.
-        let destination = resolve(self.dialog.next_hop_uri())
-            .await
-            .unwrap_or(self.ack_destination);
+        let destination = self.next_hop().await;
         let payload = message::to_bytes(&SipMessage::Request(info));
         let mut transaction =
             NonInviteClient::new(payload, destination, false, self.opts.timers, now);
