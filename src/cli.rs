@@ -230,16 +230,7 @@ pub fn main() -> ExitCode {
             calls,
             kernel_floor: true,
             ..
-        } => match crate::bench::floor::run(calls, 2_000_000) {
-            Ok(report) => {
-                println!("{}", report.summary());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("dial-a-service bench: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        } => print_summary(crate::bench::floor::run(calls, 2_000_000).map(|r| r.summary())),
         Command::Bench {
             calls,
             seconds,
@@ -295,16 +286,21 @@ pub fn main() -> ExitCode {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 rtp_ports,
             };
-            match crate::bench::run(&options) {
-                Ok(report) => {
-                    println!("{}", report.summary());
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("dial-a-service bench: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_summary(crate::bench::run(&options).map(|r| r.summary()))
+        }
+    }
+}
+
+/// A bench's summary, or why it could not run.
+fn print_summary(summary: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match summary {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("dial-a-service bench: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -356,7 +356,15 @@ pub async fn serve(
                 if let Some(old) = std::mem::replace(&mut refresher, new_refresher) {
                     old.abort();
                 }
-                let _ = self_test_setup.send(Setup::new(&fresh, new_content.clone(), flow_config(&fresh)));
+                // Keys and the flow follow the reload; the codecs and the
+                // ringing are the endpoint's, which keeps its own till a restart.
+                self_test_setup.send_modify(|setup| {
+                    *setup = Setup {
+                        codec: setup.codec,
+                        answer_timeout: setup.answer_timeout,
+                        ..Setup::new(&fresh, new_content.clone(), flow_config(&fresh))
+                    };
+                });
                 content = new_content;
                 calls.reconfigure(flow_config(&fresh), fresh.dtmf);
                 config = fresh;
@@ -522,6 +530,8 @@ fn reload(path: &std::path::Path, running: &Config) -> Option<Config> {
         ("[trunk]", fresh.trunk != running.trunk),
         ("[cache]", fresh.cache != running.cache),
         ("[log]", fresh.log != running.log),
+        ("[admin]", fresh.admin != running.admin),
+        ("[self_test]", fresh.self_test != running.self_test),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))

@@ -184,20 +184,39 @@ pub fn capture_drops(closing: &[String]) -> Option<u64> {
 
 /// Every RTP packet in `file`, decoding UDP to `rtp_port` as RTP.
 pub fn read_capture(file: &Path, rtp_port: u16) -> Result<Vec<CapturedPacket>, PeerError> {
-    let output = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(["-d", &format!("udp.port=={rtp_port},rtp")])
-        .args(["-Y", "rtp", "-T", "fields", "-E", "separator=,"])
-        .args([
+    let decode = format!("udp.port=={rtp_port},rtp");
+    let fields = tshark_fields(
+        file,
+        &[
+            "-d",
+            &decode,
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
             "-e",
             "frame.time_epoch",
             "-e",
             "udp.srcport",
             "-e",
             "rtp.ssrc",
-        ])
-        .args(["-e", "rtp.seq", "-e", "rtp.timestamp"])
+            "-e",
+            "rtp.seq",
+            "-e",
+            "rtp.timestamp",
+        ],
+    )?;
+    Ok(fields.lines().filter_map(parse_packet_line).collect())
+}
+
+/// `tshark -r file args…`: what it printed, or why it could not read.
+fn tshark_fields(file: &Path, args: &[&str]) -> Result<String, PeerError> {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|source| PeerError::Spawn {
@@ -210,10 +229,7 @@ pub fn read_capture(file: &Path, rtp_port: u16) -> Result<Vec<CapturedPacket>, P
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(parse_packet_line)
-        .collect())
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The setup load's capture: sipp's SIP on `sip_port` (requests it sent,
@@ -223,28 +239,37 @@ pub fn read_setup_capture(
     sip_port: u16,
     media_port: u16,
 ) -> Result<Vec<SetupPacket>, PeerError> {
-    let output = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(["-d", &format!("udp.port=={sip_port},sip")])
-        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"])
-        .args(["-e", "frame.time_epoch", "-e", "udp.srcport"])
-        .args(["-e", "udp.dstport", "-e", "sip.Call-ID", "-e", "sip.Method"])
-        .args(["-e", "sip.Status-Code", "-e", "sip.CSeq.method"])
-        .args(["-e", "sdp.media.port"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| PeerError::Spawn {
-            program: "tshark",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(PeerError::ReadCapture {
-            file: file.to_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    let decode = format!("udp.port=={sip_port},sip");
+    let fields = tshark_fields(
+        file,
+        &[
+            "-d",
+            &decode,
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "occurrence=f",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.CSeq.method",
+            "-e",
+            "sdp.media.port",
+        ],
+    )?;
+    Ok(fields
         .lines()
         .filter_map(|line| parse_setup_line(line, media_port))
         .collect())

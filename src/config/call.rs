@@ -190,17 +190,11 @@ impl CallSettings {
             }
             ("line", "resume") => self.resume = Some(boolean(value)?),
             ("line", "resume_days") => {
-                let expected = "expected a number of days from 1 to 365, like 14";
-                let days: u32 = match &value {
-                    toml::Value::Integer(n) => {
-                        u32::try_from(*n).map_err(|_| expected.to_owned())?
-                    }
-                    _ => parsed(value, expected)?,
-                };
-                if !(1..=365).contains(&days) {
-                    return Err(expected.to_owned());
-                }
-                self.resume_days = Some(days);
+                self.resume_days = Some(integer_within(
+                    value,
+                    1..=365,
+                    "expected a number of days from 1 to 365, like 14",
+                )?);
             }
             ("dtmf", "methods") => self.dtmf = Some(methods(value)?),
             ("dtmf", "inband_opus") => self.inband_opus = Some(boolean(value)?),
@@ -218,17 +212,11 @@ impl CallSettings {
                 self.voice = Some(text(value, "expected an espeak-ng voice like \"en-gb\"")?)
             }
             ("speech", "rate") => {
-                let expected = "expected words per minute from 80 to 450, like 140";
-                let rate: u32 = match &value {
-                    toml::Value::Integer(n) => {
-                        u32::try_from(*n).map_err(|_| expected.to_owned())?
-                    }
-                    _ => parsed(value, expected)?,
-                };
-                if !(80..=450).contains(&rate) {
-                    return Err(expected.to_owned());
-                }
-                self.rate = Some(rate);
+                self.rate = Some(integer_within(
+                    value,
+                    80..=450,
+                    "expected words per minute from 80 to 450, like 140",
+                )?);
             }
             _ => unreachable!("the key tables list only keys that CallSettings::set handles"),
         }
@@ -318,6 +306,23 @@ fn methods(value: toml::Value) -> Result<DtmfConfig, String> {
         }
     }
     Ok(dtmf)
+}
+
+/// A whole number in `range`, from a TOML integer or its text (the form an
+/// environment variable takes); `expected` says so when it is not.
+fn integer_within(
+    value: toml::Value,
+    range: std::ops::RangeInclusive<u32>,
+    expected: &str,
+) -> Result<u32, String> {
+    let n: u32 = match &value {
+        toml::Value::Integer(n) => u32::try_from(*n).map_err(|_| expected.to_owned())?,
+        _ => parsed(value, expected)?,
+    };
+    if !range.contains(&n) {
+        return Err(expected.to_owned());
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

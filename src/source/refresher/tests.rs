@@ -57,10 +57,22 @@ impl Log {
     }
 }
 
-/// A loopback port nothing listens on: connecting is refused at once.
+/// A loopback port nothing listens on: connecting is refused at once. It
+/// stays bound (without listening) for the whole run, so no other test
+/// can start listening on it in the meantime.
 fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local address").port()
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&any.into()).expect("bind");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local address")
+        .port();
+    std::mem::forget(socket);
+    port
 }
 
 fn refresher(schedule: Location, audio: Location, cache: &Path) -> Refresher {
