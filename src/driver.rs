@@ -400,6 +400,7 @@ pub async fn serve(
                     endpoint.start_draining();
                     if let Some(task) = self_test.take() {
                         task.abort();
+                        endpoint.set_self_test_source(None);
                     }
                     draining_until = Some(Instant::now() + grace);
                 }
