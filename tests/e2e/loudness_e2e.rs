@@ -3,6 +3,8 @@
 //! BS.1770 measurement, `ebur128`) are each heard by a caller within ±2 LU
 //! of `[audio] loudness_target`, with no sample at G.711's full scale, and
 //! the greeting and goodbye around them (prompts) at the services' level.
+//! The loud one is heard over Opus too, where nothing may reach full scale
+//! either.
 
 use crate::common;
 
@@ -101,13 +103,13 @@ fn heard(report: &CallReport, original: &Path) -> Heard {
     }
 }
 
-async fn call_parish(lufs: f64) -> Heard {
+async fn call_parish(lufs: f64, codec: Codec) -> Heard {
     let (dir, original) = parish_at(lufs);
     let line = Line::start(&source_env(
         &dir.path().join("data.json"),
         &dir.path().join("audio"),
     ));
-    let mut options = CallOptions::new(line.uri(), Codec::Pcmu);
+    let mut options = CallOptions::new(line.uri(), codec);
     options.seconds = Some(Duration::from_secs(40));
     let report = place_call(options).await.expect("the call completes");
     assert_eq!(report.final_status, 200, "{}", report.summary());
@@ -119,10 +121,22 @@ async fn quiet_and_loud_services_and_the_prompts_are_heard_at_the_target() {
     if !tools() {
         return;
     }
-    let (quiet, loud) = tokio::join!(call_parish(-35.0), call_parish(-10.0));
-    for (source, heard) in [(-35.0, &quiet), (-10.0, &loud)] {
+    let (quiet, loud, loud_opus) = tokio::join!(
+        call_parish(-35.0, Codec::Pcmu),
+        call_parish(-10.0, Codec::Pcmu),
+        call_parish(-10.0, Codec::Opus)
+    );
+    for (source, codec, heard) in [
+        (-35.0, Codec::Pcmu, &quiet),
+        (-10.0, Codec::Pcmu, &loud),
+        (-10.0, Codec::Opus, &loud_opus),
+    ] {
+        let full_scale = match codec {
+            Codec::Opus => 1.0,
+            _ => PCMU_FULL_SCALE,
+        };
         eprintln!(
-            "source {source} LUFS: service heard at {:.2} LUFS, prompts at {:.2} LUFS, \
+            "source {source} LUFS over {codec}: service heard at {:.2} LUFS, prompts at {:.2} LUFS, \
              peak {:.4} ({:.0} of 32768)",
             heard.service_lufs,
             heard.prompts_lufs,
@@ -131,12 +145,12 @@ async fn quiet_and_loud_services_and_the_prompts_are_heard_at_the_target() {
         );
         assert!(
             (heard.service_lufs - TARGET_LUFS).abs() <= TOLERANCE_LU,
-            "a {source} LUFS service was heard at {:.2} LUFS",
+            "a {source} LUFS service was heard over {codec} at {:.2} LUFS",
             heard.service_lufs
         );
         assert!(
-            heard.peak < PCMU_FULL_SCALE,
-            "a sample reached full scale: {}",
+            heard.peak < full_scale,
+            "a sample reached {codec}'s full scale: {}",
             heard.peak
         );
         assert!(
