@@ -66,6 +66,15 @@ pub fn check(line: &LineSnapshot) -> Health {
                 ok: true,
                 detail: "the line has not called itself yet".to_owned(),
             },
+            Some(verdict) if test.is_overdue(line.now) => Check {
+                name: "self_test",
+                ok: false,
+                detail: format!(
+                    "the last self-test was at {}, though it runs every {}: it has stopped",
+                    verdict.at.to_rfc3339(),
+                    humantime::format_duration(test.interval)
+                ),
+            },
             Some(verdict) => Check {
                 name: "self_test",
                 ok: verdict.ok(),
@@ -140,6 +149,34 @@ mod tests {
         let mut line = sample();
         line.self_test.as_mut().unwrap().last = None;
         assert!(check(&line).ok);
+    }
+
+    #[test]
+    fn a_self_test_that_stopped_running_is_unhealthy() {
+        let mut line = sample();
+        // Every 15 min; the last passed 4 min before `now`: overdue after
+        // 31 min.
+        assert!(check(&line).ok);
+        line.now += chrono::Duration::minutes(27);
+        assert!(check(&line).ok, "two intervals and a minute are allowed");
+        line.now += chrono::Duration::minutes(1);
+        // Woken since, and found the line full: not stopped.
+        let test = line.self_test.as_mut().unwrap();
+        test.woke = Some(line.now - chrono::Duration::minutes(5));
+        assert!(check(&line).ok);
+        line.self_test.as_mut().unwrap().woke = None;
+        let health = check(&line);
+        assert!(!health.ok);
+        let test = health
+            .checks
+            .iter()
+            .find(|c| c.name == "self_test")
+            .unwrap();
+        assert!(
+            test.detail.ends_with("runs every 15m: it has stopped"),
+            "{}",
+            test.detail
+        );
     }
 
     #[test]

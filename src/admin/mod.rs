@@ -147,6 +147,7 @@ impl Admin {
             self_test: self.self_test.as_ref().map(|status| SelfTestView {
                 interval: status.interval,
                 last: status.last(),
+                woke: status.woke(),
             }),
             history: live
                 .call_log

@@ -36,6 +36,22 @@ pub struct SelfTestView {
     pub interval: std::time::Duration,
     /// `None` until the first has run.
     pub last: Option<Verdict>,
+    /// When the self-test last woke, to test or (the line full) not.
+    pub woke: Option<DateTime<Utc>>,
+}
+
+impl SelfTestView {
+    /// The self-test has not woken for two intervals and a minute since its
+    /// last verdict: it has stopped running, and what it last said is no
+    /// news.
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        let allowed = self.interval * 2 + std::time::Duration::from_secs(60);
+        let Some(verdict) = &self.last else {
+            return false;
+        };
+        let seen = self.woke.map_or(verdict.at, |woke| woke.max(verdict.at));
+        (now - seen).to_std().is_ok_and(|since| since > allowed)
+    }
 }
 
 /// The menu as callers hear it now.
@@ -163,6 +179,7 @@ pub(crate) mod tests {
                 ],
             },
             self_test: Some(SelfTestView {
+                woke: Some(minutes(4) - chrono::Duration::seconds(10)),
                 interval: std::time::Duration::from_secs(15 * 60),
                 last: Some(Verdict {
                     at: minutes(4),

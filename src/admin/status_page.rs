@@ -108,6 +108,12 @@ fn self_test(line: &LineSnapshot) -> String {
             "The line calls itself to check what callers hear a few seconds after it starts, \
              then every {every}."
         ),
+        Some(verdict) if test.is_overdue(line.now) => format!(
+            "<span class=\"bad\">The line has stopped calling itself</span>: the last time was {} ({}), \
+             though it should every {every}. Restarting the line starts it again.",
+            when(verdict.at, line.now, line.timezone),
+            ago(verdict.at, line.now),
+        ),
         Some(verdict) => {
             let (class, word) = if verdict.ok() {
                 ("ok", "Passed")
@@ -421,6 +427,8 @@ mod tests {
             "{page}"
         );
         let mut line = sample();
+        line.now += chrono::Duration::hours(1);
+        assert!(render(&line).contains("The line has stopped calling itself</span>"));
         line.self_test = None;
         assert!(render(&line).contains("does not call itself"));
     }

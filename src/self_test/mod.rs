@@ -137,6 +137,9 @@ impl Verdict {
 pub struct SelfTestStatus {
     pub interval: Duration,
     last: Mutex<Option<Verdict>>,
+    /// When the task last woke (a self-test, or one skipped on a full
+    /// line): a task that stopped shows as overdue.
+    woke: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl SelfTestStatus {
@@ -144,7 +147,17 @@ impl SelfTestStatus {
         SelfTestStatus {
             interval,
             last: Mutex::new(None),
+            woke: Mutex::new(None),
         }
+    }
+
+    /// When the self-test task last woke.
+    pub fn woke(&self) -> Option<DateTime<Utc>> {
+        *self.woke.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake(&self, at: DateTime<Utc>) {
+        *self.woke.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
     /// `None` until the first self-test has run.
@@ -271,6 +284,7 @@ impl SelfTest {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            self.status.wake(Utc::now());
             if self.line.calls_active() >= self.max_calls {
                 tracing::debug!("self-test skipped: the line is full");
                 continue;
