@@ -12,6 +12,8 @@
 //! an event, and drains [`LogSummary::poll_summaries`] at
 //! [`LogSummary::poll_timeout`].
 
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;

@@ -13,9 +13,6 @@ pub const INVITE_CSEQ: u32 = 1;
 /// Sent in `User-Agent` so logs and captures tell the test client apart.
 pub const USER_AGENT: &str = "dial-a-service-test-client";
 
-/// Methods we answer inside the dialog (sent in `Allow`).
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
-
 /// Who we are on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {
@@ -67,7 +64,10 @@ pub fn invite(target: &Uri, local: &Local, ids: &InviteIds, sdp: &str) -> Reques
         "<{}>",
         local.contact_uri()
     ))));
-    headers.push(Header::Allow(rsip::headers::Allow::from(ALLOW.to_owned())));
+    // The methods we answer inside the dialog: the line's own.
+    headers.push(Header::Allow(rsip::headers::Allow::from(
+        crate::sip::methods::ALLOW.to_owned(),
+    )));
     headers.push(Header::UserAgent(rsip::headers::UserAgent::from(
         USER_AGENT.to_owned(),
     )));

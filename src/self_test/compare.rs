@@ -7,6 +7,8 @@
 //! appears in it unchanged but for the codec (exactly, for G.711) at a
 //! position known to within the press's round trip: a narrow window.
 
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 use std::ops::Range;
 
 /// The rate comparisons are made at.
