@@ -11,6 +11,8 @@
 //! hang-ups and registration challenges. Raw datagrams and raw TCP bytes
 //! are steps too.
 //!
+//! One policy lets the stranger in as the line's own self-test.
+//!
 //! Invariants: no panic; a port is given back (released, or stopped with
 //! the call) at most once and only after it was handed out; a timer never
 //! fires forever at one instant (the driver would spin); and after
@@ -183,6 +185,11 @@ impl Harness {
             };
             let (config, authorizer) = registration(transport);
             endpoint.register(config, authorizer, now);
+        }
+        // A trunk-only line whose self-test calls from the stranger's
+        // address: past trust and the per-source limits (over UDP only).
+        if flags & 0x0c == 0x0c {
+            endpoint.set_self_test_source(Some(SOURCES[1].parse().expect("a literal address")));
         }
         let mut harness = Harness {
             endpoint,
