@@ -80,6 +80,23 @@ pub fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
 /// Splits `head;p1=v1;p2` at semicolons outside quotes into the head and its
 /// parameters, names and values trimmed, quotes removed from values.
 pub fn split_params(text: &str) -> (&str, Vec<(String, Option<String>)>) {
+    let (head, pieces) = raw_params(text);
+    let params = pieces
+        .into_iter()
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (
+                n.trim().to_string(),
+                Some(v.trim().trim_matches('"').to_string()),
+            ),
+            None => (p.to_string(), None),
+        })
+        .collect();
+    (head, params)
+}
+
+/// The head and each `;` parameter as written (trimmed, quotes kept),
+/// split outside quoted strings and `<…>`.
+fn raw_params(text: &str) -> (&str, Vec<&str>) {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut scan = Scan::default();
@@ -95,13 +112,6 @@ pub fn split_params(text: &str) -> (&str, Vec<(String, Option<String>)>) {
         .iter()
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => (
-                n.trim().to_string(),
-                Some(v.trim().trim_matches('"').to_string()),
-            ),
-            None => (p.to_string(), None),
-        })
         .collect();
     (head, params)
 }
@@ -178,32 +188,30 @@ fn has_angle_outside_quotes(text: &str) -> bool {
     text.chars().any(|c| scan.step(c) && (c == '<' || c == '>'))
 }
 
-/// Sets (or replaces) one parameter of a Via entry.
+/// Sets (or replaces) one parameter of a Via entry; the others are kept
+/// as written (a quoted value stays quoted).
 pub fn set_param(entry: &str, name: &str, value: Option<&str>) -> String {
-    let (head, params) = split_params(entry);
+    let (head, params) = raw_params(entry);
+    let written = |name: &str| match value {
+        Some(value) => format!("{name}={value}"),
+        None => name.to_string(),
+    };
     let mut out = head.to_string();
     let mut replaced = false;
-    for (n, v) in params {
-        let v = if n.eq_ignore_ascii_case(name) {
-            replaced = true;
-            value.map(str::to_string)
-        } else {
-            v
-        };
+    for param in params {
+        let param_name = param.split_once('=').map_or(param, |(n, _)| n).trim();
         out.push(';');
-        out.push_str(&n);
-        if let Some(v) = v {
-            out.push('=');
-            out.push_str(&v);
+        if param_name.eq_ignore_ascii_case(name) {
+            // Its name as the client wrote it.
+            replaced = true;
+            out.push_str(&written(param_name));
+        } else {
+            out.push_str(param);
         }
     }
     if !replaced {
         out.push(';');
-        out.push_str(name);
-        if let Some(v) = value {
-            out.push('=');
-            out.push_str(v);
-        }
+        out.push_str(&written(name));
     }
     out
 }
@@ -290,6 +298,23 @@ mod tests {
             !valid_name_addr("sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
             "? outside <>"
         );
+    }
+
+    #[test]
+    fn set_param_keeps_the_other_parameters_as_written() {
+        // Found by fuzzing: the quotes were dropped, leaving a bare `<`
+        // that made the stamped Via unreadable.
+        let entry =
+            r#"SIP/2.0/UDP [2001:db8::5]:5060;x.instance="<urn:uuid:a1;b>";branch=z9hG4bK1"#;
+        let stamped = set_param(entry, "received", Some("192.0.2.99"));
+        assert_eq!(
+            stamped,
+            r#"SIP/2.0/UDP [2001:db8::5]:5060;x.instance="<urn:uuid:a1;b>";branch=z9hG4bK1;received=192.0.2.99"#
+        );
+        assert!(parse_via(&stamped).is_ok());
+        let open = r#"SIP/2.0/UDP [2001:db8::5]:5060;brap.instance="<urn:uuid:a1ral""#;
+        assert!(parse_via(open).is_ok());
+        assert!(parse_via(&set_param(open, "received", Some("192.0.2.99"))).is_ok());
     }
 
     #[test]
