@@ -1,7 +1,8 @@
 //! The line's calls to itself (`[self_test] interval`), against the real
 //! binary: with a service that plays, the self-test passes and says so on
 //! `/healthz`, `/metrics` and the status page, without being counted as a
-//! caller; once the service's file is replaced by garbage and nothing
+//! caller, on a line that takes calls only from a network loopback is not
+//! in; once the service's file is replaced by garbage and nothing
 //! plays, `das_self_test_ok` is 0, `/healthz` is 503 and one log line says
 //! what was wrong.
 
@@ -9,6 +10,9 @@ use crate::admin_http::{get, scrape, value};
 use crate::common;
 
 use std::time::Duration;
+
+use dial_a_service::client::{CallOptions, place_call};
+use dial_a_service::media::Codec;
 
 use common::{Line, Parish, have_tool};
 
@@ -45,8 +49,15 @@ async fn the_line_calls_itself_and_says_so_when_its_service_no_longer_plays() {
     let mut env = parish.env();
     env.push(("DAS_SELF_TEST_INTERVAL", "10s".to_owned()));
     env.push(("DAS_LOG_CALLS", calls_log.display().to_string()));
+    // Calls only from a provider's network: the self-test's own socket
+    // still gets in, a caller on this machine does not.
+    env.push(("DAS_SIP_TRUST", "192.0.2.0/24".to_owned()));
     let line = Line::start(&env);
     let admin = line.admin.expect("the admin listener is on");
+    let mut stranger = CallOptions::new(line.uri(), Codec::Pcmu);
+    stranger.answer_timeout = Duration::from_secs(5);
+    let refused = place_call(stranger).await.expect("the call is placed");
+    assert_eq!(refused.final_status, 403, "{}", refused.summary());
 
     // The first self-test runs five seconds after the start.
     line.wait_for_log("self-test passed", 1, Duration::from_secs(40))
