@@ -531,10 +531,29 @@ impl Calls {
             entry.armed = wake;
             if let Some(at) = wake {
                 self.timers.push(Reverse((at, call)));
+                self.forget_stale_timers();
             }
         }
     }
+
+    /// Superseded and ended calls' deadlines stay queued until they pass:
+    /// a caller pressing 5 again and again (pause, resume) would queue five
+    /// minutes' worth. Past twice the live ones, the queue is rebuilt from
+    /// them (amortised O(1) a push).
+    fn forget_stale_timers(&mut self) {
+        if self.timers.len() <= 2 * self.entries.len() + STALE_TIMERS_KEPT {
+            return;
+        }
+        self.timers = self
+            .entries
+            .iter()
+            .filter_map(|(call, entry)| entry.armed.map(|at| Reverse((at, *call))))
+            .collect();
+    }
 }
+
+/// Stale deadlines tolerated before the queue is rebuilt, whatever the calls.
+const STALE_TIMERS_KEPT: usize = 64;
 
 /// Whole 20 ms frames in `duration`.
 fn frames(duration: std::time::Duration) -> i64 {

@@ -562,3 +562,25 @@ fn the_self_test_is_not_counted_offered_to_carry_on_or_remembered() {
     world.key(caller, '1', KeyChannel::Rfc4733);
     assert_eq!(observed.plays().len(), 1);
 }
+
+#[test]
+fn a_caller_pausing_again_and_again_queues_no_more_than_a_few_deadlines() {
+    let mut world = World::new(&["a.mp3"]);
+    world.answer(CALL);
+    world.key(CALL, '1', KeyChannel::Rfc4733);
+    for _ in 0..999 {
+        world.advance(Duration::from_millis(200));
+        world.key(CALL, '5', KeyChannel::Rfc4733);
+    }
+    assert!(
+        world.calls.timers.len() <= 2 + STALE_TIMERS_KEPT + 1,
+        "{} deadlines queued",
+        world.calls.timers.len()
+    );
+    // The live one still fires: 999 presses end paused, and the pause
+    // ends by itself five minutes on.
+    world.controls();
+    world.advance(Duration::from_secs(5 * 60));
+    world.tick();
+    assert_eq!(world.controls(), ["resume"]);
+}
