@@ -706,11 +706,9 @@ impl Settings {
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address")
         });
-        let public_address = self.public_address.unwrap_or(match listen.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        });
+        let public_address = self
+            .public_address
+            .unwrap_or_else(|| loopback_if_wildcard(listen.ip()));
         let (source, cache) = self.source.finish(config_dir);
         let calls = self.call_log.finish(&cache.dir);
         let (line, dtmf, speech) = self.call.finish(config_dir);
@@ -775,6 +773,16 @@ impl Settings {
                     .unwrap_or(Some(DEFAULT_SELF_TEST_INTERVAL)),
             },
         })
+    }
+}
+
+/// `ip`, or loopback of its family for a wildcard (`0.0.0.0`, `[::]`): an
+/// address this machine reaches a listener on `ip` at.
+pub fn loopback_if_wildcard(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
     }
 }
 

@@ -135,15 +135,19 @@ mod tests {
         );
     }
 
+    fn self_test_check(health: &Health) -> &Check {
+        health
+            .checks
+            .iter()
+            .find(|c| c.name == "self_test")
+            .expect("a self_test check")
+    }
+
     #[test]
     fn a_failed_self_test_is_unhealthy_and_one_not_yet_run_is_not() {
         let health = check(&crate::admin::snapshot::tests::self_test_failed());
         assert!(!health.ok);
-        let test = health
-            .checks
-            .iter()
-            .find(|c| c.name == "self_test")
-            .unwrap();
+        let test = self_test_check(&health);
         assert!(!test.ok);
         assert!(test.detail.contains("was not heard"), "{}", test.detail);
         let mut line = sample();
@@ -167,11 +171,7 @@ mod tests {
         line.self_test.as_mut().unwrap().woke = None;
         let health = check(&line);
         assert!(!health.ok);
-        let test = health
-            .checks
-            .iter()
-            .find(|c| c.name == "self_test")
-            .unwrap();
+        let test = self_test_check(&health);
         assert!(
             test.detail.ends_with("runs every 15m: it has stopped"),
             "{}",

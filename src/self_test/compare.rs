@@ -117,11 +117,12 @@ pub fn samples_in(duration: std::time::Duration) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A sweep with a little noise: no lag looks like another.
-    fn programme(seconds: f32, seed: u32) -> Vec<f32> {
+    /// A sweep with a little noise, its pitch set by `seed`: no lag looks
+    /// like another, nor one seed like another.
+    pub(in crate::self_test) fn programme(seconds: f32, seed: u32) -> Vec<f32> {
         let n = (seconds * RATE_HZ as f32) as usize;
         let mut state = seed;
         (0..n)

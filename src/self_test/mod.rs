@@ -18,7 +18,7 @@
 pub mod compare;
 pub mod plan;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -385,12 +385,10 @@ impl SelfTest {
 
 /// The address to call for a listener on `listen`: a wildcard on loopback.
 pub fn dialled(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
+    SocketAddr::new(
+        crate::config::loopback_if_wildcard(listen.ip()),
+        listen.port(),
+    )
 }
 
 #[cfg(test)]

@@ -53,11 +53,10 @@ pub struct Plan {
 pub struct ServiceExpected {
     /// As the status page names services (title, or date).
     pub label: String,
-    /// When its audio should be heard: its start plus `offset`.
+    /// When `template` should be heard: the service's start plus where
+    /// the template begins in it.
     pub at: Duration,
-    /// Where `template` begins within the service.
-    pub offset: Duration,
-    /// [`SERVICE_HEARD`] of it from `offset`, at [`compare::RATE_HZ`].
+    /// [`SERVICE_HEARD`] of it from the first sound, at [`compare::RATE_HZ`].
     pub template: Vec<f32>,
     /// Its first [`SERVICE_LOOK`] are silence: the call should hear
     /// silence there too.
@@ -130,7 +129,6 @@ fn service_expected(label: String, starts: Duration, audio: &[f32]) -> ServiceEx
             return ServiceExpected {
                 label,
                 at: starts + offset,
-                offset,
                 template: audio[at..at + window].to_vec(),
                 silent: false,
             };
@@ -143,7 +141,6 @@ fn service_expected(label: String, starts: Duration, audio: &[f32]) -> ServiceEx
     ServiceExpected {
         label,
         at: starts,
-        offset: Duration::ZERO,
         template: audio[..end].to_vec(),
         silent: compare::rms(&audio[..end]) < SILENCE_RMS,
     }
@@ -374,8 +371,8 @@ mod tests {
         audio.extend((0..rate * 3).map(|i| ((i % 40) as f32 / 40.0) - 0.5));
         let expected = service_expected("x".to_owned(), seconds(2.5), &audio);
         assert!(!expected.silent);
-        // The first half-second step whose window reaches the sound.
-        assert_eq!(expected.offset, seconds(1.5));
+        // The first half-second step whose window reaches the sound: 1.5 s
+        // into a service that starts at 2.5 s.
         assert_eq!(expected.at, seconds(4.0));
         assert_eq!(expected.template.len(), rate * 2);
         assert!(compare::rms(&expected.template) > SILENCE_RMS);

@@ -3,24 +3,10 @@
 
 use std::time::Duration;
 
-use super::compare::{RATE_HZ, samples_in};
+use super::compare::samples_in;
+use super::compare::tests::programme as audio;
 use super::plan::ServiceExpected;
 use super::*;
-
-/// A distinct signal per seed: a chirp with noise.
-fn audio(seconds: f32, seed: u32) -> Vec<f32> {
-    let n = (seconds * RATE_HZ as f32) as usize;
-    let mut state = seed;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / RATE_HZ as f32;
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let noise = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-            0.3 * (2.0 * std::f32::consts::PI * (150.0 * seed as f32 + 250.0 * t) * t).sin()
-                + 0.1 * noise
-        })
-        .collect()
-}
 
 /// A greeting of 0.3 s, the service expected at 0.5 s (templates short:
 /// these tests run unoptimised).
@@ -31,7 +17,6 @@ fn plan(greeting: &[f32], service: &[f32]) -> Plan {
         service: ServiceExpected {
             label: "Choral Evensong".to_owned(),
             at: Duration::from_millis(500),
-            offset: Duration::ZERO,
             template: service[..samples_in(Duration::from_millis(200))].to_vec(),
             silent: false,
         },
